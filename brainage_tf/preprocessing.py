@@ -1,0 +1,432 @@
+"""One preprocessing path from any scan file to the model's input volume.
+
+The same :func:`preprocess_scan` serves TFDS ingest (through Beam) and
+prediction, so training and serving cannot skew. The steps follow section 3 of
+He et al. (ISBI 2020): load, validate, reorient to RAS+, bring into atlas space
+(already there, or affine registration to MNI152 2009a), resample onto a fixed
+grid, optionally mask the brain, and z-score the intensities inside the brain.
+
+Only numpy, scipy and nibabel are imported at module import; nilearn (the
+MNI152 template) and SimpleITK (registration) are imported when first needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Literal
+
+import nibabel as nib
+import nibabel.processing
+import numpy as np
+
+RegistrationMode = Literal["none", "affine"]
+
+# Smallest and largest voxel edge (mm) a real brain MRI can have.
+MIN_VOXEL_SIZE_MM = 0.1
+MAX_VOXEL_SIZE_MM = 12.0
+
+# The MNI152 brain's bounding box is x -72..72, y -107..73, z -72..82 mm; every
+# grid covers the same 192 x 240 x 168 mm box centred on it, so all grids see
+# the same anatomy.
+FIELD_OF_VIEW_MM = (192.0, 240.0, 168.0)
+FIELD_OF_VIEW_CENTRE_MM = (0.0, -17.0, 5.0)
+
+
+class ScanError(ValueError):
+    """A scan that cannot be preprocessed. ``str()`` reads ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        self.path = str(path) if path is not None else "<in-memory image>"
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        # Beam and multiprocessing pickle exceptions across processes.
+        return (type(self), (self.path, self.reason))
+
+
+class UnreadableScanError(ScanError):
+    """Missing file, unknown format, corrupt header or truncated gzip."""
+
+
+class NotSingleVolumeError(ScanError):
+    """Not one 3D volume: a 4D series with several volumes, or a 2D image."""
+
+
+class NonFiniteVoxelsError(ScanError):
+    """NaN or infinite voxel values."""
+
+
+class ConstantImageError(ScanError):
+    """Every voxel has the same value, or the brain region holds no signal."""
+
+
+class DegenerateAffineError(ScanError):
+    """Voxel-to-world affine that is non-finite or not invertible."""
+
+
+class VoxelSizeError(ScanError):
+    """A voxel edge outside the range a brain MRI can have."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A target grid in MNI152 space, axes in RAS+ order (x: L->R, y: P->A, z: I->S).
+
+    Attributes:
+        name: Preset name.
+        shape: Voxels along x, y, z.
+        voxel_size_mm: Isotropic voxel edge in millimetres.
+    """
+
+    name: str
+    shape: tuple[int, int, int]
+    voxel_size_mm: float
+
+    @property
+    def field_of_view_mm(self) -> tuple[float, float, float]:
+        """Extent of the grid along x, y, z in millimetres."""
+        return tuple(n * self.voxel_size_mm for n in self.shape)
+
+    @property
+    def affine(self) -> np.ndarray:
+        """Voxel-to-MNI-millimetre affine; voxel centres tile the field of view."""
+        size = self.voxel_size_mm
+        corner = [c - n * size / 2.0 for c, n in zip(FIELD_OF_VIEW_CENTRE_MM, self.shape)]
+        affine = np.diag([size, size, size, 1.0])
+        affine[:3, 3] = [c + size / 2.0 for c in corner]
+        return affine
+
+    def describe(self) -> str:
+        """One line for dataset descriptions and logs."""
+        shape = "x".join(str(n) for n in self.shape)
+        fov = "x".join(f"{v:g}" for v in self.field_of_view_mm)
+        return f"{self.name} grid: {shape} voxels at {self.voxel_size_mm:g} mm isotropic ({fov} mm, MNI152 space, RAS+)"
+
+
+GRIDS: dict[str, Grid] = {
+    "paper": Grid("paper", (128, 160, 112), 1.5),
+    "small": Grid("small", (64, 80, 56), 3.0),
+    "tiny": Grid("tiny", (24, 30, 21), 8.0),
+}
+
+
+def get_grid(grid: str | Grid) -> Grid:
+    """Returns the named preset grid, or ``grid`` itself if it is a Grid.
+
+    Raises:
+        ValueError: for an unknown preset name.
+    """
+    if isinstance(grid, Grid):
+        return grid
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; choose one of {sorted(GRIDS)}")
+    return GRIDS[grid]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of the preprocessing path.
+
+    Attributes:
+        grid: Target grid preset name or a Grid.
+        registration: ``"none"`` if the scan's world coordinates are already MNI
+            millimetres (as for the paper's atlas-registered data), ``"affine"``
+            to register it to the MNI152 2009a template with SimpleITK.
+        brain_mask: If True, voxels outside the template brain mask are set to 0.
+    """
+
+    grid: str | Grid = "small"
+    registration: RegistrationMode = "none"
+    brain_mask: bool = False
+
+    def __post_init__(self):
+        get_grid(self.grid)
+        if self.registration not in ("none", "affine"):
+            raise ValueError(f"registration must be 'none' or 'affine', got {self.registration!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanMetadata:
+    """What preprocessing knew about a scan.
+
+    Attributes:
+        source_path: The file read, or ``"<in-memory image>"``.
+        original_shape: Voxel shape as stored (singleton 4th axis dropped).
+        original_voxel_size: Voxel edges in mm from the stored affine.
+        orientation: Axis codes of the stored voxel axes, e.g. ``"LPS"``.
+        registration: The registration mode used.
+        registration_ncc: Normalised cross-correlation between the output and
+            the MNI152 template inside the template brain mask (1 is perfect).
+        grid: Name of the output grid.
+    """
+
+    source_path: str
+    original_shape: tuple[int, int, int]
+    original_voxel_size: tuple[float, float, float]
+    orientation: str
+    registration: str
+    registration_ncc: float
+    grid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessedScan:
+    """A model-ready volume (float32, ``grid.shape``) and its metadata."""
+
+    volume: np.ndarray
+    metadata: ScanMetadata
+
+
+def load_scan(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
+    """Loads a scan that nibabel reads, with its voxels in memory.
+
+    Accepts NIfTI-1/2 (``.nii``, ``.nii.gz``), MINC1/MINC2 (``.mnc``),
+    MGH/MGZ and Analyze (``.hdr``/``.img``).
+
+    Raises:
+        UnreadableScanError: if the file is missing, of an unknown format,
+            corrupt, or a truncated gzip.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise UnreadableScanError(path, "file not found")
+    try:
+        image = nib.load(path)
+        image.get_fdata(dtype=np.float32)  # reads (and caches) every voxel now, so truncation shows here
+    except Exception as error:  # nibabel raises many types for one cause: an unreadable file
+        raise UnreadableScanError(path, f"cannot read as a nibabel image ({type(error).__name__}: {error})") from error
+    return image
+
+
+def preprocess_scan(path: str | os.PathLike, config: PreprocessConfig = PreprocessConfig()) -> PreprocessedScan:
+    """Turns one scan file into the model's input volume.
+
+    Args:
+        path: A scan file in any format :func:`load_scan` reads.
+        config: Grid, registration mode and masking.
+
+    Returns:
+        The float32 volume on ``config.grid`` and its metadata.
+
+    Raises:
+        ScanError: a typed subclass naming the file and the problem.
+    """
+    path = os.fspath(path)
+    return preprocess_image(load_scan(path), config, source_path=path)
+
+
+def preprocess_image(
+    image: nib.spatialimages.SpatialImage,
+    config: PreprocessConfig = PreprocessConfig(),
+    source_path: str | None = None,
+) -> PreprocessedScan:
+    """Preprocesses an in-memory nibabel image; see :func:`preprocess_scan`.
+
+    Args:
+        image: A 3D image, or 4D with a singleton 4th axis.
+        config: Grid, registration mode and masking.
+        source_path: Named in errors and metadata.
+
+    Returns:
+        The float32 volume on ``config.grid`` and its metadata.
+
+    Raises:
+        ScanError: a typed subclass naming the source and the problem.
+    """
+    grid = get_grid(config.grid)
+    data = _validated_volume(image, source_path)
+    voxel_size = tuple(float(v) for v in nib.affines.voxel_sizes(image.affine))
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(data, image.affine))
+    if config.registration == "affine":
+        canonical = register_to_template(canonical, source_path)
+    volume = _resample_to_grid(canonical, grid)
+    template, mask = _template_on_grid(grid)
+    brain = volume[mask]
+    spread = float(brain.std())
+    if spread == 0.0:
+        raise ConstantImageError(
+            source_path,
+            "no signal inside the MNI152 brain mask on the target grid; the scan does not cover "
+            "the atlas brain (is it in MNI space? try registration='affine')",
+        )
+    # The paper says "divide by the variance"; the standard deviation gives unit scale.
+    volume = (volume - float(brain.mean())) / spread
+    ncc = _normalised_cross_correlation(volume[mask], template[mask])
+    if config.brain_mask:
+        volume = np.where(mask, volume, 0.0)
+    metadata = ScanMetadata(
+        source_path=source_path or "<in-memory image>",
+        original_shape=tuple(int(n) for n in data.shape),
+        original_voxel_size=voxel_size,
+        orientation="".join(nib.aff2axcodes(image.affine)),
+        registration=config.registration,
+        registration_ncc=ncc,
+        grid=grid.name,
+    )
+    return PreprocessedScan(volume=volume.astype(np.float32), metadata=metadata)
+
+
+def _is_finite(affine: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(affine)))
+
+
+def _validated_volume(image: nib.spatialimages.SpatialImage, path: str | None) -> np.ndarray:
+    """Returns the image's single 3D volume as float32, or raises a typed error."""
+    data = image.get_fdata(dtype=np.float32)
+    if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):
+        data = data.reshape(data.shape[:3])
+    if data.ndim != 3:
+        raise NotSingleVolumeError(path, f"expected one 3D volume, got a {data.ndim}D image of shape {data.shape}")
+    if min(data.shape) < 2:
+        raise NotSingleVolumeError(path, f"expected one 3D volume, got a single slice of shape {data.shape}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise NonFiniteVoxelsError(path, f"{int((~finite).sum())} voxels are NaN or infinite")
+    if float(data.max()) == float(data.min()):
+        raise ConstantImageError(path, f"every voxel equals {float(data.min()):g}")
+    affine = np.asarray(image.affine, dtype=np.float64)
+    if not _is_finite(affine):
+        raise DegenerateAffineError(path, "the voxel-to-world affine has non-finite entries")
+    linear = affine[:3, :3]
+    singular_values = np.linalg.svd(linear, compute_uv=False)
+    if singular_values.min() <= 1e-6 * max(singular_values.max(), 1e-12):
+        raise DegenerateAffineError(path, f"the voxel-to-world affine is not invertible (singular values {np.round(singular_values, 6).tolist()})")
+    voxel_size = nib.affines.voxel_sizes(affine)
+    if voxel_size.min() < MIN_VOXEL_SIZE_MM or voxel_size.max() > MAX_VOXEL_SIZE_MM:
+        raise VoxelSizeError(
+            path,
+            f"voxel size {np.round(voxel_size, 4).tolist()} mm is outside "
+            f"{MIN_VOXEL_SIZE_MM}-{MAX_VOXEL_SIZE_MM} mm",
+        )
+    return data
+
+
+def _resample_to_grid(image: nib.Nifti1Image, grid: Grid) -> np.ndarray:
+    """Anti-aliases, then trilinearly resamples ``image`` onto ``grid``."""
+    fwhm = _antialias_fwhm(image, grid.voxel_size_mm)
+    if fwhm.max() > 0:
+        image = nibabel.processing.smooth_image(image, fwhm, mode="nearest")
+    resampled = nibabel.processing.resample_from_to(image, (grid.shape, grid.affine), order=1, mode="constant", cval=0.0)
+    return np.asarray(resampled.dataobj, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _template_images() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """The MNI152 2009a T1 template and brain mask at 1 mm, shipped with nilearn."""
+    from nilearn import datasets  # imported late: nilearn's import costs about a second
+
+    template = datasets.load_mni152_template(resolution=1)
+    mask = datasets.load_mni152_brain_mask(resolution=1)
+    return (
+        nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), template.affine),
+        nib.Nifti1Image(np.asarray(mask.dataobj, dtype=np.float32), mask.affine),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _template_on_grid(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The template and its boolean brain mask resampled onto ``grid``, cached per grid."""
+    template, mask = _template_images()
+    mask_on_grid = nibabel.processing.resample_from_to(mask, (grid.shape, grid.affine), order=1, cval=0.0)
+    return _resample_to_grid(template, grid), np.asarray(mask_on_grid.dataobj) >= 0.5
+
+
+def _normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+# Registration runs at this resolution: fine enough for a 12-parameter affine,
+# coarse enough to register a 1 mm scan in a few seconds on one core.
+REGISTRATION_VOXEL_MM = 2.0
+
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _to_sitk(image: nib.Nifti1Image):
+    """An axis-aligned RAS+ nibabel image as a SimpleITK image (LPS physical space)."""
+    import SimpleITK as sitk
+
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    sitk_image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    sitk_image.SetSpacing([float(v) for v in nib.affines.voxel_sizes(image.affine)])
+    origin = _RAS_TO_LPS @ image.affine[:, 3]
+    sitk_image.SetOrigin([float(v) for v in origin[:3]])
+    sitk_image.SetDirection([-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0])
+    return sitk_image
+
+
+def register_to_template(image: nib.Nifti1Image, path: str | None = None) -> nib.Nifti1Image:
+    """Affinely registers ``image`` to MNI152 and returns it with MNI world coordinates.
+
+    SimpleITK estimates a 12-parameter affine with Mattes mutual information,
+    which tolerates the inverted grey/white contrast of infant T1 scans, over
+    three resolution levels from a centre-of-mass initialisation. The voxels are
+    not resampled here: the affine is folded into the image header, so the
+    scan is interpolated only once, onto the target grid.
+
+    Args:
+        image: A 3D RAS+ image (see ``nibabel.as_closest_canonical``).
+        path: Named in errors.
+
+    Returns:
+        The same voxels with a voxel-to-MNI-millimetre affine.
+
+    Raises:
+        ConstantImageError: if SimpleITK cannot register the image.
+        DegenerateAffineError: if the estimated transform is singular.
+    """
+    import SimpleITK as sitk
+
+    template = _template_images()[0]
+    fixed_image = nibabel.processing.resample_to_output(template, REGISTRATION_VOXEL_MM, order=1)
+    moving_image = nibabel.processing.resample_to_output(
+        nibabel.processing.smooth_image(image, _antialias_fwhm(image, REGISTRATION_VOXEL_MM)),
+        REGISTRATION_VOXEL_MM,
+        order=1,
+    )
+    fixed = _to_sitk(fixed_image)
+    moving = _to_sitk(moving_image)
+    initial = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(0.2, seed=20200403)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0, minStep=1e-4, numberOfIterations=200, gradientMagnitudeTolerance=1e-6
+    )
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([4, 2, 1])
+    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    method.SetInitialTransform(initial, inPlace=True)
+    try:
+        method.Execute(fixed, moving)
+    except RuntimeError as error:
+        raise ConstantImageError(path, f"affine registration to MNI152 failed ({error})") from error
+    matrix = np.array(initial.GetMatrix()).reshape(3, 3)
+    centre = np.array(initial.GetCenter())
+    translation = np.array(initial.GetTranslation())
+    fixed_to_moving_lps = np.eye(4)
+    fixed_to_moving_lps[:3, :3] = matrix
+    fixed_to_moving_lps[:3, 3] = centre + translation - matrix @ centre
+    template_to_subject = _RAS_TO_LPS @ fixed_to_moving_lps @ _RAS_TO_LPS
+    if not _is_finite(template_to_subject) or abs(np.linalg.det(template_to_subject[:3, :3])) < 1e-6:
+        raise DegenerateAffineError(path, "affine registration to MNI152 produced a degenerate transform")
+    return nib.Nifti1Image(
+        np.asarray(image.dataobj, dtype=np.float32), np.linalg.inv(template_to_subject) @ image.affine
+    )
+
+
+def _antialias_fwhm(image: nib.Nifti1Image, target_mm: float) -> np.ndarray:
+    """Per-axis Gaussian FWHM (mm) that removes detail finer than ``target_mm`` before downsampling."""
+    source_size = nib.affines.voxel_sizes(image.affine)
+    return np.sqrt(np.clip(target_mm**2 - source_size**2, 0.0, None))

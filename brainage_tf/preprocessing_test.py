@@ -1,0 +1,237 @@
+"""Tests for brainage_tf.preprocessing on real third-party files and every bad-input case."""
+
+import gzip
+import pathlib
+import pickle
+
+import nibabel as nib
+import numpy as np
+import pytest
+from nibabel.affines import from_matvec
+from nibabel.eulerangles import euler2mat
+
+from brainage_tf import preprocessing as prep
+
+NIBABEL_DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
+TINY = prep.PreprocessConfig(grid="tiny", registration="none")
+
+
+def _assert_model_ready(result: prep.PreprocessedScan, grid: str = "tiny") -> None:
+    grid_spec = prep.get_grid(grid)
+    assert result.volume.shape == grid_spec.shape
+    assert result.volume.dtype == np.float32
+    assert np.isfinite(result.volume).all()
+    _, mask = prep._template_on_grid(grid_spec)
+    brain = result.volume[mask]
+    assert abs(float(brain.mean())) < 1e-4
+    assert abs(float(brain.std()) - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "filename, image_class, orientation",
+    [
+        ("anatomical.nii", "Nifti1Image", "LAS"),
+        ("reoriented_anat_moved.nii", "Nifti1Image", "RAS"),
+        ("minc1_1_scale.mnc", "Minc1Image", "SAR"),
+        ("minc2_1_scale.mnc", "Minc2Image", "SAR"),
+        ("small.mnc", "Minc2Image", "SAR"),
+    ],
+)
+def test_real_third_party_files_run_the_whole_path(filename, image_class, orientation):
+    path = NIBABEL_DATA / filename
+    assert type(nib.load(path)).__name__ == image_class
+    result = prep.preprocess_scan(path, TINY)
+    _assert_model_ready(result)
+    assert result.metadata.source_path == str(path)
+    assert result.metadata.orientation == orientation
+    assert result.metadata.original_shape == nib.load(path).shape[:3]
+
+
+def test_nibabel_minc_brain_sample_lies_in_atlas_space():
+    # small.mnc is an MNI-space head: without registration it already matches the template.
+    result = prep.preprocess_scan(NIBABEL_DATA / "small.mnc", TINY)
+    assert result.metadata.registration_ncc > 0.8
+    assert result.metadata.original_voxel_size == pytest.approx((9.0, 8.0, 7.0))
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mgz", ".img"])
+def test_nifti2_mgz_and_analyze_read_the_same_voxels(tmp_path, suffix):
+    source = nib.load(NIBABEL_DATA / "anatomical.nii")
+    data = np.asarray(source.dataobj, dtype=np.float32)
+    writer = {".nii.gz": nib.Nifti2Image, ".mgz": nib.MGHImage, ".img": nib.AnalyzeImage}[suffix]
+    path = tmp_path / f"anatomical{suffix}"
+    nib.save(writer(data, source.affine), path)
+    # Analyze stores only voxel sizes and an origin, so compare against the affine each format kept.
+    expected = prep.preprocess_image(nib.Nifti1Image(data, nib.load(path).affine), TINY).volume
+    np.testing.assert_allclose(prep.preprocess_scan(path, TINY).volume, expected, atol=1e-4)
+    assert np.abs(expected).max() > 0
+
+
+def test_same_anatomy_in_lps_and_ras_gives_the_same_output(tmp_path):
+    template, _ = prep._template_images()
+    ras_data = np.asarray(template.dataobj)[::2, ::2, ::2]
+    ras_affine = template.affine @ np.diag([2.0, 2.0, 2.0, 1.0])
+    flip_x_y = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip_x_y[:2, 3] = [ras_data.shape[0] - 1, ras_data.shape[1] - 1]
+    lps_data = ras_data[::-1, ::-1, :]
+    lps_affine = ras_affine @ flip_x_y
+    nib.save(nib.Nifti1Image(ras_data, ras_affine), tmp_path / "ras.nii.gz")
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(lps_data), lps_affine), tmp_path / "lps.nii.gz")
+
+    ras = prep.preprocess_scan(tmp_path / "ras.nii.gz", TINY)
+    lps = prep.preprocess_scan(tmp_path / "lps.nii.gz", TINY)
+
+    assert lps.metadata.orientation == "LPS" and ras.metadata.orientation == "RAS"
+    np.testing.assert_allclose(lps.volume, ras.volume, atol=1e-4)
+    assert ras.metadata.registration_ncc > 0.99
+
+
+def test_affine_perturbed_template_registers_back_within_two_millimetres():
+    template, mask = prep._template_images()
+    perturbation = from_matvec(euler2mat(0.17, -0.1, 0.12) @ np.diag([0.9, 1.05, 0.95]), [12.0, -8.0, 15.0])
+    moved = nib.Nifti1Image(np.asarray(template.dataobj), perturbation @ template.affine)
+
+    registered = prep.register_to_template(moved)
+
+    brain_voxels = np.argwhere(np.asarray(mask.dataobj) > 0.5)[::50]
+    truth = nib.affines.apply_affine(template.affine, brain_voxels)
+    recovered = nib.affines.apply_affine(registered.affine, brain_voxels)
+    unregistered = nib.affines.apply_affine(moved.affine, brain_voxels)
+    error_mm = np.linalg.norm(recovered - truth, axis=1)
+    assert np.linalg.norm(unregistered - truth, axis=1).mean() > 15.0
+    assert error_mm.mean() < 2.0, f"mean registration error {error_mm.mean():.2f} mm"
+
+    result = prep.preprocess_image(moved, prep.PreprocessConfig(grid="tiny", registration="affine"))
+    unaligned = prep.preprocess_image(moved, TINY)
+    assert result.metadata.registration_ncc > 0.98
+    assert unaligned.metadata.registration_ncc < 0.6
+
+
+def test_brain_mask_zeroes_outside_and_keeps_inside():
+    path = NIBABEL_DATA / "small.mnc"
+    plain = prep.preprocess_scan(path, TINY)
+    masked = prep.preprocess_scan(path, prep.PreprocessConfig(grid="tiny", brain_mask=True))
+    _, mask = prep._template_on_grid(prep.get_grid("tiny"))
+    assert np.all(masked.volume[~mask] == 0.0)
+    np.testing.assert_array_equal(masked.volume[mask], plain.volume[mask])
+    assert np.any(plain.volume[~mask] != 0.0)
+
+
+@pytest.mark.parametrize("name", ["paper", "small", "tiny"])
+def test_every_grid_covers_the_same_mni_box(name):
+    grid = prep.get_grid(name)
+    corner_low = grid.affine @ np.array([-0.5, -0.5, -0.5, 1.0])
+    corner_high = grid.affine @ np.array([n - 0.5 for n in grid.shape] + [1.0])
+    np.testing.assert_allclose(corner_high[:3] - corner_low[:3], prep.FIELD_OF_VIEW_MM)
+    np.testing.assert_allclose((corner_high[:3] + corner_low[:3]) / 2, prep.FIELD_OF_VIEW_CENTRE_MM)
+    assert name in grid.describe() and f"{grid.voxel_size_mm:g} mm" in grid.describe()
+
+
+def test_unknown_grid_and_registration_are_rejected():
+    with pytest.raises(ValueError, match="unknown grid"):
+        prep.PreprocessConfig(grid="huge")
+    with pytest.raises(ValueError, match="registration"):
+        prep.PreprocessConfig(registration="nonlinear")
+
+
+def _save(tmp_path, name, data, affine=None):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def _noise(shape=(12, 14, 10)):
+    return np.random.default_rng(0).normal(100.0, 10.0, size=shape)
+
+
+def test_missing_file_is_unreadable(tmp_path):
+    with pytest.raises(prep.UnreadableScanError, match="missing.nii.gz: file not found"):
+        prep.preprocess_scan(tmp_path / "missing.nii.gz", TINY)
+
+
+def test_truncated_gzip_is_unreadable(tmp_path):
+    path = _save(tmp_path, "scan.nii.gz", _noise((40, 40, 40)))
+    payload = path.read_bytes()
+    path.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(prep.UnreadableScanError, match=r"scan\.nii\.gz: cannot read"):
+        prep.preprocess_scan(path, TINY)
+
+
+def test_corrupt_gzip_and_garbage_files_are_unreadable(tmp_path):
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(gzip.compress(b"not a nifti header" * 40)[:-20] + b"\x00" * 20)
+    garbage = tmp_path / "garbage.mnc"
+    garbage.write_bytes(b"\x89HDF\x00garbage")
+    for path in (corrupt, garbage):
+        with pytest.raises(prep.UnreadableScanError, match=str(path.name)):
+            prep.preprocess_scan(path, TINY)
+
+
+def test_4d_with_several_volumes_is_rejected_and_singleton_4d_is_accepted(tmp_path):
+    series = _save(tmp_path, "bold.nii.gz", np.stack([_noise(), _noise()], axis=-1))
+    with pytest.raises(prep.NotSingleVolumeError, match=r"bold\.nii\.gz: expected one 3D volume, got a 4D image"):
+        prep.preprocess_scan(series, TINY)
+    with pytest.raises(prep.NotSingleVolumeError, match="example_nifti2.nii.gz"):
+        prep.preprocess_scan(NIBABEL_DATA / "example_nifti2.nii.gz", TINY)
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    affine[:3, 3] = [-48.0, -72.0, -40.0]
+    singleton = _save(tmp_path, "t1.nii.gz", _noise()[..., None], affine)
+    assert prep.preprocess_scan(singleton, TINY).volume.shape == prep.GRIDS["tiny"].shape
+
+
+def test_single_slice_is_rejected(tmp_path):
+    with pytest.raises(prep.NotSingleVolumeError, match="single slice"):
+        prep.preprocess_scan(_save(tmp_path, "slice.nii.gz", _noise((30, 30, 1))), TINY)
+
+
+def test_non_finite_voxels_are_rejected(tmp_path):
+    data = _noise()
+    data[3, 4, 5] = np.nan
+    data[1, 1, 1] = np.inf
+    with pytest.raises(prep.NonFiniteVoxelsError, match=r"nan\.nii\.gz: 2 voxels are NaN or infinite"):
+        prep.preprocess_scan(_save(tmp_path, "nan.nii.gz", data), TINY)
+
+
+def test_constant_image_is_rejected(tmp_path):
+    with pytest.raises(prep.ConstantImageError, match=r"flat\.nii\.gz: every voxel equals 7"):
+        prep.preprocess_scan(_save(tmp_path, "flat.nii.gz", np.full((10, 10, 10), 7.0)), TINY)
+
+
+def test_scan_outside_the_atlas_brain_is_rejected(tmp_path):
+    far_away = np.eye(4)
+    far_away[:3, 3] = [5000.0, 5000.0, 5000.0]
+    with pytest.raises(prep.ConstantImageError, match="does not cover the atlas brain"):
+        prep.preprocess_scan(_save(tmp_path, "far.nii.gz", _noise(), far_away), TINY)
+
+
+@pytest.mark.parametrize(
+    "linear",
+    [np.diag([1.0, 1.0, 0.0]), np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])],
+    ids=["zero-axis", "collinear-axes"],
+)
+def test_degenerate_affine_is_rejected(tmp_path, linear):
+    # nibabel refuses to build a qform from a singular affine, so it goes in the sform alone.
+    affine = np.eye(4)
+    affine[:3, :3] = linear
+    header = nib.Nifti1Header()
+    header.set_data_shape((12, 14, 10))
+    header.set_sform(affine, code=1)
+    path = tmp_path / "singular.nii.gz"
+    nib.save(nib.Nifti1Image(_noise().astype(np.float32), None, header), path)
+    with pytest.raises(prep.DegenerateAffineError, match=r"singular\.nii\.gz: the voxel-to-world affine (is not invertible|has non-finite)"):
+        prep.preprocess_scan(path, TINY)
+
+
+@pytest.mark.parametrize("voxel_mm", [0.001, 50.0])
+def test_absurd_voxel_size_is_rejected(tmp_path, voxel_mm):
+    path = _save(tmp_path, "odd.nii.gz", _noise(), np.diag([voxel_mm, 1.0, 1.0, 1.0]))
+    with pytest.raises(prep.VoxelSizeError, match=r"odd\.nii\.gz: voxel size"):
+        prep.preprocess_scan(path, TINY)
+
+
+def test_scan_errors_survive_pickling_for_beam_workers():
+    error = prep.NonFiniteVoxelsError("/data/a.nii", "3 voxels are NaN or infinite")
+    restored = pickle.loads(pickle.dumps(error))
+    assert type(restored) is prep.NonFiniteVoxelsError
+    assert str(restored) == "/data/a.nii: 3 voxels are NaN or infinite"
+    assert isinstance(restored, prep.ScanError) and isinstance(restored, ValueError)
