@@ -1,0 +1,272 @@
+"""Tests of the synthetic developmental cohort; every figure is measured in the written NIfTI files."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nilearn import datasets
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from brainage_tf import synthetic
+from brainage_tf.preprocessing import PreprocessConfig, preprocess_scan
+
+TINY_NONE = PreprocessConfig(grid="tiny", registration="none")
+
+
+def _lower_three_class_threshold(values: np.ndarray) -> float:
+    """Lower cut of a three-class Otsu split (dark CSF and skull | grey | bright), by exhaustive search."""
+    counts, edges = np.histogram(values, 64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.concatenate([[0], np.cumsum(counts)])
+    moment = np.concatenate([[0], np.cumsum(counts * centres)])
+    best, best_cut = -1.0, 1
+    for low in range(1, 63):
+        for high in range(low + 1, 64):
+            score = 0.0
+            for start, stop in ((0, low), (low, high), (high, 64)):
+                class_weight = weight[stop] - weight[start]
+                if class_weight > 0:
+                    score += (moment[stop] - moment[start]) ** 2 / class_weight
+            if score > best:
+                best, best_cut = score, low
+    return float(edges[best_cut])
+
+
+def _brain_mask(data: np.ndarray) -> np.ndarray:
+    """Crude skull strip: voxels above the dark (CSF, skull) class, largest connected component.
+
+    The dark skull and CSF shells separate the bright scalp from the brain.
+    """
+    head = data[data > 0.1 * np.percentile(data, 99.5)]
+    tissue = data > _lower_three_class_threshold(head)
+    labels, count = ndimage.label(tissue)
+    sizes = ndimage.sum_labels(tissue, labels, range(1, count + 1))
+    return labels == 1 + int(np.argmax(sizes))
+
+
+@functools.lru_cache(maxsize=1)
+def _template_tissue_cores() -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+    """Atlas ROIs from nilearn's MNI152 maps: deep WM core, cortical GM core, their affine, tissue ml, centroid."""
+    grey_image = datasets.load_mni152_gm_template(resolution=2)
+    grey = grey_image.get_fdata(dtype=np.float32)
+    white = datasets.load_mni152_wm_template(resolution=2).get_fdata(dtype=np.float32)
+    white_core = ndimage.binary_erosion(white > 0.5, iterations=3)
+    grey_core = grey > 0.7
+    tissue_ml = float((grey + white).sum()) * 8.0 / 1000.0
+    centroid = nib.affines.apply_affine(grey_image.affine, ndimage.center_of_mass(grey + white))
+    return white_core, grey_core, grey_image.affine, tissue_ml, centroid
+
+
+def measure_scan(path: Path) -> tuple[float, float]:
+    """Brain volume (ml) and WM/GM intensity ratio of a written scan.
+
+    The ratio compares median intensities, after dividing out the smooth bias field (20 mm local
+    mean), in atlas ROIs: nilearn's MNI152 deep-WM core and cortical-GM core, scaled to the
+    measured brain volume about the measured brain centroid, restricted to the scan's own
+    tissue mask (so misplaced ROI voxels falling into CSF do not count).
+    """
+    image = nib.load(path)
+    data = image.get_fdata(dtype=np.float32)
+    spacing = nib.affines.voxel_sizes(image.affine)
+    brain = _brain_mask(data)
+    volume_ml = float(brain.sum() * np.prod(spacing) / 1000.0)
+    sigma = 20.0 / spacing
+    local_mean = ndimage.gaussian_filter(np.where(brain, data, 0), sigma) / np.maximum(
+        ndimage.gaussian_filter(brain.astype(np.float32), sigma), 1e-3
+    )
+    flattened = data / np.maximum(local_mean, 1e-3)
+    white_core, grey_core, template_affine, template_ml, template_centroid = _template_tissue_cores()
+    voxels = np.argwhere(brain)
+    world = nib.affines.apply_affine(image.affine, voxels)
+    scale = (volume_ml / template_ml) ** (1.0 / 3.0)
+    template_world = template_centroid + (world - world.mean(axis=0)) / scale
+    template_voxels = np.rint(nib.affines.apply_affine(np.linalg.inv(template_affine), template_world)).astype(int)
+    inside = np.all((template_voxels >= 0) & (template_voxels < white_core.shape), axis=1)
+    voxels, template_voxels = voxels[inside], template_voxels[inside]
+    values = flattened[tuple(voxels.T)]
+    in_white = white_core[tuple(template_voxels.T)]
+    in_grey = grey_core[tuple(template_voxels.T)]
+    return volume_ml, float(np.median(values[in_white]) / np.median(values[in_grey]))
+
+
+def _scan_paths(root: Path) -> list[Path]:
+    return sorted(root.glob("sub-*/**/anat/*_T1w.nii.gz"))
+
+
+@pytest.fixture(scope="module")
+def young_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """30 subjects aged 0-10 y, replication profile, 2 mm voxels (voxel_scale=2) for speed."""
+    root = tmp_path_factory.mktemp("young")
+    participants = synthetic.generate_cohort(
+        root, n_subjects=30, min_age=0.0, max_age=10.0, profile="replication", seed=7, workers=2, voxel_scale=2.0, progress=False
+    )
+    return root, participants
+
+
+@pytest.fixture(scope="module")
+def young_measurements(young_cohort: tuple[Path, pd.DataFrame]) -> pd.DataFrame:
+    root, participants = young_cohort
+    rows = [measure_scan(root / pid / "anat" / f"{pid}_T1w.nii.gz") for pid in participants.participant_id]
+    return participants.assign(volume_ml=[r[0] for r in rows], wm_gm_ratio=[r[1] for r in rows])
+
+
+@pytest.fixture(scope="module")
+def full_resolution_cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Native-resolution scans of both profiles, discovery with two sessions."""
+    roots = {}
+    for profile, subjects, sessions in (("discovery", 4, 2), ("replication", 2, 1)):
+        root = tmp_path_factory.mktemp(profile)
+        synthetic.generate_cohort(root, n_subjects=subjects, profile=profile, seed=3, sessions=sessions, workers=2, progress=False)
+        roots[profile] = root
+    return roots
+
+
+@pytest.mark.slow
+def test_brain_volume_rises_with_age(young_measurements: pd.DataFrame) -> None:
+    rho = spearmanr(young_measurements.age, young_measurements.volume_ml)[0]
+    print(f"Spearman rho(age, measured brain volume) over 30 subjects aged 0-10 y: {rho:.3f}")
+    assert rho > 0.9
+    newborn = young_measurements[young_measurements.age < 0.25].volume_ml
+    school_age = young_measurements[young_measurements.age > 4].volume_ml
+    assert newborn.max() < 0.6 * school_age.min()
+
+
+@pytest.mark.slow
+def test_white_matter_darker_in_infants_brighter_after_two(young_measurements: pd.DataFrame) -> None:
+    infants = young_measurements[young_measurements.age < 0.5]
+    toddlers = young_measurements[young_measurements.age > 2.0]
+    print(f"WM/GM under 6 months: {infants.wm_gm_ratio.round(3).tolist()}")
+    print(f"WM/GM over 2 years: {toddlers.wm_gm_ratio.round(3).tolist()}")
+    assert len(infants) >= 3 and len(toddlers) >= 3
+    assert (infants.wm_gm_ratio < 1.0).all()
+    assert (toddlers.wm_gm_ratio > 1.0).all()
+
+
+def test_documented_age_curves() -> None:
+    ages = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 6.0, 12.0, 20.0])
+    assert np.all(np.diff(synthetic.relative_brain_volume(ages)) > 0)
+    assert synthetic.relative_brain_volume(0.0) == pytest.approx(0.33, abs=0.02)
+    assert synthetic.relative_brain_volume(2.0) == pytest.approx(0.83, abs=0.03)
+    grey_volume = synthetic.relative_brain_volume(ages) * (1 - synthetic.white_matter_share(ages))
+    assert 2.0 <= ages[np.argmax(grey_volume)] <= 12.0 and grey_volume[-1] < grey_volume.max()
+    white_volume = synthetic.relative_brain_volume(ages) * synthetic.white_matter_share(ages)
+    assert np.all(np.diff(white_volume) > 0)
+    for site in synthetic.SITES["discovery"] + synthetic.SITES["replication"]:
+        ratio = synthetic.white_grey_ratio(ages, site.grey)
+        assert np.all(ratio[ages <= 0.5] < 1.0) and np.all(ratio[ages >= 2.0] > 1.0)
+
+
+@pytest.mark.slow
+def test_every_written_file_passes_preprocessing(
+    young_cohort: tuple[Path, pd.DataFrame], full_resolution_cohorts: dict[str, Path]
+) -> None:
+    paths = _scan_paths(young_cohort[0]) + [p for root in full_resolution_cohorts.values() for p in _scan_paths(root)]
+    assert len(paths) >= 30 + 4 + 2
+    print(f"{len(paths)} written scans preprocessed")
+    for path in paths:
+        result = preprocess_scan(path, TINY_NONE)
+        assert result.volume.shape == (24, 30, 21)
+        assert np.isfinite(result.volume).all()
+
+
+def test_files_look_like_scanner_output(full_resolution_cohorts: dict[str, Path]) -> None:
+    orientations, voxel_sizes = {}, {}
+    for profile, root in full_resolution_cohorts.items():
+        for path in _scan_paths(root):
+            image = nib.load(path)
+            assert image.get_data_dtype() == np.int16
+            assert image.dataobj.slope not in (1.0, None)
+            assert not np.allclose(image.affine, np.diag([1, 1, 1, 1]))
+            orientations.setdefault(profile, set()).add("".join(nib.aff2axcodes(image.affine)))
+            voxel_sizes.setdefault(profile, set()).add(tuple(np.round(sorted(nib.affines.voxel_sizes(image.affine)), 2)))
+    assert voxel_sizes["replication"] == {(1.0, 1.0, 1.0)}
+    assert orientations["replication"] <= {"LIA", "LPS"}
+    assert not orientations["replication"] & orientations["discovery"]
+    assert any(max(size) >= 1.5 for size in voxel_sizes["discovery"])
+
+
+def test_bids_layout_and_sessions(full_resolution_cohorts: dict[str, Path]) -> None:
+    root = full_resolution_cohorts["discovery"]
+    participants = pd.read_csv(root / "participants.tsv", sep="\t", dtype={"participant_id": str})
+    assert list(participants.columns) == ["participant_id", "age", "sex", "site"]
+    assert set(participants.sex) <= {"M", "F"}
+    assert set(participants.site) <= {site.name for site in synthetic.SITES["discovery"]}
+    assert json.loads((root / "dataset_description.json").read_text())["BIDSVersion"]
+    for row in participants.itertuples():
+        sessions = pd.read_csv(root / row.participant_id / f"{row.participant_id}_sessions.tsv", sep="\t")
+        assert list(sessions.columns) == ["session_id", "age"]
+        assert sessions.age.iloc[0] == pytest.approx(row.age)
+        gaps = np.diff(sessions.age)
+        assert np.all((gaps >= 1.0) & (gaps <= 3.0))
+        assert sessions.age.max() <= 22.0
+        for session in sessions.session_id:
+            assert (root / row.participant_id / session / "anat" / f"{row.participant_id}_{session}_T1w.nii.gz").is_file()
+
+
+def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
+    kwargs = dict(n_subjects=2, min_age=1.0, max_age=3.0, profile="discovery", voxel_scale=2.0, progress=False)
+    synthetic.generate_cohort(tmp_path / "a", seed=11, workers=1, **kwargs)
+    synthetic.generate_cohort(tmp_path / "b", seed=11, workers=2, **kwargs)
+    files_a = [p.relative_to(tmp_path / "a") for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()]
+    files_b = [p.relative_to(tmp_path / "b") for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()]
+    assert files_a == files_b and len(files_a) == 4
+    for relative in files_a:
+        assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
+
+
+def test_different_seeds_give_different_anatomy(tmp_path: Path) -> None:
+    kwargs = dict(n_subjects=1, min_age=8.0, max_age=8.0, profile="replication", workers=1, voxel_scale=2.0, progress=False)
+    volumes = []
+    for seed in (1, 2):
+        synthetic.generate_cohort(tmp_path / str(seed), seed=seed, **kwargs)
+        scan = tmp_path / str(seed) / "sub-0001" / "anat" / "sub-0001_T1w.nii.gz"
+        volumes.append(preprocess_scan(scan, PreprocessConfig(grid="small", registration="none")).volume)
+    correlation = np.corrcoef(volumes[0].ravel(), volumes[1].ravel())[0, 1]
+    assert correlation < 0.98
+    assert np.abs(volumes[0] - volumes[1]).mean() > 0.05
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--subjects", "0"], "subjects must be a positive integer"),
+        (["--subjects", "2", "--min-age", "-1"], "min-age must be >= 0"),
+        (["--subjects", "2", "--min-age", "12", "--max-age", "5"], "min-age (12.0) is above max-age (5.0)"),
+        (["--subjects", "2", "--profile", "hospital"], "invalid choice: 'hospital'"),
+    ],
+)
+def test_bad_arguments_give_clear_cli_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        synthetic.main(["--out", str(tmp_path / "cohort"), *arguments])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "cohort").exists()
+
+
+def test_generate_cohort_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="subjects must be a positive integer"):
+        synthetic.generate_cohort(tmp_path, n_subjects=0)
+    with pytest.raises(ValueError, match="is above max-age"):
+        synthetic.generate_cohort(tmp_path, n_subjects=1, min_age=10.0, max_age=2.0)
+
+
+def test_command_line_writes_a_dataset(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "brainage_tf.synthetic", "--out", str(tmp_path), "--subjects", "2",
+               "--voxel-scale", "2", "--workers", "1", "--max-age", "4"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "100%" in completed.stderr
+    participants = pd.read_csv(tmp_path / "participants.tsv", sep="\t")
+    assert len(participants) == 2 and participants.age.between(0, 4).all()
+    assert len(_scan_paths(tmp_path)) == 2
