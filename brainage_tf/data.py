@@ -1,0 +1,339 @@
+"""tf.data input pipeline: TFDS examples -> (volume, age) batches for training and evaluation.
+
+Every dataset the trainer reads is a `tf.data.Dataset` of dicts with at least
+`volume` (grid shape, float16 or float32), `age` (float32, years) and
+`subject_id` (string), the TFDS feature contract of docs/architecture.md.
+The pipeline:
+
+1. keeps the examples whose age lies in [min_age, max_age];
+2. carves a validation part out of the training split by subject: a subject is in
+   validation when a stable 64-bit FarmHash of its `subject_id` falls below the
+   validation fraction, so every session of a subject lands on the same side, the
+   split is identical in every process and on every run, and the test split is
+   never touched for model selection;
+3. caches the decoded volumes in memory (as float16) when they fit a budget;
+4. for training: shuffles with a seed, repeats, batches to the global batch, prefetches;
+   the consumer runs a fixed number of steps per epoch, so every replica of every
+   worker sees a full batch at every step;
+5. shards by file across workers when the source has at least one file per worker
+   and by data otherwise (tf.distribute auto-shard policy, set explicitly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+HASH_BUCKETS = 10_000
+DEFAULT_CACHE_BUDGET_BYTES = 2 * 1024**3
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, unprepared, or selects no examples."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleSource:
+    """A re-readable source of example dicts plus what the trainer needs to know about it.
+
+    Attributes:
+        make_dataset: Returns a fresh dataset of dicts with `volume`, `age`, `subject_id`.
+        make_label_dataset: Returns the same examples in the same order, possibly
+            without decoding `volume` (used to count and plan before heavy work).
+        volume_shape: Spatial shape (x, y, z) of every volume.
+        num_files: Files the source reads (0 for in-memory sources); decides file sharding.
+        description: Human-readable name for messages, e.g. "synthetic_cohort/small:train".
+    """
+
+    make_dataset: Callable[[], tf.data.Dataset]
+    make_label_dataset: Callable[[], tf.data.Dataset]
+    volume_shape: tuple[int, int, int]
+    num_files: int
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Labels:
+    """Ages and subject ids of a source, in dataset order."""
+
+    ages: np.ndarray
+    subject_ids: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which examples of the training split a role uses.
+
+    Attributes:
+        min_age: Smallest age kept, inclusive (years).
+        max_age: Largest age kept, inclusive (years).
+        validation_fraction: Share of subjects carved out for validation, in [0, 1).
+    """
+
+    min_age: float = 0.0
+    max_age: float = 22.0
+    validation_fraction: float = 0.2
+
+
+def default_data_dir() -> str:
+    """TFDS data dir: $TFDS_DATA_DIR if set, else ~/tensorflow_datasets."""
+    return os.environ.get("TFDS_DATA_DIR") or str(Path("~/tensorflow_datasets").expanduser())
+
+
+def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSource:
+    """An ExampleSource reading a prepared TFDS dataset.
+
+    Args:
+        name: TFDS name with config, e.g. "synthetic_cohort/small".
+        split: Split name, e.g. "train".
+        data_dir: TFDS data dir (default: default_data_dir()).
+
+    Returns:
+        The source; nothing is read until its datasets are iterated.
+
+    Raises:
+        DatasetError: The dataset is unknown, not prepared in data_dir, or has no such split.
+    """
+    import tensorflow_datasets as tfds
+
+    data_dir = data_dir or default_data_dir()
+    builder = _prepared_builder(name, data_dir)
+    if split not in builder.info.splits:
+        raise DatasetError(
+            f"{name} in {data_dir} has no split {split!r}; it has {sorted(builder.info.splits)}."
+        )
+    shape = tuple(int(dim) for dim in builder.info.features["volume"].shape)
+    read_config = tfds.ReadConfig(shuffle_seed=0, try_autocache=False)
+
+    def make_dataset() -> tf.data.Dataset:
+        return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+
+    def make_label_dataset() -> tf.data.Dataset:
+        return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config,
+                                  decoders={"volume": tfds.decode.SkipDecoding()})
+
+    return ExampleSource(make_dataset, make_label_dataset, shape,
+                         builder.info.splits[split].num_shards, f"{name}:{split}")
+
+
+def _prepared_builder(name: str, data_dir: str):
+    """Returns the TFDS builder of `name`, raising DatasetError if it is absent."""
+    import tensorflow_datasets as tfds
+
+    register_project_builders()
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DatasetError(f"unknown TFDS dataset {name!r}: it is neither registered nor prepared "
+                           f"in the data dir {data_dir}.") from None
+    except ValueError as error:
+        raise DatasetError(f"TFDS dataset {name!r}: {str(error).splitlines()[0]}") from None
+    if not builder.is_prepared():
+        raise DatasetError(
+            f"TFDS dataset {name!r} is not prepared in {data_dir}; build it first "
+            f"(e.g. `tfds build tfds_builders/{name.split('/')[0]} --config "
+            f"{name.split('/')[1] if '/' in name else '<config>'} --data_dir {data_dir}`)."
+        )
+    return builder
+
+
+def register_project_builders() -> None:
+    """Imports this project's TFDS builder modules so their names are registered.
+
+    A builder module that is missing or fails to import is skipped: a dataset
+    prepared on disk still loads from its files without its builder code.
+    """
+    import importlib
+
+    for dataset in ("synthetic_cohort", "nihpd", "mghbch"):
+        try:
+            importlib.import_module(f"tfds_builders.{dataset}.{dataset}_dataset_builder")
+        except ImportError:
+            continue
+
+
+def is_prepared(name: str, data_dir: str | None = None) -> bool:
+    """True when the TFDS dataset `name` is registered or on disk and prepared in data_dir."""
+    try:
+        _prepared_builder(name, data_dir or default_data_dir())
+    except DatasetError:
+        return False
+    return True
+
+
+def build_synthetic_cohort(config: str = "small", data_dir: str | None = None) -> str:
+    """Prepares the embedded `synthetic_cohort/<config>` TFDS dataset (no download).
+
+    Args:
+        config: Builder config, e.g. "small" (the default) or "tiny".
+        data_dir: TFDS data dir (default: default_data_dir()).
+
+    Returns:
+        The data dir the dataset was written to.
+    """
+    import tensorflow_datasets as tfds
+
+    from tfds_builders.synthetic_cohort import synthetic_cohort_dataset_builder  # noqa: F401  registers it
+
+    data_dir = data_dir or default_data_dir()
+    tfds.builder(f"synthetic_cohort/{config}", data_dir=data_dir).download_and_prepare()
+    return data_dir
+
+
+def in_memory_source(volumes: np.ndarray, ages: Sequence[float], subject_ids: Sequence[str],
+                     description: str = "in-memory") -> ExampleSource:
+    """An ExampleSource over arrays held in memory (tests, benchmarks, notebooks).
+
+    Args:
+        volumes: Array (n, x, y, z), any float dtype.
+        ages: n ages in years.
+        subject_ids: n subject ids.
+        description: Name used in messages.
+
+    Returns:
+        The source.
+    """
+    volumes = np.asarray(volumes)
+    tensors = {"volume": volumes, "age": np.asarray(ages, np.float32),
+               "subject_id": np.asarray(subject_ids, dtype=object).astype(str)}
+    labels = {key: tensors[key] for key in ("age", "subject_id")}
+    return ExampleSource(
+        make_dataset=lambda: tf.data.Dataset.from_tensor_slices(tensors),
+        make_label_dataset=lambda: tf.data.Dataset.from_tensor_slices(labels),
+        volume_shape=tuple(int(dim) for dim in volumes.shape[1:]),
+        num_files=0,
+        description=description,
+    )
+
+
+def read_labels(source: ExampleSource) -> Labels:
+    """Reads every age and subject id of a source without decoding its volumes."""
+    ages, subject_ids = [], []
+    label_dataset = source.make_label_dataset().map(lambda e: (e["age"], e["subject_id"]))
+    for age_batch, id_batch in label_dataset.batch(1024).as_numpy_iterator():
+        ages.append(age_batch)
+        subject_ids.append(id_batch)
+    if not ages:
+        return Labels(np.zeros(0, np.float32), np.zeros(0, object))
+    return Labels(np.concatenate(ages).astype(np.float32), np.concatenate(subject_ids))
+
+
+def validation_flags(subject_ids, validation_fraction: float) -> tf.Tensor:
+    """Whether each subject is in the validation part (stable hash of subject_id).
+
+    Args:
+        subject_ids: String tensor or array of subject ids, any shape.
+        validation_fraction: Share of subjects in validation, in [0, 1).
+
+    Returns:
+        Boolean tensor of the same shape.
+    """
+    buckets = tf.strings.to_hash_bucket_fast(subject_ids, HASH_BUCKETS)
+    return buckets < int(round(validation_fraction * HASH_BUCKETS))
+
+
+def role_mask(labels: Labels, selection: Selection, role: str) -> np.ndarray:
+    """Boolean mask of the examples a role uses ("train", "validation" or "all").
+
+    "all" keeps every example in the age range, for evaluating a held-out split.
+    """
+    in_range = (labels.ages >= selection.min_age) & (labels.ages <= selection.max_age)
+    if role == "all":
+        return in_range
+    in_validation = validation_flags(labels.subject_ids, selection.validation_fraction).numpy()
+    if role == "validation":
+        return in_range & in_validation
+    if role == "train":
+        return in_range & ~in_validation
+    raise ValueError(f"role must be 'train', 'validation' or 'all', got {role!r}.")
+
+
+def _select(dataset: tf.data.Dataset, selection: Selection, role: str) -> tf.data.Dataset:
+    """Filters example dicts to a role, the in-graph twin of role_mask."""
+
+    def keep(example):
+        age = example["age"]
+        in_range = (age >= selection.min_age) & (age <= selection.max_age)
+        if role == "all":
+            return in_range
+        in_validation = validation_flags(example["subject_id"], selection.validation_fraction)
+        return in_range & (in_validation if role == "validation" else ~in_validation)
+
+    return dataset.filter(keep)
+
+
+def _to_pair(example):
+    """Example dict -> (volume (x, y, z, 1) float32, age float32)."""
+    volume = tf.cast(example["volume"], tf.float32)[..., tf.newaxis]
+    return volume, tf.cast(example["age"], tf.float32)
+
+
+def _cached_volumes(source: ExampleSource, selection: Selection, role: str, num_examples: int,
+                    cache_budget_bytes: int) -> tf.data.Dataset:
+    """Selected examples as (float16 volume, age), cached in memory when they fit the budget."""
+    dataset = _select(source.make_dataset(), selection, role).map(
+        lambda e: (tf.cast(e["volume"], tf.float16), e["age"]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    volume_bytes = 2 * int(np.prod(source.volume_shape))
+    if num_examples * volume_bytes <= cache_budget_bytes:
+        dataset = dataset.cache()
+    return dataset
+
+
+def training_dataset(source: ExampleSource, selection: Selection, num_examples: int,
+                     global_batch_size: int, seed: int, num_workers: int = 1,
+                     cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES) -> tf.data.Dataset:
+    """Infinite, shuffled training stream of (volume, age) batches of the global batch size.
+
+    Args:
+        source: Training split.
+        selection: Age range and validation carve-out.
+        num_examples: Training examples selected (from role_mask), to size cache and shuffle.
+        global_batch_size: Per-replica batch times the number of replicas.
+        seed: Shuffle seed.
+        num_workers: Workers the stream is distributed to; with at least one file per
+            worker the stream is sharded by file, otherwise by data.
+        cache_budget_bytes: Cache decoded volumes in memory when they fit.
+
+    Returns:
+        Dataset of (float32 (batch, x, y, z, 1), float32 (batch,)).
+    """
+    dataset = _cached_volumes(source, selection, "train", num_examples, cache_budget_bytes)
+    dataset = (
+        dataset.shuffle(max(num_examples, 1), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .map(lambda volume, age: _to_pair({"volume": volume, "age": age}),
+             num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(global_batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.FILE
+        if source.num_files >= num_workers > 1
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options)
+
+
+def evaluation_dataset(source: ExampleSource, selection: Selection, role: str, num_examples: int,
+                       batch_size: int,
+                       cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES) -> tf.data.Dataset:
+    """Finite, ordered (volume, age) batches of a role ("validation" or "all"), for evaluation.
+
+    Evaluation runs in full on every worker (not distributed), so each worker
+    computes the same validation MAE and takes the same model-selection decision.
+    """
+    dataset = _cached_volumes(source, selection, role, num_examples, cache_budget_bytes)
+    return (
+        dataset.map(lambda volume, age: _to_pair({"volume": volume, "age": age}),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,96 @@
+"""Tests of the tf.data input pipeline on in-memory example dicts (no TFDS builder needed)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from brainage_tf import data
+
+SHAPE = (6, 5, 4)
+
+
+def _source(ages, subject_ids=None, dtype=np.float16):
+    count = len(ages)
+    volumes = np.arange(count, dtype=np.float32)[:, None, None, None] * np.ones((count, *SHAPE), np.float32)
+    subject_ids = subject_ids if subject_ids is not None else [f"sub-{index:03d}" for index in range(count)]
+    return data.in_memory_source(volumes.astype(dtype), ages, subject_ids)
+
+
+def test_validation_is_carved_by_subject_and_is_stable():
+    # Three sessions per subject: every session of a subject must land on the same side.
+    subjects = [f"sub-{index:03d}" for index in range(60) for _ in range(3)]
+    labels = data.read_labels(_source(np.linspace(0, 22, 180), subjects))
+    selection = data.Selection(validation_fraction=0.25)
+    validation = data.role_mask(labels, selection, "validation")
+    train = data.role_mask(labels, selection, "train")
+    assert not np.any(validation & train)
+    assert np.all(validation | train)
+    validation_subjects = set(labels.subject_ids[validation])
+    assert validation_subjects.isdisjoint(labels.subject_ids[train])
+    assert 5 <= len(validation_subjects) <= 25
+    # A stable hash: the same subject ids give the same split in another process or run.
+    again = data.validation_flags(np.array(subjects[::3]), 0.25).numpy()
+    assert set(np.array(subjects[::3])[again]) == {s.decode() for s in validation_subjects}
+
+
+def test_age_range_filters_training_and_validation():
+    ages = np.linspace(0, 22, 50)
+    labels = data.read_labels(_source(ages))
+    selection = data.Selection(0.0, 6.0, 0.2)
+    kept = data.role_mask(labels, selection, "train") | data.role_mask(labels, selection, "validation")
+    np.testing.assert_array_equal(kept, ages <= 6.0)
+    assert data.role_mask(labels, selection, "all").sum() == (ages <= 6.0).sum()
+
+
+def test_evaluation_dataset_matches_role_mask_and_adds_channel_axis():
+    ages = np.linspace(0, 22, 40).astype(np.float32)
+    source = _source(ages)
+    selection = data.Selection(2.0, 18.0, 0.3)
+    mask = data.role_mask(data.read_labels(source), selection, "validation")
+    batches = list(data.evaluation_dataset(source, selection, "validation", int(mask.sum()), 4))
+    volumes = np.concatenate([volume.numpy() for volume, _ in batches])
+    got_ages = np.concatenate([age.numpy() for _, age in batches])
+    assert volumes.dtype == np.float32 and volumes.shape[1:] == (*SHAPE, 1)
+    np.testing.assert_array_equal(got_ages, ages[mask])
+    # Volume content survives: example i was filled with the value i.
+    np.testing.assert_array_equal(volumes[:, 0, 0, 0, 0], np.flatnonzero(mask))
+
+
+def test_training_dataset_is_infinite_full_batches_of_training_examples_only():
+    ages = np.linspace(0, 22, 30).astype(np.float32)
+    source = _source(ages)
+    selection = data.Selection(validation_fraction=0.3)
+    train_mask = data.role_mask(data.read_labels(source), selection, "train")
+    stream = data.training_dataset(source, selection, int(train_mask.sum()), global_batch_size=4, seed=1)
+    seen = []
+    for volumes, batch_ages in stream.take(20):
+        assert volumes.shape == (4, *SHAPE, 1) and batch_ages.shape == (4,)
+        seen.extend(volumes.numpy()[:, 0, 0, 0, 0].astype(int))
+    assert set(seen) == set(np.flatnonzero(train_mask))
+
+
+def test_training_order_depends_on_the_seed_only():
+    source = _source(np.linspace(0, 22, 30))
+    selection = data.Selection()
+    count = int(data.role_mask(data.read_labels(source), selection, "train").sum())
+
+    def first_ages(seed):
+        stream = data.training_dataset(source, selection, count, global_batch_size=2, seed=seed)
+        return np.concatenate([ages.numpy() for _, ages in stream.take(5)])
+
+    np.testing.assert_array_equal(first_ages(3), first_ages(3))
+    assert not np.array_equal(first_ages(3), first_ages(4))
+
+
+def test_sharding_policy_is_file_only_with_a_file_per_worker():
+    source = _source(np.linspace(0, 22, 10))
+    policy = data.training_dataset(source, data.Selection(), 8, 2, seed=0, num_workers=2).options()
+    assert policy.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    file_source = data.ExampleSource(source.make_dataset, source.make_label_dataset, SHAPE, 4, "files")
+    policy = data.training_dataset(file_source, data.Selection(), 8, 2, seed=0, num_workers=2).options()
+    assert policy.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.FILE
+
+
+def test_unknown_tfds_dataset_is_a_dataset_error(tmp_path):
+    with pytest.raises(data.DatasetError, match="no_such_cohort"):
+        data.tfds_source("no_such_cohort/small", "train", str(tmp_path))
