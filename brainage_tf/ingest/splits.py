@@ -1,0 +1,75 @@
+"""Deterministic subject-level train/test assignment, stratified by age bin.
+
+Every scan of a subject lands in the same split, so longitudinal visits of one
+child never straddle train and test. Within each age bin the subjects are
+ordered by SHA-256 of their ID and the first ones go to test; the counts per bin
+follow the running total, so the whole cohort gets round(test_fraction * n)
+test subjects and each bin gets its share. The result depends only on the
+records' subject IDs and ages, never on worker count or input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+
+from brainage_tf.ingest.records import ScanRecord, age_problem
+
+TRAIN = "train"
+TEST = "test"
+
+
+def subject_hash(subject_id: str) -> str:
+    """Stable hex digest of a subject ID (same on every machine and Python run)."""
+    return hashlib.sha256(subject_id.encode("utf-8")).hexdigest()
+
+
+def assign_splits(
+    records: Iterable[ScanRecord],
+    test_fraction: float = 0.2,
+    bin_width_years: float = 1.0,
+) -> Mapping[tuple[str, str], str]:
+    """Assigns each subject to "train" or "test", stratified by age bin.
+
+    A subject's bin is that of its youngest valid age (its baseline visit).
+    Records with an unusable age do not take part; a subject with no usable age
+    gets no split (its records are skipped downstream anyway).
+
+    Args:
+      records: The cohort's records.
+      test_fraction: Fraction of subjects sent to test, in [0, 1].
+      bin_width_years: Width of the age bins used for stratification.
+
+    Returns:
+      (cohort, subject_id) -> "train" or "test".
+
+    Raises:
+      ValueError: test_fraction outside [0, 1] or a non-positive bin width.
+    """
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
+    if bin_width_years <= 0:
+        raise ValueError(f"bin_width_years must be positive, got {bin_width_years}")
+    baseline_age: dict[tuple[str, str], float] = {}
+    for record in records:
+        if age_problem(record) is not None:
+            continue
+        subject = (record.cohort, record.subject_id)
+        baseline_age[subject] = min(baseline_age.get(subject, math.inf), record.age_years)
+
+    bins: dict[int, list[tuple[str, str]]] = {}
+    for subject, age in baseline_age.items():
+        bins.setdefault(math.floor(age / bin_width_years), []).append(subject)
+
+    assignment = {}
+    subjects_seen = 0
+    test_assigned = 0
+    for age_bin in sorted(bins):
+        subjects = sorted(bins[age_bin], key=lambda subject: (subject_hash(subject[1]), subject))
+        subjects_seen += len(subjects)
+        test_in_bin = math.floor(test_fraction * subjects_seen + 0.5) - test_assigned
+        test_assigned += test_in_bin
+        for index, subject in enumerate(subjects):
+            assignment[subject] = TEST if index < test_in_bin else TRAIN
+    return assignment

@@ -1,0 +1,182 @@
+"""What every brainage_tf TFDS builder shares: configs, features, the Beam ingest.
+
+A cohort builder only says where its records come from and which split each
+one goes to (`_split_records`). Validation, preprocessing, skip counting and the
+skip report all happen in `brainage_tf.ingest.beam.IngestScans`, the same
+transform for every builder.
+
+TFDS forbids `open` and `os` in builder modules, so files are handled with
+`epath` here.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from brainage_tf.ingest.records import ScanRecord
+from brainage_tf.preprocessing import PreprocessConfig, get_grid
+
+SKIP_REPORT_NAME = "skip_report.tsv"
+INGEST_SUMMARY_NAME = "ingest_summary.json"
+GRID_NAMES = ("tiny", "small", "paper")
+REGISTRATION_MODES = ("none", "affine")
+
+
+class CohortConfig(tfds.core.BuilderConfig):
+    """Builder config: the preprocessing grid, the registration mode, strictness."""
+
+    def __init__(self, *, grid: str, registration: str, strict: bool = False, **kwargs):
+        """Creates the config.
+
+        Args:
+          grid: "tiny", "small" or "paper" (see brainage_tf.preprocessing.GRIDS).
+          registration: "none" (scans already in MNI space) or "affine".
+          strict: Fail the build on the first bad row instead of skipping it.
+          **kwargs: tfds.core.BuilderConfig arguments (name, description, ...).
+        """
+        kwargs.setdefault("description", _config_description(grid, registration))
+        super().__init__(**kwargs)
+        self.grid = grid
+        self.registration = registration
+        self.strict = strict
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        """The PreprocessConfig every scan of this config goes through."""
+        return PreprocessConfig(grid=self.grid, registration=self.registration, brain_mask=False)
+
+
+def _config_description(grid: str, registration: str) -> str:
+    mode = "affine registration to MNI152" if registration == "affine" else "no registration (MNI-space input)"
+    return f"{get_grid(grid).describe()}; {mode}."
+
+
+def config_name(grid: str, registration: str) -> str:
+    """"small" for registration none, "small_affine" for affine."""
+    return grid if registration == "none" else f"{grid}_{registration}"
+
+
+def make_configs(
+    config_cls: type[CohortConfig] = CohortConfig,
+    registrations: Sequence[str] = REGISTRATION_MODES,
+    **kwargs,
+) -> list[CohortConfig]:
+    """The configs tiny, small, paper, then tiny_affine, small_affine, paper_affine.
+
+    Args:
+      config_cls: CohortConfig or a subclass.
+      registrations: Registration modes to make configs for.
+      **kwargs: Extra arguments for every config.
+
+    Returns:
+      The configs, registration "none" first.
+    """
+    return [
+        config_cls(name=config_name(grid, registration), grid=grid, registration=registration, **kwargs)
+        for registration in registrations
+        for grid in GRID_NAMES
+    ]
+
+
+class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base of the cohort builders; subclasses implement `_split_records`."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = make_configs()
+    DEFAULT_BUILDER_CONFIG_NAME = "small"
+    SPLIT_NAMES: Sequence[str] = ()
+    HOMEPAGE = ""
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        grid = get_grid(self.builder_config.grid)
+        metadata = self.get_metadata()
+        description = (
+            f"{(metadata.description or '').strip()}\n\n"
+            f"Volumes: {grid.describe()}. Registration: {self.builder_config.registration}."
+        )
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=description,
+            citation=metadata.citation,
+            homepage=self.HOMEPAGE or None,
+            features=tfds.features.FeaturesDict(
+                {
+                    "volume": tfds.features.Tensor(
+                        shape=grid.shape, dtype=np.float16, encoding=tfds.features.Encoding.ZLIB
+                    ),
+                    "age": tfds.features.Scalar(dtype=np.float32, doc="Age at scan in years."),
+                    "sex": tfds.features.Text(doc="M, F or n/a."),
+                    "site": tfds.features.Text(doc="Acquisition site, empty when unknown."),
+                    "subject_id": tfds.features.Text(),
+                    "session": tfds.features.Text(doc="Session or visit, empty when cross-sectional."),
+                    "source_path": tfds.features.Text(doc="Scan path relative to the cohort folder."),
+                    "registration_ncc": tfds.features.Scalar(
+                        dtype=np.float32,
+                        doc="Normalised cross-correlation with the MNI152 template in its brain mask.",
+                    ),
+                }
+            ),
+            supervised_keys=("volume", "age"),
+        )
+
+    @abc.abstractmethod
+    def _split_records(self, dl_manager: tfds.download.DownloadManager) -> list[tuple[str, ScanRecord]]:
+        """Returns every record of the cohort with its split ("" if it has no usable age)."""
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager, pipeline):
+        from brainage_tf.ingest.beam import IngestScans, keep_direct_runner_offline  # only at build time
+
+        keep_direct_runner_offline(pipeline)
+        records = self._split_records(dl_manager)
+        logging.info(
+            "%s: %d rows read; %s",
+            self.name,
+            len(records),
+            _config_description(self.builder_config.grid, self.builder_config.registration),
+        )
+        ingested = pipeline | "IngestScans" >> IngestScans(
+            records,
+            self.builder_config.preprocess_config,
+            split_names=self.SPLIT_NAMES,
+            skip_report_path=str(self.data_path / SKIP_REPORT_NAME),
+            strict=self.builder_config.strict,
+        )
+        return {split: self._generate_examples(ingested=ingested, split=split) for split in self.SPLIT_NAMES}
+
+    def _generate_examples(self, ingested, split: str):
+        """Selects one split's (key, example) PCollection from the shared ingest."""
+        return ingested[split]
+
+    def _process_pipeline_result(self, pipeline_result) -> None:
+        from brainage_tf.ingest.beam import summarize
+
+        summary = summarize(pipeline_result)
+        summary_path = self.data_path / INGEST_SUMMARY_NAME
+        summary_path.write_text(
+            json.dumps(
+                {
+                    "rows_in": summary.rows_in,
+                    "examples_written": summary.examples_written,
+                    "skipped": summary.skipped,
+                    "skipped_by_reason": dict(summary.skipped_by_kind),
+                    "skip_report": SKIP_REPORT_NAME,
+                },
+                indent=2,
+            )
+        )
+        if summary.skipped:
+            logging.warning(
+                "%s: %d rows skipped (%s); see %s in the prepared dataset folder",
+                self.name,
+                summary.skipped,
+                ", ".join(f"{kind}: {count}" for kind, count in summary.skipped_by_kind.items()),
+                SKIP_REPORT_NAME,
+            )
+        logging.info("%s", summary.line())

@@ -1,0 +1,1 @@
+"""MGHBCH (replication cohort) TFDS builder."""

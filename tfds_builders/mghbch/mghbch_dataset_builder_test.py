@@ -1,0 +1,56 @@
+"""Tests of the mghbch builder on a release layout (demographics.csv + MINC/NIfTI/MGZ)."""
+
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+
+from brainage_tf.ingest.beam import read_skip_report
+from tfds_builders.cohort_builder import CohortConfig
+from tfds_builders.mghbch.mghbch_dataset_builder import Builder
+
+DUMMY_DATA = Path(__file__).resolve().parent / "dummy_data"
+ROWS = 8  # 7 demographics rows (one without a scan) + 1 scan without a row
+
+
+class MghbchTest(tfds.testing.DatasetBuilderTestCase):
+    """Builds the tiny config from dummy_data as the manual dir; one test split."""
+
+    DATASET_CLASS = Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["tiny"]
+    SPLITS = {"test": 4}
+    SKIP_CHECKSUMS = True
+
+    def test_skip_report_and_labels(self):
+        builder = self._make_builder(config="tiny")
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA))
+        )
+        rows = read_skip_report(str(builder.data_path / "skip_report.tsv"))
+        kinds = {row["subject"]: row["reason"].split(":")[0] for row in rows}
+        self.assertEqual(
+            kinds,
+            {"1004": "unreadable_scan", "1005": "unparseable_age", "1006": "missing_file", "1007": "missing_age"},
+        )
+        examples = list(tfds.as_numpy(builder.as_dataset(split="test")))
+        self.assertEqual(ROWS, len(examples) + len(rows))
+        ages = {(ex["subject_id"].decode(), ex["session"].decode()): float(ex["age"]) for ex in examples}
+        self.assertAlmostEqual(ages[("1002", "V2")], 800 / 365.25, places=5)
+        sources = sorted(ex["source_path"].decode() for ex in examples)
+        self.assertEqual(
+            sources,
+            [
+                "t1/mghbch_1001_V1_t1w.mnc",
+                "t1/mghbch_1002_V1_t1w.nii.gz",
+                "t1/mghbch_1002_V2_t1w.mgz",
+                "t1/mghbch_1003_V1_t1w.nii.gz",
+            ],
+        )
+
+    def test_strict_config_fails_on_the_first_bad_row(self):
+        strict = CohortConfig(name="tiny_strict", grid="tiny", registration="none", strict=True)
+        builder = self._make_builder(config=strict)
+        with self.assertRaisesRegex(Exception, "IngestError|unreadable_scan|missing_file|_age"):
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA))
+            )
+        self.assertFalse(builder.data_path.exists())

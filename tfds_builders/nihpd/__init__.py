@@ -1,0 +1,1 @@
+"""NIH-PD (discovery cohort) TFDS builder."""

@@ -1,0 +1,1 @@
+"""Embedded synthetic developmental cohort TFDS builder."""

@@ -1,0 +1,151 @@
+"""The embedded synthetic developmental cohort: no manual download, deterministic.
+
+The builder writes a discovery-profile and a replication-profile BIDS folder with
+`brainage_tf.synthetic.generate_cohort` (fixed seeds) into the download folder,
+then reads them with the same BIDS reader, split assignment and Beam ingest as
+the nihpd and mghbch builders.
+"""
+
+from __future__ import annotations
+
+import tensorflow_datasets as tfds
+from etils import epath
+
+from brainage_tf.ingest.records import ScanRecord, read_bids
+from brainage_tf.ingest.splits import assign_splits
+from tfds_builders.cohort_builder import CohortBuilder, CohortConfig, make_configs
+
+TEST_FRACTION = 0.2
+AGE_BIN_WIDTH_YEARS = 1.0
+GENERATED_FOLDER = "synthetic_bids"
+
+
+class SyntheticConfig(CohortConfig):
+    """A CohortConfig plus the size, ages and seeds of the generated cohorts."""
+
+    def __init__(
+        self,
+        *,
+        discovery_subjects: int = 160,
+        replication_subjects: int = 40,
+        discovery_ages: tuple[float, float] = (0.0, 22.0),
+        replication_ages: tuple[float, float] = (0.0, 6.0),
+        sessions: int = 1,
+        seed: int = 0,
+        voxel_scale: float = 1.0,
+        generator_workers: int | None = None,
+        **kwargs,
+    ):
+        """Creates the config.
+
+        Args:
+          discovery_subjects: Subjects of the discovery profile (-> train/test 80/20).
+          replication_subjects: Subjects of the replication profile (-> replication).
+          discovery_ages: (min, max) age in years of the discovery profile.
+          replication_ages: (min, max) age in years of the replication profile.
+          sessions: Visits per subject (longitudinal when > 1).
+          seed: Seed of the discovery cohort; the replication cohort uses seed + 1.
+          voxel_scale: Multiplies the generated scans' voxel size (> 1 for fast tests).
+          generator_workers: Processes of the generator (default: all CPUs); the
+            generated files do not depend on it.
+          **kwargs: CohortConfig arguments (name, grid, registration, strict).
+        """
+        super().__init__(**kwargs)
+        self.discovery_subjects = discovery_subjects
+        self.replication_subjects = replication_subjects
+        self.discovery_ages = tuple(discovery_ages)
+        self.replication_ages = tuple(replication_ages)
+        self.sessions = sessions
+        self.seed = seed
+        self.voxel_scale = voxel_scale
+        self.generator_workers = generator_workers
+
+    def cohorts(self) -> list[tuple[str, dict]]:
+        """(profile, generate_cohort keyword arguments) of both generated cohorts."""
+        return [
+            (
+                "discovery",
+                dict(
+                    n_subjects=self.discovery_subjects,
+                    min_age=self.discovery_ages[0],
+                    max_age=self.discovery_ages[1],
+                    profile="discovery",
+                    seed=self.seed,
+                    sessions=self.sessions,
+                    voxel_scale=self.voxel_scale,
+                ),
+            ),
+            (
+                "replication",
+                dict(
+                    n_subjects=self.replication_subjects,
+                    min_age=self.replication_ages[0],
+                    max_age=self.replication_ages[1],
+                    profile="replication",
+                    seed=self.seed + 1,
+                    sessions=self.sessions,
+                    voxel_scale=self.voxel_scale,
+                ),
+            ),
+        ]
+
+
+def cohort_folder_name(arguments: dict) -> str:
+    """Folder name that encodes every generation argument, so a reuse is always exact."""
+    return (
+        f"{arguments['profile']}_n{arguments['n_subjects']}_age{arguments['min_age']:g}-{arguments['max_age']:g}"
+        f"_ses{arguments['sessions']}_seed{arguments['seed']}_vox{arguments['voxel_scale']:g}"
+    )
+
+
+def ensure_generated(root: epath.Path, arguments: dict, workers: int | None = None) -> epath.Path:
+    """Generates one synthetic BIDS cohort below `root` unless it is already there.
+
+    The cohort is written to a `.incomplete` folder and renamed when done, so a
+    folder with the final name is always complete.
+
+    Args:
+      root: Parent folder (the download folder).
+      arguments: generate_cohort keyword arguments.
+      workers: Generator processes (None: all CPUs).
+
+    Returns:
+      The cohort's BIDS folder.
+    """
+    from brainage_tf.synthetic import generate_cohort  # heavy: only when generating
+
+    folder = root / cohort_folder_name(arguments)
+    if folder.exists():
+        return folder
+    partial = root / f"{folder.name}.incomplete"
+    if partial.exists():
+        partial.rmtree()
+    partial.mkdir(parents=True)
+    generate_cohort(str(partial), workers=workers, progress=False, **arguments)
+    partial.rename(folder)
+    return folder
+
+
+class Builder(CohortBuilder):
+    """Synthetic T1w developmental cohort written as BIDS and ingested like real data."""
+
+    # Synthetic scans are in MNI space already; affine configs would only cost
+    # `tfds build` (which builds every listed config) 15-30 min each.
+    BUILDER_CONFIGS = make_configs(SyntheticConfig, registrations=("none",))
+    DEFAULT_BUILDER_CONFIG_NAME = "small"
+    SPLIT_NAMES = ("train", "test", "replication")
+
+    def _split_records(self, dl_manager: tfds.download.DownloadManager) -> list[tuple[str, ScanRecord]]:
+        root = epath.Path(dl_manager.download_dir) / GENERATED_FOLDER
+        root.mkdir(parents=True, exist_ok=True)
+        split_records = []
+        for profile, arguments in self.builder_config.cohorts():
+            records = read_bids(
+                ensure_generated(root, arguments, workers=self.builder_config.generator_workers), cohort=profile
+            )
+            if profile == "discovery":
+                splits = assign_splits(records, test_fraction=TEST_FRACTION, bin_width_years=AGE_BIN_WIDTH_YEARS)
+                split_records += [(splits.get((profile, record.subject_id), ""), record) for record in records]
+            else:
+                split_records += [("replication", record) for record in records]
+        return split_records
