@@ -494,7 +494,7 @@ def open_training_source(config: TrainConfig, log: Callable[[str], None] = print
     if name == "synthetic_cohort" and not data.is_prepared(config.dataset, data_dir):
         log(f"building the embedded {config.dataset} dataset in {data_dir} (first run only)")
         try:
-            data.build_synthetic_cohort(builder_config or "small", data_dir)
+            log(data.build_synthetic_cohort(builder_config or "small", data_dir))
         except (ImportError, ValueError) as error:
             raise data.DatasetError(f"cannot build {config.dataset}: {error}") from None
     return data.tfds_source(config.dataset, config.train_split, data_dir)
