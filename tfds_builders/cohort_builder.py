@@ -84,6 +84,32 @@ def make_configs(
     ]
 
 
+def manual_dir_layouts(example_scan: str) -> str:
+    """The three `--manual_dir` layouts every real-cohort builder accepts, for its instructions.
+
+    Args:
+      example_scan: A release-layout scan path to show, e.g. `t1/nihpd_1001_V2_t1w.mnc`.
+
+    Returns:
+      Indented text for MANUAL_DOWNLOAD_INSTRUCTIONS.
+    """
+    return f"""
+    1. The release: `demographics.csv` (or `.tsv`) with columns
+       `subject_id, visit, age_days` (or `age_months`, `age_years`; the column
+       name states the unit) and optionally `sex` (M/F), `site`; plus the T1w
+       scans (MINC `.mnc`, NIfTI `.nii`/`.nii.gz` or MGZ) anywhere below it,
+       named so that `<subject_id>_<visit>` appears as whole tokens, e.g.
+       `{example_scan}`.
+    2. A BIDS folder: `participants.tsv` (participant_id, age in years, sex,
+       site), `sub-*/[ses-*/]anat/*_T1w.nii.gz`, and for longitudinal data
+       `sub-*/sub-*_sessions.tsv` (session_id, age).
+    3. A manifest `manifest.csv` or `manifest.tsv` with columns
+       `subject_id, age, path[, session, sex, site]`; `age` is in years, or
+       name the column `age_months` / `age_days`, or add an `age_unit` column.
+       Relative paths are resolved against the manifest's folder.
+"""
+
+
 class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of the cohort builders; subclasses implement `_split_records`."""
 

@@ -257,6 +257,18 @@ def _resolve(root: Path, path_text: str) -> tuple[str, str]:
     return str(absolute), relative
 
 
+def _require_columns(path: Path, table: pd.DataFrame, required: Sequence[str], age_hint: str) -> str:
+    """Returns the table's age column, or raises naming every missing column."""
+    columns = [column.lower() for column in table.columns]
+    missing = [name for name in required if name not in columns]
+    age_column = find_age_column(path, list(table.columns))
+    if age_column is None:
+        missing.append(age_hint)
+    if missing:
+        raise CohortLayoutError(f"{path}: missing columns {', '.join(missing)}")
+    return age_column
+
+
 def read_manifest(manifest_path: str | os.PathLike, cohort: str = "") -> list[ScanRecord]:
     """Reads a CSV/TSV manifest: subject_id, <age column>, path[, session, sex, site].
 
@@ -276,13 +288,7 @@ def read_manifest(manifest_path: str | os.PathLike, cohort: str = "") -> list[Sc
     """
     manifest_path = Path(manifest_path).resolve()
     table = _read_table(manifest_path)
-    columns = [column.lower() for column in table.columns]
-    missing = [name for name in ("subject_id", "path") if name not in columns]
-    age_column = find_age_column(manifest_path, list(table.columns))
-    if age_column is None:
-        missing.append("age (or age_years, age_months, age_days)")
-    if missing:
-        raise CohortLayoutError(f"{manifest_path}: missing columns {', '.join(missing)}")
+    age_column = _require_columns(manifest_path, table, ("subject_id", "path"), "age (or age_years, age_months, age_days)")
     lowered_age = _lowered_column(age_column)
     records = []
     for raw_row in table.to_dict("records"):
@@ -446,13 +452,7 @@ def read_release(demographics_path: str | os.PathLike, cohort: str = "") -> list
     demographics_path = Path(demographics_path).resolve()
     root = demographics_path.parent
     table = _read_table(demographics_path)
-    columns = [column.lower() for column in table.columns]
-    missing = [name for name in ("subject_id", "visit") if name not in columns]
-    age_column = find_age_column(demographics_path, list(table.columns))
-    if age_column is None:
-        missing.append("age_days (or age_months, age_years, age)")
-    if missing:
-        raise CohortLayoutError(f"{demographics_path}: missing columns {', '.join(missing)}")
+    age_column = _require_columns(demographics_path, table, ("subject_id", "visit"), "age_days (or age_months, age_years, age)")
 
     scans_by_visit: dict[tuple[str, str], list[Path]] = {}
     visit_pattern = re.compile(r"(?:^|[_\-.])([A-Za-z0-9]+)_([Vv][A-Za-z0-9]+)(?=[_\-.])")
