@@ -361,6 +361,13 @@ def _to_sitk(image: nib.Nifti1Image):
     return sitk_image
 
 
+@functools.lru_cache(maxsize=1)
+def _registration_template():
+    """The MNI152 template at the registration resolution as a SimpleITK image, built once per process."""
+    template = _template_images()[0]
+    return _to_sitk(nibabel.processing.resample_to_output(template, REGISTRATION_VOXEL_MM, order=1))
+
+
 def register_to_template(image: nib.Nifti1Image, path: str | None = None) -> nib.Nifti1Image:
     """Affinely registers ``image`` to MNI152 and returns it with MNI world coordinates.
 
@@ -383,14 +390,12 @@ def register_to_template(image: nib.Nifti1Image, path: str | None = None) -> nib
     """
     import SimpleITK as sitk
 
-    template = _template_images()[0]
-    fixed_image = nibabel.processing.resample_to_output(template, REGISTRATION_VOXEL_MM, order=1)
     moving_image = nibabel.processing.resample_to_output(
         nibabel.processing.smooth_image(image, _antialias_fwhm(image, REGISTRATION_VOXEL_MM)),
         REGISTRATION_VOXEL_MM,
         order=1,
     )
-    fixed = _to_sitk(fixed_image)
+    fixed = _registration_template()
     moving = _to_sitk(moving_image)
     initial = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
