@@ -1,0 +1,24 @@
+"""Choices and defaults that light and heavy modules share, each defined once.
+
+This module imports nothing, so the command-line parsers, the ingest readers and
+the synthetic generator can check a flag without importing TensorFlow or Keras.
+Grid names and registration modes live beside their definitions in
+`brainage_tf.preprocessing` (also TensorFlow-free); the test fraction and age-bin
+width of the train/test split live in `brainage_tf.ingest.splits`.
+"""
+
+MODEL_NAMES = ("slice_lstm", "resnet3d")
+
+# Voxel axis of the RAS+ volume that each slicing steps along (x: L->R, y: P->A, z: I->S).
+SLICE_AXIS_INDEX = {"sagittal": 0, "coronal": 1, "axial": 2}
+SLICE_AXES = tuple(SLICE_AXIS_INDEX)
+DEFAULT_SLICE_AXIS = "axial"
+
+# The paper's discovery cohort spans 0-22 years; its second setting trains on 0-6 only.
+MIN_AGE_YEARS = 0.0
+MAX_AGE_YEARS = 22.0
+
+# Share of training subjects held out for model selection (0: none, as in the paper).
+VALIDATION_FRACTION = 0.2
+
+DEFAULT_DATASET = "synthetic_cohort/small"
