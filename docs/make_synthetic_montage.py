@@ -21,7 +21,13 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from brainage_tf import synthetic  # noqa: E402
+from brainage_tf.synthetic import (  # noqa: E402
+    PROFILES,
+    draw_subject_traits,
+    load_template_anatomy,
+    render_scan,
+    write_nifti_gz,
+)
 
 AGES = (0.25, 1.0, 2.0, 6.0, 12.0, 20.0)
 
@@ -54,20 +60,20 @@ def world_slice(image: nib.Nifti1Image, axis: int, position_mm: float) -> np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "images" / "synthetic_montage.png"))
-    parser.add_argument("--profile", default="replication", choices=synthetic.PROFILES)
+    parser.add_argument("--profile", default="replication", choices=PROFILES)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
 
-    model = synthetic.load_template_model()
-    traits = synthetic.draw_subject_traits(np.random.default_rng(args.seed), args.profile, sex="F")
+    anatomy = load_template_anatomy()
+    traits = draw_subject_traits(np.random.default_rng(args.seed), args.profile, sex="F")
     # Tempo 1 so each panel shows the population curve at that age.
     traits = dataclasses.replace(traits, tempo=1.0)
     figure, axes = plt.subplots(2, len(AGES), figsize=(2.3 * len(AGES), 5.4), facecolor="black")
     with tempfile.TemporaryDirectory() as scratch:
         for column, age in enumerate(AGES):
-            scan = synthetic.render_scan(model, traits, age, np.random.default_rng(args.seed + column))
+            scan = render_scan(anatomy, traits, age, np.random.default_rng(args.seed + column))
             path = Path(scratch) / f"age{age}.nii.gz"
-            synthetic.write_nifti_gz(scan, path)
+            write_nifti_gz(scan, path)
             written = nib.load(path)
             axial = world_slice(written, 2, 10.0)
             sagittal = world_slice(written, 0, 2.0)

@@ -1,11 +1,9 @@
-"""Tests of the synthetic developmental cohort; every figure is measured in the written NIfTI files."""
+"""Tests of the synthetic cohort writer; every figure is measured in the written NIfTI files."""
 
 from __future__ import annotations
 
 import functools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -16,8 +14,9 @@ from nilearn import datasets
 from scipy import ndimage
 from scipy.stats import spearmanr
 
-from brainage_tf import synthetic
 from brainage_tf.preprocessing import PreprocessConfig, preprocess_scan
+from brainage_tf.synthetic.cohort import generate_cohort
+from brainage_tf.synthetic.sites import SITES
 
 TINY_NONE = PreprocessConfig(grid="tiny", registration="none")
 
@@ -106,7 +105,7 @@ def _scan_paths(root: Path) -> list[Path]:
 def young_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     """30 subjects aged 0-10 y, replication profile, 2 mm voxels (voxel_scale=2) for speed."""
     root = tmp_path_factory.mktemp("young")
-    participants = synthetic.generate_cohort(
+    participants = generate_cohort(
         root, n_subjects=30, min_age=0.0, max_age=10.0, profile="replication", seed=7, workers=2, voxel_scale=2.0, progress=False
     )
     return root, participants
@@ -125,7 +124,7 @@ def full_resolution_cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[st
     roots = {}
     for profile, subjects, sessions in (("discovery", 4, 2), ("replication", 2, 1)):
         root = tmp_path_factory.mktemp(profile)
-        synthetic.generate_cohort(root, n_subjects=subjects, profile=profile, seed=3, sessions=sessions, workers=2, progress=False)
+        generate_cohort(root, n_subjects=subjects, profile=profile, seed=3, sessions=sessions, workers=2, progress=False)
         roots[profile] = root
     return roots
 
@@ -149,20 +148,6 @@ def test_white_matter_darker_in_infants_brighter_after_two(young_measurements: p
     assert len(infants) >= 3 and len(toddlers) >= 3
     assert (infants.wm_gm_ratio < 1.0).all()
     assert (toddlers.wm_gm_ratio > 1.0).all()
-
-
-def test_documented_age_curves() -> None:
-    ages = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 6.0, 12.0, 20.0])
-    assert np.all(np.diff(synthetic.relative_brain_volume(ages)) > 0)
-    assert synthetic.relative_brain_volume(0.0) == pytest.approx(0.33, abs=0.02)
-    assert synthetic.relative_brain_volume(2.0) == pytest.approx(0.83, abs=0.03)
-    grey_volume = synthetic.relative_brain_volume(ages) * (1 - synthetic.white_matter_share(ages))
-    assert 2.0 <= ages[np.argmax(grey_volume)] <= 12.0 and grey_volume[-1] < grey_volume.max()
-    white_volume = synthetic.relative_brain_volume(ages) * synthetic.white_matter_share(ages)
-    assert np.all(np.diff(white_volume) > 0)
-    for site in synthetic.SITES["discovery"] + synthetic.SITES["replication"]:
-        ratio = synthetic.white_grey_ratio(ages, site.grey)
-        assert np.all(ratio[ages <= 0.5] < 1.0) and np.all(ratio[ages >= 2.0] > 1.0)
 
 
 @pytest.mark.slow
@@ -199,7 +184,7 @@ def test_bids_layout_and_sessions(full_resolution_cohorts: dict[str, Path]) -> N
     participants = pd.read_csv(root / "participants.tsv", sep="\t", dtype={"participant_id": str})
     assert list(participants.columns) == ["participant_id", "age", "sex", "site"]
     assert set(participants.sex) <= {"M", "F"}
-    assert set(participants.site) <= {site.name for site in synthetic.SITES["discovery"]}
+    assert set(participants.site) <= {site.name for site in SITES["discovery"]}
     assert json.loads((root / "dataset_description.json").read_text())["BIDSVersion"]
     for row in participants.itertuples():
         sessions = pd.read_csv(root / row.participant_id / f"{row.participant_id}_sessions.tsv", sep="\t")
@@ -214,8 +199,8 @@ def test_bids_layout_and_sessions(full_resolution_cohorts: dict[str, Path]) -> N
 
 def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
     kwargs = dict(n_subjects=2, min_age=1.0, max_age=3.0, profile="discovery", voxel_scale=2.0, progress=False)
-    synthetic.generate_cohort(tmp_path / "a", seed=11, workers=1, **kwargs)
-    synthetic.generate_cohort(tmp_path / "b", seed=11, workers=2, **kwargs)
+    generate_cohort(tmp_path / "a", seed=11, workers=1, **kwargs)
+    generate_cohort(tmp_path / "b", seed=11, workers=2, **kwargs)
     files_a = [p.relative_to(tmp_path / "a") for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()]
     files_b = [p.relative_to(tmp_path / "b") for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()]
     assert files_a == files_b and len(files_a) == 4
@@ -227,7 +212,7 @@ def test_different_seeds_give_different_anatomy(tmp_path: Path) -> None:
     kwargs = dict(n_subjects=1, min_age=8.0, max_age=8.0, profile="replication", workers=1, voxel_scale=2.0, progress=False)
     volumes = []
     for seed in (1, 2):
-        synthetic.generate_cohort(tmp_path / str(seed), seed=seed, **kwargs)
+        generate_cohort(tmp_path / str(seed), seed=seed, **kwargs)
         scan = tmp_path / str(seed) / "sub-0001" / "anat" / "sub-0001_T1w.nii.gz"
         volumes.append(preprocess_scan(scan, PreprocessConfig(grid="small", registration="none")).volume)
     correlation = np.corrcoef(volumes[0].ravel(), volumes[1].ravel())[0, 1]
@@ -235,38 +220,8 @@ def test_different_seeds_give_different_anatomy(tmp_path: Path) -> None:
     assert np.abs(volumes[0] - volumes[1]).mean() > 0.05
 
 
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        (["--subjects", "0"], "subjects must be a positive integer"),
-        (["--subjects", "2", "--min-age", "-1"], "min-age must be >= 0"),
-        (["--subjects", "2", "--min-age", "12", "--max-age", "5"], "min-age (12.0) is above max-age (5.0)"),
-        (["--subjects", "2", "--profile", "hospital"], "invalid choice: 'hospital'"),
-    ],
-)
-def test_bad_arguments_give_clear_cli_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
-) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        synthetic.main(["--out", str(tmp_path / "cohort"), *arguments])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "cohort").exists()
-
-
 def test_generate_cohort_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="subjects must be a positive integer"):
-        synthetic.generate_cohort(tmp_path, n_subjects=0)
+        generate_cohort(tmp_path, n_subjects=0)
     with pytest.raises(ValueError, match="is above max-age"):
-        synthetic.generate_cohort(tmp_path, n_subjects=1, min_age=10.0, max_age=2.0)
-
-
-def test_command_line_writes_a_dataset(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "brainage_tf.synthetic", "--out", str(tmp_path), "--subjects", "2",
-               "--voxel-scale", "2", "--workers", "1", "--max-age", "4"]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr
-    assert "100%" in completed.stderr
-    participants = pd.read_csv(tmp_path / "participants.tsv", sep="\t")
-    assert len(participants) == 2 and participants.age.between(0, 4).all()
-    assert len(_scan_paths(tmp_path)) == 2
+        generate_cohort(tmp_path, n_subjects=1, min_age=10.0, max_age=2.0)

@@ -1,0 +1,55 @@
+"""Synthetic developmental cohort: BIDS datasets of T1-weighted NIfTI scans of children aged 0-22 years.
+
+Every scan is built from the MNI152 template that nilearn ships (nothing is downloaded), with
+documented developmental effects (growth, myelination contrast, tissue trajectories, individual
+tempo) and site and scanner effects, so the whole pipeline runs without access-controlled data.
+docs/synthetic.md gives the curves, the literature behind them and what the tests measure.
+
+Modules: ``trajectories`` (developmental curves), ``sites`` (site profiles and scanner geometry),
+``anatomy`` (the template anatomy), ``rendering`` (one subject's scan at one age), ``cohort``
+(the BIDS writer) and ``__main__`` (the command line, ``python -m brainage_tf.synthetic``).
+"""
+
+from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
+from brainage_tf.synthetic.cohort import generate_cohort, validate_arguments
+from brainage_tf.synthetic.rendering import SubjectTraits, draw_subject_traits, render_scan, write_nifti_gz
+from brainage_tf.synthetic.sites import PROFILES, SITES, Site, scan_affine
+from brainage_tf.synthetic.trajectories import (
+    MAX_SUPPORTED_AGE,
+    myelination,
+    relative_brain_volume,
+    ventricle_volume_factor,
+    white_grey_ratio,
+    white_matter_share,
+)
+
+__all__ = [
+    "MAX_SUPPORTED_AGE",
+    "PROFILES",
+    "SITES",
+    "Site",
+    "SubjectTraits",
+    "TemplateAnatomy",
+    "draw_subject_traits",
+    "generate_cohort",
+    "load_template_anatomy",
+    "main",
+    "myelination",
+    "relative_brain_volume",
+    "render_scan",
+    "scan_affine",
+    "validate_arguments",
+    "ventricle_volume_factor",
+    "white_grey_ratio",
+    "white_matter_share",
+    "write_nifti_gz",
+]
+
+
+def __getattr__(name: str) -> object:
+    # main is imported on first use: importing __main__ here would make `python -m` warn about it.
+    if name == "main":
+        from brainage_tf.synthetic.__main__ import main
+
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,42 @@
+"""Tests of the command line, in process and as ``python -m brainage_tf.synthetic``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from brainage_tf.synthetic.__main__ import main
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--subjects", "0"], "subjects must be a positive integer"),
+        (["--subjects", "2", "--min-age", "-1"], "min-age must be >= 0"),
+        (["--subjects", "2", "--min-age", "12", "--max-age", "5"], "min-age (12.0) is above max-age (5.0)"),
+        (["--subjects", "2", "--profile", "hospital"], "invalid choice: 'hospital'"),
+    ],
+)
+def test_bad_arguments_give_clear_cli_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "cohort"), *arguments])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "cohort").exists()
+
+
+def test_command_line_writes_a_dataset(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "brainage_tf.synthetic", "--out", str(tmp_path), "--subjects", "2",
+               "--voxel-scale", "2", "--workers", "1", "--max-age", "4"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "100%" in completed.stderr
+    participants = pd.read_csv(tmp_path / "participants.tsv", sep="\t")
+    assert len(participants) == 2 and participants.age.between(0, 4).all()
+    assert len(list(tmp_path.glob("sub-*/**/anat/*_T1w.nii.gz"))) == 2
