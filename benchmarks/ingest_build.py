@@ -11,7 +11,6 @@ grid, workers, seconds and examples per second.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -21,6 +20,7 @@ import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 from etils import epath
 
+from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
@@ -74,13 +74,13 @@ def main() -> None:
             download_config=tfds.download.DownloadConfig(beam_options=beam_options(workers)),
         )
         seconds = time.perf_counter() - start
-        summary = json.loads((Path(builder.data_path) / "ingest_summary.json").read_text())
-        rows.append((args.subjects, args.grid, workers, seconds, summary["examples_written"] / seconds, summary))
+        summary = IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME)
+        rows.append((args.subjects, args.grid, workers, seconds, summary.examples_written / seconds, summary))
 
     print(f"\ngeneration of {args.subjects} synthetic subjects (once, all CPUs): {generation_seconds:.1f} s")
     print(f"{'subjects':>8} {'grid':>6} {'workers':>7} {'seconds':>8} {'examples/s':>10}  rows in / written / skipped")
     for subjects, grid, workers, seconds, rate, summary in rows:
-        counts = f"{summary['rows_in']} / {summary['examples_written']} / {summary['skipped']}"
+        counts = f"{summary.rows_in} / {summary.examples_written} / {summary.skipped}"
         print(f"{subjects:>8} {grid:>6} {workers:>7} {seconds:>8.1f} {rate:>10.2f}  {counts}")
 
 

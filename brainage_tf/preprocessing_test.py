@@ -107,6 +107,20 @@ def test_affine_perturbed_template_registers_back_within_two_millimetres():
     assert unaligned.metadata.registration_ncc < 0.6
 
 
+def test_failed_registration_raises_registration_error_naming_the_file(monkeypatch):
+    import SimpleITK as sitk
+
+    def fail(self, fixed, moving):
+        raise RuntimeError("optimizer diverged")
+
+    monkeypatch.setattr(sitk.ImageRegistrationMethod, "Execute", fail)
+    path = NIBABEL_DATA / "small.mnc"
+    with pytest.raises(prep.RegistrationError) as raised:
+        prep.preprocess_scan(path, prep.PreprocessConfig(grid="tiny", registration="affine"))
+    assert type(raised.value) is prep.RegistrationError
+    assert str(raised.value) == f"{path}: affine registration to MNI152 failed (optimizer diverged)"
+
+
 def test_brain_mask_zeroes_outside_and_keeps_inside():
     path = NIBABEL_DATA / "small.mnc"
     plain = prep.preprocess_scan(path, TINY)
@@ -229,9 +243,10 @@ def test_absurd_voxel_size_is_rejected(tmp_path, voxel_mm):
         prep.preprocess_scan(path, TINY)
 
 
-def test_scan_errors_survive_pickling_for_beam_workers():
-    error = prep.NonFiniteVoxelsError("/data/a.nii", "3 voxels are NaN or infinite")
+@pytest.mark.parametrize("error_class", [prep.NonFiniteVoxelsError, prep.RegistrationError])
+def test_scan_errors_survive_pickling_for_beam_workers(error_class):
+    error = error_class("/data/a.nii", "3 voxels are NaN or infinite")
     restored = pickle.loads(pickle.dumps(error))
-    assert type(restored) is prep.NonFiniteVoxelsError
+    assert type(restored) is error_class
     assert str(restored) == "/data/a.nii: 3 voxels are NaN or infinite"
     assert isinstance(restored, prep.ScanError) and isinstance(restored, ValueError)

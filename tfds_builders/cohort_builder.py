@@ -12,20 +12,14 @@ TFDS forbids `open` and `os` in builder modules, so files are handled with
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from brainage_tf.ingest.records import ScanRecord
-from brainage_tf.preprocessing import PreprocessConfig, get_grid
-
-SKIP_REPORT_NAME = "skip_report.tsv"
-INGEST_SUMMARY_NAME = "ingest_summary.json"
-GRID_NAMES = ("tiny", "small", "paper")
-REGISTRATION_MODES = ("none", "affine")
+from brainage_tf.ingest import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, ScanRecord
+from brainage_tf.preprocessing import GRID_NAMES, REGISTRATION_MODES, PreprocessConfig, get_grid
 
 
 class CohortConfig(tfds.core.BuilderConfig):
@@ -184,25 +178,13 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         from brainage_tf.ingest.beam import summarize
 
         summary = summarize(pipeline_result)
-        summary_path = self.data_path / INGEST_SUMMARY_NAME
-        summary_path.write_text(
-            json.dumps(
-                {
-                    "rows_in": summary.rows_in,
-                    "examples_written": summary.examples_written,
-                    "skipped": summary.skipped,
-                    "skipped_by_reason": dict(summary.skipped_by_kind),
-                    "skip_report": SKIP_REPORT_NAME,
-                },
-                indent=2,
-            )
-        )
+        summary.write(self.data_path / INGEST_SUMMARY_NAME)
         if summary.skipped:
             logging.warning(
                 "%s: %d rows skipped (%s); see %s in the prepared dataset folder",
                 self.name,
                 summary.skipped,
-                ", ".join(f"{kind}: {count}" for kind, count in summary.skipped_by_kind.items()),
-                SKIP_REPORT_NAME,
+                ", ".join(f"{reason}: {count}" for reason, count in summary.skipped_by_reason.items()),
+                summary.skip_report,
             )
         logging.info("%s", summary.line())

@@ -2,123 +2,57 @@
 
 `IngestScans` takes (split, ScanRecord) pairs, checks each record (duplicate
 (cohort, subject, session), age, file present), runs
-`brainage_tf.preprocessing.preprocess_scan` on the good ones, and returns one
-PCollection of (key, example) per split. Every bad row is counted with Beam
-metrics under `brainage_tf.ingest` and written to a skip report (TSV: path,
-subject, reason); with `strict=True` the first bad row fails the pipeline.
-After the run, `summarize` reads the counters back and `IngestSummary.line()`
-gives "N rows in, M examples written, K skipped".
+`brainage_tf.preprocessing.preprocess_scan` on the good ones, drops copies of
+the same image content under other keys, and returns one PCollection of
+(key, example) per split. Every bad row is counted with Beam metrics under
+`brainage_tf.ingest` and written to a skip report (TSV: path, subject, reason);
+with `strict=True` the first bad row fails the pipeline. After the run,
+`summarize` reads the counters back into an `IngestSummary`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from brainage_tf.ingest.records import ScanRecord, age_problem
+from brainage_tf.ingest.ages import age_problem
+from brainage_tf.ingest.records import ScanRecord
+from brainage_tf.ingest.skips import (
+    IngestError,
+    Skip,
+    content_duplicates,
+    find_duplicates,
+    skip_kind_of_error,
+    write_skip_report,
+)
+from brainage_tf.ingest.summary import IngestSummary
 
 METRICS_NAMESPACE = "brainage_tf.ingest"
 ROWS_IN = "rows_in"
 EXAMPLES_WRITTEN = "examples_written"
 SKIPPED = "skipped"
-SKIP_REPORT_HEADER = ("path", "subject", "reason")
 _SKIPPED_TAG = "__skipped__"
+_CONTENT_TAG = "__content__"
 
 
-class IngestError(ValueError):
-    """A bad row in strict mode, or an inconsistent ingest request."""
+def _count_skip(kind: str) -> None:
+    Metrics.counter(METRICS_NAMESPACE, SKIPPED).inc()
+    Metrics.counter(METRICS_NAMESPACE, f"{SKIPPED}_{kind}").inc()
 
 
-@dataclasses.dataclass(frozen=True)
-class Skip:
-    """One skipped row of the skip report.
-
-    Attributes:
-      path: The scan path ("" when the row names no file).
-      subject: The subject ID.
-      kind: Short reason code, also the suffix of its Beam counter.
-      detail: Human-readable explanation.
-    """
-
-    path: str
-    subject: str
-    kind: str
-    detail: str
-
-    @property
-    def reason(self) -> str:
-        """Reason column of the report: "<kind>: <detail>"."""
-        return f"{self.kind}: {self.detail}"
-
-
-@dataclasses.dataclass(frozen=True)
-class IngestSummary:
-    """Row counts of one ingest run, read back from the Beam counters.
-
-    Attributes:
-      rows_in: Records that entered the transform.
-      examples_written: Examples handed to the dataset writer.
-      skipped: Rows skipped, all reasons.
-      skipped_by_kind: Skip count per reason code.
-    """
-
-    rows_in: int
-    examples_written: int
-    skipped: int
-    skipped_by_kind: Mapping[str, int]
-
-    def line(self) -> str:
-        """The closing log line: "N rows in, M examples written, K skipped"."""
-        return f"{self.rows_in} rows in, {self.examples_written} examples written, {self.skipped} skipped"
-
-
-def _snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def skip_kind_of_error(error: Exception) -> str:
-    """Reason code of a preprocessing error: UnreadableScanError -> "unreadable_scan"."""
-    name = type(error).__name__
-    return _snake_case(name[: -len("Error")] if name.endswith("Error") else name)
-
-
-def find_duplicates(records: Sequence[ScanRecord]) -> dict[int, str]:
-    """Finds records sharing (cohort, subject, session).
-
-    All members of a duplicate group are reported, since none of them can be
-    trusted to be the right one.
-
-    Args:
-      records: The records, in input order.
-
-    Returns:
-      Index of every duplicated record -> explanation naming the other paths.
-    """
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    for index, record in enumerate(records):
-        groups.setdefault((record.cohort, record.subject_id, record.session), []).append(index)
-    duplicates = {}
-    for (_, subject, session), indices in groups.items():
-        if len(indices) < 2:
-            continue
-        for index in indices:
-            others = [records[other].path or "<no file>" for other in indices if other != index]
-            duplicates[index] = (
-                f"subject {subject} session {session or '<none>'} is listed {len(indices)} times; "
-                f"also at {', '.join(others)}"
-            )
-    return duplicates
+def content_hash(volume: np.ndarray) -> str:
+    """SHA-256 of a float16 model-input volume: equal for a copy in any format or orientation."""
+    return hashlib.sha256(np.ascontiguousarray(volume, dtype=np.float16).tobytes()).hexdigest()
 
 
 def _example(record: ScanRecord, volume: np.ndarray, registration_ncc: float) -> dict:
     return {
-        "volume": volume.astype(np.float16),
+        "volume": volume,
         "age": np.float32(record.age_years),
         "sex": record.sex,
         "site": record.site,
@@ -130,7 +64,7 @@ def _example(record: ScanRecord, volume: np.ndarray, registration_ncc: float) ->
 
 
 class PreprocessRecordFn(beam.DoFn):
-    """Validates and preprocesses one record; emits the example or a Skip."""
+    """Validates and preprocesses one record; emits the example and its content hash, or a Skip."""
 
     def __init__(self, preprocess_config, strict: bool):
         """Creates the DoFn.
@@ -143,29 +77,28 @@ class PreprocessRecordFn(beam.DoFn):
         self._config = preprocess_config
         self._strict = strict
         self._rows_in = Metrics.counter(METRICS_NAMESPACE, ROWS_IN)
-        self._written = Metrics.counter(METRICS_NAMESPACE, EXAMPLES_WRITTEN)
-        self._skipped = Metrics.counter(METRICS_NAMESPACE, SKIPPED)
 
     def _skip(self, record: ScanRecord, kind: str, detail: str):
-        skip = Skip(record.path, record.subject_id, kind, detail)
+        return self._report(Skip.of(record, kind, detail))
+
+    def _report(self, skip: Skip):
         if self._strict:
-            raise IngestError(f"{record.path or record.subject_id}: {skip.reason}")
-        self._skipped.inc()
-        Metrics.counter(METRICS_NAMESPACE, f"{SKIPPED}_{kind}").inc()
+            raise IngestError(skip.message)
+        _count_skip(skip.kind)
         return beam.pvalue.TaggedOutput(_SKIPPED_TAG, skip)
 
-    def process(self, element: tuple[str, ScanRecord, str]):
-        """Yields (key, example) tagged with the split, or a Skip tagged as skipped.
+    def process(self, element: tuple[str, ScanRecord, Skip | None]):
+        """Yields (key, example) tagged with the split and (hash, record), or a Skip.
 
         Args:
-          element: (split name, record, duplicate explanation or "").
+          element: (split name, record, its `duplicate` skip or None).
         """
         from brainage_tf.preprocessing import ScanError, preprocess_scan  # heavy: load on workers
 
         split, record, duplicate = element
         self._rows_in.inc()
-        if duplicate:
-            yield self._skip(record, "duplicate", duplicate)
+        if duplicate is not None:
+            yield self._report(duplicate)
             return
         problem = age_problem(record)
         if problem is not None:
@@ -183,47 +116,43 @@ class PreprocessRecordFn(beam.DoFn):
         try:
             scan = preprocess_scan(record.path, self._config)
         except ScanError as error:
-            yield self._skip(record, skip_kind_of_error(error), getattr(error, "reason", str(error)))
+            yield self._skip(record, skip_kind_of_error(error), error.reason)
             return
-        volume = scan.volume
-        if not np.all(np.isfinite(volume.astype(np.float16))):
+        volume = scan.volume.astype(np.float16)
+        if not np.all(np.isfinite(volume)):
             yield self._skip(record, "float16_overflow", "preprocessed volume does not fit float16")
             return
-        self._written.inc()
+        yield beam.pvalue.TaggedOutput(_CONTENT_TAG, (content_hash(volume), record))
         yield beam.pvalue.TaggedOutput(split, (record.key, _example(record, volume, scan.metadata.registration_ncc)))
 
 
-def write_skip_report(skips: Sequence[Skip], report_path: str) -> int:
-    """Writes the skip report TSV (header path, subject, reason), sorted by path.
-
-    Args:
-      skips: All skipped rows.
-      report_path: Destination; any Beam filesystem (local, gs://, hdfs://).
-
-    Returns:
-      Number of rows written.
-    """
-    lines = ["\t".join(SKIP_REPORT_HEADER)]
-    for skip in sorted(skips, key=lambda skip: (skip.path, skip.subject, skip.reason)):
-        fields = (skip.path, skip.subject, skip.reason)
-        lines.append("\t".join(field.replace("\t", " ").replace("\n", " ") for field in fields))
-    with FileSystems.create(report_path) as report:
-        report.write(("\n".join(lines) + "\n").encode("utf-8"))
-    return len(skips)
+def _find_copies(hash_and_records: tuple[str, Iterable[ScanRecord]], strict: bool) -> list[tuple[str, Skip]]:
+    """(key, Skip) of every copy among one content hash's records; raises in strict mode."""
+    copies = content_duplicates(hash_and_records[1])
+    if strict and copies:
+        raise IngestError(copies[0][1].message)
+    return copies
 
 
-def read_skip_report(report_path: str) -> list[dict[str, str]]:
-    """Reads a skip report back as a list of {path, subject, reason} rows."""
-    with FileSystems.open(report_path) as report:
-        lines = report.read().decode("utf-8").splitlines()
-    header = tuple(lines[0].split("\t"))
-    if header != SKIP_REPORT_HEADER:
-        raise IngestError(f"{report_path}: not a skip report (header {header})")
-    return [dict(zip(SKIP_REPORT_HEADER, line.split("\t"))) for line in lines[1:]]
+class DropCopiesFn(beam.DoFn):
+    """Passes an example on unless its key is a dropped copy; counts both outcomes."""
+
+    def __init__(self):
+        super().__init__()
+        self._written = Metrics.counter(METRICS_NAMESPACE, EXAMPLES_WRITTEN)
+
+    def process(self, key_example: tuple[str, dict], copies: Mapping[str, Skip]):
+        """Yields `key_example` unless `copies` (a side input) lists its key."""
+        skip = copies.get(key_example[0])
+        if skip is not None:
+            _count_skip(skip.kind)
+            return
+        self._written.inc()
+        yield key_example
 
 
 class IngestScans(beam.PTransform):
-    """Records -> validated, preprocessed examples per split, plus a skip report.
+    """Records -> validated, preprocessed, de-duplicated examples per split, plus a skip report.
 
     Apply to a pipeline (PBegin). The output is a dict split -> PCollection of
     (key, example dict) ready for a TFDS builder's `_split_generators`.
@@ -263,25 +192,33 @@ class IngestScans(beam.PTransform):
     def expand(self, pbegin):
         duplicates = find_duplicates([record for _, record in self._records])
         if self._strict and duplicates:
-            first = min(duplicates)
-            raise IngestError(f"{self._records[first][1].path}: duplicate: {duplicates[first]}")
-        elements = [
-            (split, record, duplicates.get(index, "")) for index, (split, record) in enumerate(self._records)
-        ]
+            raise IngestError(duplicates[min(duplicates)].message)
+        elements = [(split, record, duplicates.get(index)) for index, (split, record) in enumerate(self._records)]
         processed = (
             pbegin
             | "CreateRecords" >> beam.Create(elements)
             | "Preprocess"
             >> beam.ParDo(PreprocessRecordFn(self._config, self._strict)).with_outputs(
-                _SKIPPED_TAG, *self._split_names
+                _SKIPPED_TAG, _CONTENT_TAG, *self._split_names
             )
         )
+        # Only hashes and records go through the shuffle; the volumes stay put.
+        copies = (
+            processed[_CONTENT_TAG]
+            | "GroupByContent" >> beam.GroupByKey()
+            | "FindCopies" >> beam.FlatMap(_find_copies, self._strict)
+        )
         _ = (
-            processed[_SKIPPED_TAG]
+            (processed[_SKIPPED_TAG], copies | "CopySkips" >> beam.Values())
+            | "AllSkips" >> beam.Flatten()
             | "CollectSkips" >> beam.combiners.ToList()
             | "WriteSkipReport" >> beam.Map(write_skip_report, self._skip_report_path)
         )
-        return {split: processed[split] for split in self._split_names}
+        copies_by_key = beam.pvalue.AsDict(copies)
+        return {
+            split: processed[split] | f"DropCopies_{split}" >> beam.ParDo(DropCopiesFn(), copies_by_key)
+            for split in self._split_names
+        }
 
 
 def keep_direct_runner_offline(pipeline: beam.Pipeline) -> None:
@@ -317,10 +254,10 @@ def summarize(pipeline_result) -> IngestSummary:
         value = counter.committed if counter.committed is not None else counter.attempted
         totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
     prefix = f"{SKIPPED}_"
-    by_kind = {name[len(prefix) :]: count for name, count in sorted(totals.items()) if name.startswith(prefix)}
+    by_reason = {name[len(prefix) :]: count for name, count in sorted(totals.items()) if name.startswith(prefix)}
     return IngestSummary(
         rows_in=totals.get(ROWS_IN, 0),
         examples_written=totals.get(EXAMPLES_WRITTEN, 0),
         skipped=totals.get(SKIPPED, 0),
-        skipped_by_kind=by_kind,
+        skipped_by_reason=by_reason,
     )

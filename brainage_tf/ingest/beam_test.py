@@ -1,26 +1,23 @@
-"""Tests of the shared Beam ingest transform: examples, skips, report, counters, strict."""
+"""Tests of the shared Beam ingest transform: examples, skips, copies, report, counters, strict."""
 
+import re
 from pathlib import Path
 
 import apache_beam as beam
 import nibabel as nib
 import numpy as np
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from brainage_tf.ingest.beam import (
-    IngestError,
-    IngestScans,
-    find_duplicates,
-    keep_direct_runner_offline,
-    read_skip_report,
-    summarize,
-)
+from brainage_tf.ingest.beam import IngestScans, keep_direct_runner_offline, summarize
 from brainage_tf.ingest.records import ScanRecord
+from brainage_tf.ingest.skips import IngestError, content_duplicates, find_duplicates, read_skip_report
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig
 
 NIBABEL_DATA = Path(nib.__file__).resolve().parent / "tests" / "data"
 GOOD_SCAN = str(NIBABEL_DATA / "small.mnc")  # a real downsampled brain in MNI space
+OTHER_SCAN = str(NIBABEL_DATA / "minc2_1_scale.mnc")  # another brain, so not a copy of GOOD_SCAN
 SCAN_4D = str(NIBABEL_DATA / "minc1_4d.mnc")
 CONFIG = PreprocessConfig(grid="tiny", registration="none")
 
@@ -34,7 +31,7 @@ def _records(tmp_path: Path) -> list[tuple[str, ScanRecord]]:
     corrupt = tmp_path / "corrupt.nii.gz"
     corrupt.write_bytes(b"\x1f\x8b truncated")
     return [
-        ("train", _record("good1")),
+        ("train", _record("good1", path=OTHER_SCAN)),
         ("test", _record("good2", age=12.5, session="V1")),
         ("train", _record("old", age=130.0)),
         ("", _record("noage", age=None)),
@@ -46,10 +43,20 @@ def _records(tmp_path: Path) -> list[tuple[str, ScanRecord]]:
     ]
 
 
-def _run(records, report: Path, strict: bool = False):
-    pipeline = beam.Pipeline()
+def _ingest(records, report: Path, strict: bool = False, options: PipelineOptions | None = None, check=None):
+    """Runs IngestScans on a train/test split; `check(outputs)` may add assertions first."""
+    pipeline = beam.Pipeline(options=options)
     keep_direct_runner_offline(pipeline)
     outputs = pipeline | IngestScans(records, CONFIG, ("train", "test"), str(report), strict=strict)
+    if check is not None:
+        check(outputs)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def _check_good1_and_good2(outputs) -> None:
+    """Asserts that train holds c/good1/ and test c/good2/V1, a model-ready small.mnc example."""
     keys = {
         split: outputs[split] | f"Keys{split}" >> beam.Map(lambda key_example: key_example[0])
         for split in ("train", "test")
@@ -67,9 +74,10 @@ def _run(records, report: Path, strict: bool = False):
         return True
 
     assert_that(outputs["test"] | beam.Map(check_example), equal_to([True]), label="test_example")
-    result = pipeline.run()
-    result.wait_until_finish()
-    return result
+
+
+def _run(records, report: Path, strict: bool = False, options: PipelineOptions | None = None):
+    return _ingest(records, report, strict, options, check=_check_good1_and_good2)
 
 
 def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
@@ -78,7 +86,7 @@ def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
     summary = summarize(_run(records, report))
     assert (summary.rows_in, summary.examples_written, summary.skipped) == (9, 2, 7)
     assert summary.rows_in == summary.examples_written + summary.skipped
-    assert summary.skipped_by_kind == {
+    assert summary.skipped_by_reason == {
         "duplicate": 2,
         "implausible_age": 1,
         "missing_age": 1,
@@ -96,14 +104,14 @@ def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
 
 def test_empty_skip_report_still_has_its_header(tmp_path):
     report = tmp_path / "skip_report.tsv"
-    _run([("train", _record("good1")), ("test", _record("good2", age=12.5, session="V1"))], report)
+    _run([("train", _record("good1", path=OTHER_SCAN)), ("test", _record("good2", age=12.5, session="V1"))], report)
     assert report.read_text() == "path\tsubject\treason\n"
 
 
 def test_strict_mode_fails_on_the_first_bad_row(tmp_path):
-    records = [("train", _record("good1")), ("train", _record("old", age=130.0))]
+    records = [("train", _record("good1", path=OTHER_SCAN)), ("train", _record("old", age=130.0))]
     with pytest.raises(Exception, match="implausible_age"):
-        _run(records, tmp_path / "r.tsv", strict=True)
+        _ingest(records, tmp_path / "r.tsv", strict=True)
 
 
 def test_strict_mode_rejects_duplicates_before_running(tmp_path):
@@ -116,7 +124,56 @@ def test_duplicates_are_per_cohort():
     records = [_record("a", cohort="x"), _record("a", cohort="y"), _record("a", cohort="y")]
     duplicates = find_duplicates(records)
     assert sorted(duplicates) == [1, 2]
-    assert "listed 2 times" in duplicates[1]
+    assert duplicates[1].kind == "duplicate"
+    assert "listed 2 times" in duplicates[1].detail
+
+
+def _copies_of_good_scan(tmp_path: Path) -> tuple[str, str]:
+    """GOOD_SCAN's voxels saved as RAS+ NIfTI and as MGZ: other formats and orientation, same content."""
+    image = nib.load(GOOD_SCAN)
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    nifti, mgz = str(tmp_path / "twin.nii.gz"), str(tmp_path / "again.mgz")
+    nib.save(nib.as_closest_canonical(nib.Nifti1Image(data, image.affine)), nifti)
+    nib.save(nib.MGHImage(data, image.affine), mgz)
+    return nifti, mgz
+
+
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_copied_content_is_skipped_and_names_the_kept_scan(tmp_path, mode):
+    nifti_copy, mgz_copy = _copies_of_good_scan(tmp_path)
+    records = [
+        ("train", _record("good1", path=OTHER_SCAN)),
+        ("test", _record("good2", age=12.5, session="V1")),
+        ("train", _record("twin", path=nifti_copy)),  # another subject: would leak into train
+        ("test", _record("good2", age=13.0, session="V2", path=mgz_copy)),  # the same subject again
+    ]
+    report = tmp_path / "skip_report.tsv"
+    options = PipelineOptions([f"--direct_running_mode={mode}", "--direct_num_workers=2"])
+    summary = summarize(_run(records, report, options=options))
+    assert (summary.rows_in, summary.examples_written, summary.skipped) == (4, 2, 2)
+    assert summary.skipped_by_reason == {"duplicate_content": 2}
+    rows = {(row["subject"], row["path"]): row["reason"] for row in read_skip_report(str(report))}
+    kept = f"same image content as {GOOD_SCAN} (subject good2, session V1), which is kept"
+    assert rows == {
+        ("twin", nifti_copy): f"duplicate_content: {kept}",
+        ("good2", mgz_copy): f"duplicate_content: {kept}",
+    }
+
+
+def test_strict_mode_fails_on_copied_content_naming_both_files(tmp_path):
+    nifti_copy, _ = _copies_of_good_scan(tmp_path)
+    records = [("test", _record("good2", age=12.5, session="V1")), ("train", _record("twin", path=nifti_copy))]
+    both_files = f"{nifti_copy}: duplicate_content: same image content as {GOOD_SCAN}"
+    with pytest.raises(Exception, match=re.escape(both_files)):
+        _ingest(records, tmp_path / "r.tsv", strict=True)
+
+
+def test_the_copy_with_the_smallest_key_is_kept_whatever_the_order():
+    records = [_record("b"), _record("a", session="V2"), _record("a", session="V1")]
+    for ordering in (records, records[::-1]):
+        dropped = dict(content_duplicates(ordering))
+        assert sorted(dropped) == ["c/a/V2", "c/b/"]
+        assert "(subject a, session V1)" in dropped["c/b/"].detail
 
 
 def test_undeclared_split_is_an_error(tmp_path):

@@ -14,10 +14,14 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping
 
-from brainage_tf.ingest.records import ScanRecord, age_problem
+from brainage_tf.ingest.ages import age_problem
+from brainage_tf.ingest.records import ScanRecord
 
 TRAIN = "train"
 TEST = "test"
+# The paper's 80/20 subject split, stratified by 1-year bins of baseline age.
+TEST_FRACTION = 0.2
+AGE_BIN_WIDTH_YEARS = 1.0
 
 
 def subject_hash(subject_id: str) -> str:
@@ -27,8 +31,8 @@ def subject_hash(subject_id: str) -> str:
 
 def assign_splits(
     records: Iterable[ScanRecord],
-    test_fraction: float = 0.2,
-    bin_width_years: float = 1.0,
+    test_fraction: float = TEST_FRACTION,
+    bin_width_years: float = AGE_BIN_WIDTH_YEARS,
 ) -> Mapping[tuple[str, str], str]:
     """Assigns each subject to "train" or "test", stratified by age bin.
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from brainage_tf.ingest.records import ScanRecord
-from brainage_tf.ingest.splits import TEST, TRAIN, assign_splits
+from brainage_tf.ingest.splits import TEST, TRAIN, assign_splits, subject_hash
 
 
 def _longitudinal(n_subjects: int = 100, sessions: int = 3) -> list[ScanRecord]:
@@ -45,6 +45,27 @@ def test_assignment_ignores_row_order_and_is_stratified():
         in_bin = [r.subject_id for r in records if low <= r.age_years < low + 5]
         test_share = sum(splits[("", s)] == TEST for s in in_bin) / len(in_bin)
         assert test_share == pytest.approx(0.2, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "subject_id, digest",
+    [
+        ("s01", "fb173a948cf4a99ace8aa40268ff7087a975aaca133ef2ed0012ee64feeb5dd7"),
+        ("sub-0001", "ecc25ae0538a7d4076589776dd70f66b7b8337c1108c3bf27f6b9a46c8abcc51"),
+        ("1001", "fe675fe7aaee830b6fed09b64e034f84dcbdaeb429d9cccd4ebb90e15af8dd71"),
+    ],
+)
+def test_subject_hash_is_pinned(subject_id, digest):
+    # A changed digest would silently move subjects between train and test of a rebuilt dataset.
+    assert subject_hash(subject_id) == digest
+
+
+def test_assignment_of_fixed_subjects_is_pinned():
+    ages = [0.5, 0.7, 1.2, 1.9, 1.1, 3.0, 3.4, 3.9, 12.0, 12.5]
+    records = [ScanRecord(f"sub-{index:04d}", "", "/x", "", age, f"age={age}") for index, age in enumerate(ages, 1)]
+    splits = assign_splits(records)
+    assert sorted(subject for (_, subject), split in splits.items() if split == TEST) == ["sub-0003", "sub-0007"]
+    assert len(splits) == 10
 
 
 def test_subjects_without_a_usable_age_get_no_split():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from brainage_tf.ingest.records import ScanRecord, read_cohort
+from brainage_tf.ingest import ScanRecord, read_cohort
 from tfds_builders.cohort_builder import CohortBuilder, make_configs, manual_dir_layouts
 
 COHORT = "mghbch"

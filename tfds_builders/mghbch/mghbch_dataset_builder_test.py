@@ -4,7 +4,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from brainage_tf.ingest.beam import read_skip_report
+from brainage_tf.ingest.skips import read_skip_report
 from tfds_builders.cohort_builder import CohortConfig
 from tfds_builders.mghbch.mghbch_dataset_builder import Builder
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from brainage_tf.ingest.records import ScanRecord, read_cohort
-from brainage_tf.ingest.splits import assign_splits
+from brainage_tf.ingest import AGE_BIN_WIDTH_YEARS, TEST_FRACTION, ScanRecord, assign_splits, read_cohort
 from tfds_builders.cohort_builder import CohortBuilder, make_configs, manual_dir_layouts
 
 COHORT = "nihpd"
-TEST_FRACTION = 0.2
-AGE_BIN_WIDTH_YEARS = 1.0
 
 
 class Builder(CohortBuilder):

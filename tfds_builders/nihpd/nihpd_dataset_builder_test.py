@@ -1,12 +1,12 @@
 """Tests of the nihpd builder on a TSV manifest of NIfTI, MINC and MGZ scans with bad rows."""
 
-import json
 from pathlib import Path
 from unittest import mock
 
 import tensorflow_datasets as tfds
 
-from brainage_tf.ingest.beam import read_skip_report
+from brainage_tf.ingest import INGEST_SUMMARY_NAME, IngestSummary
+from brainage_tf.ingest.skips import read_skip_report
 from tfds_builders import cohort_builder
 from tfds_builders.nihpd.nihpd_dataset_builder import Builder
 
@@ -20,6 +20,8 @@ EXPECTED_SKIPS = {
     "s09": "non_finite_voxels",
     "s10": "missing_file",
     "s11": "implausible_age",
+    "s15": "duplicate_content",  # s01's V1 file listed again under another subject
+    "s16": "duplicate_content",  # s02's file listed again under another subject
 }
 
 
@@ -28,7 +30,7 @@ class NihpdTest(tfds.testing.DatasetBuilderTestCase):
 
     DATASET_CLASS = Builder
     BUILDER_CONFIG_NAMES_TO_TEST = ["tiny"]
-    SPLITS = {"train": 7, "test": 2}
+    SPLITS = {"train": 5, "test": 2}
     SKIP_CHECKSUMS = True
 
     def test_skip_report_accounts_for_every_row(self):
@@ -37,12 +39,16 @@ class NihpdTest(tfds.testing.DatasetBuilderTestCase):
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA))
             )
-        self.assertIn(mock.call("%s", "18 rows in, 9 examples written, 9 skipped"), log_info.call_args_list)
-        summary = json.loads((builder.data_path / "ingest_summary.json").read_text())
-        self.assertEqual((summary["rows_in"], summary["examples_written"], summary["skipped"]), (18, 9, 9))
-        rows = read_skip_report(str(builder.data_path / "skip_report.tsv"))
+        self.assertIn(mock.call("%s", "18 rows in, 7 examples written, 11 skipped"), log_info.call_args_list)
+        summary = IngestSummary.read(builder.data_path / INGEST_SUMMARY_NAME)
+        self.assertEqual((summary.rows_in, summary.examples_written, summary.skipped), (18, 7, 11))
+        self.assertEqual(summary.skipped_by_reason["duplicate_content"], 2)
+        rows = read_skip_report(str(builder.data_path / summary.skip_report))
         kinds = {row["subject"]: row["reason"].split(":")[0] for row in rows if row["subject"] != "s12"}
         self.assertEqual(kinds, EXPECTED_SKIPS)
+        copy_of_s01 = next(row["reason"] for row in rows if row["subject"] == "s15")
+        s01_v1 = DUMMY_DATA / "scans" / "s01_V1.nii.gz"
+        self.assertIn(f"same image content as {s01_v1} (subject s01, session V1)", copy_of_s01)
         duplicates = [row for row in rows if row["subject"] == "s12"]
         self.assertLen(duplicates, 2)
         self.assertTrue(all(row["reason"].startswith("duplicate:") for row in duplicates))

@@ -11,12 +11,9 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 from etils import epath
 
-from brainage_tf.ingest.records import ScanRecord, read_bids
-from brainage_tf.ingest.splits import assign_splits
+from brainage_tf.ingest import AGE_BIN_WIDTH_YEARS, TEST_FRACTION, ScanRecord, assign_splits, read_bids
 from tfds_builders.cohort_builder import CohortBuilder, CohortConfig, make_configs
 
-TEST_FRACTION = 0.2
-AGE_BIN_WIDTH_YEARS = 1.0
 GENERATED_FOLDER = "synthetic_bids"
 
 
@@ -98,7 +95,9 @@ def cohort_folder_name(arguments: dict) -> str:
     )
 
 
-def ensure_generated(root: epath.Path, arguments: dict, workers: int | None = None) -> epath.Path:
+def ensure_generated(
+    root: epath.PathLike, arguments: dict, workers: int | None = None, progress: bool = False
+) -> epath.Path:
     """Generates one synthetic BIDS cohort below `root` unless it is already there.
 
     The cohort is written to a `.incomplete` folder and renamed when done, so a
@@ -108,20 +107,21 @@ def ensure_generated(root: epath.Path, arguments: dict, workers: int | None = No
       root: Parent folder (the download folder).
       arguments: generate_cohort keyword arguments.
       workers: Generator processes (None: all CPUs).
+      progress: Show the generator's per-subject progress bar.
 
     Returns:
       The cohort's BIDS folder.
     """
     from brainage_tf.synthetic import generate_cohort  # heavy: only when generating
 
-    folder = root / cohort_folder_name(arguments)
+    folder = epath.Path(root) / cohort_folder_name(arguments)
     if folder.exists():
         return folder
-    partial = root / f"{folder.name}.incomplete"
+    partial = folder.parent / f"{folder.name}.incomplete"
     if partial.exists():
         partial.rmtree()
     partial.mkdir(parents=True)
-    generate_cohort(str(partial), workers=workers, progress=False, **arguments)
+    generate_cohort(str(partial), workers=workers, progress=progress, **arguments)
     partial.rename(folder)
     return folder
 

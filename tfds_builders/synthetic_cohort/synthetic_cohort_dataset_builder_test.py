@@ -1,7 +1,6 @@
 """Tests of the synthetic_cohort builder, including a 2-worker multi-processing Beam build."""
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from brainage_tf.ingest.records import read_bids
-from brainage_tf.ingest.splits import assign_splits
+from brainage_tf.ingest import INGEST_SUMMARY_NAME, IngestSummary, assign_splits, read_bids
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
@@ -80,9 +78,9 @@ def test_multiprocessing_build_reads_back_with_right_shapes_and_labels(tmp_path)
     for key, age in expected_labels.items():
         assert loaded_labels[key] == pytest.approx(age, abs=1e-4)
 
-    summary = json.loads((Path(builder.data_path) / "ingest_summary.json").read_text())
+    summary = IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME)
     rows_in = len(expected_labels)
-    assert (summary["rows_in"], summary["examples_written"], summary["skipped"]) == (rows_in, rows_in, 0)
-    report = Path(builder.data_path) / "skip_report.tsv"
+    assert (summary.rows_in, summary.examples_written, summary.skipped) == (rows_in, rows_in, 0)
+    report = Path(builder.data_path) / summary.skip_report
     with report.open() as handle:
         assert list(csv.reader(handle, delimiter="\t")) == [["path", "subject", "reason"]]

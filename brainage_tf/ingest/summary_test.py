@@ -1,0 +1,47 @@
+"""Tests of IngestSummary's JSON round trip and its errors on bad files."""
+
+import json
+import re
+
+import pytest
+
+from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary, IngestSummaryError
+
+SUMMARY = IngestSummary(18, 7, 11, {"duplicate": 2, "missing_age": 9}, "skip_report.tsv")
+
+
+def test_round_trip_through_the_file_keeps_every_field(tmp_path):
+    path = tmp_path / INGEST_SUMMARY_NAME
+    SUMMARY.write(path)
+    assert json.loads(path.read_text()) == {
+        "rows_in": 18,
+        "examples_written": 7,
+        "skipped": 11,
+        "skipped_by_reason": {"duplicate": 2, "missing_age": 9},
+        "skip_report": "skip_report.tsv",
+    }
+    restored = IngestSummary.read(str(path))
+    assert restored == SUMMARY
+    assert restored.line() == "18 rows in, 7 examples written, 11 skipped"
+    assert IngestSummary.from_json(SUMMARY.to_json()) == SUMMARY
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no ingest summary there"),
+        ("{not json", "unreadable ingest summary"),
+        ("[1, 2]", "is a JSON list, not an object"),
+        ('{"rows_in": 1, "skipped": 0}', "lacks keys examples_written, skipped_by_reason, skip_report"),
+        (json.dumps({**SUMMARY.to_json(), "skipped": "11"}), "not a non-negative integer"),
+    ],
+    ids=["missing", "corrupt", "not-an-object", "missing-keys", "bad-count"],
+)
+def test_bad_file_raises_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / INGEST_SUMMARY_NAME
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(IngestSummaryError, match=re.escape(message)) as raised:
+        IngestSummary.read(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert "\n" not in str(raised.value)
