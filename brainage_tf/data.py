@@ -12,9 +12,11 @@ The pipeline:
    split is identical in every process and on every run, and the test split is
    never touched for model selection;
 3. caches the decoded volumes in memory (as float16) when they fit a budget;
-4. for training: shuffles with a seed, repeats, batches to the global batch, prefetches;
-   the consumer runs a fixed number of steps per epoch, so every replica of every
-   worker sees a full batch at every step;
+4. for training: one dataset per epoch, shuffled with a seed that is a function of
+   (run seed, epoch), so a resumed run sees exactly the batches an uninterrupted
+   one would; it repeats and batches to the global batch, and the consumer runs a
+   fixed number of steps per epoch, so every replica of every worker sees a full
+   batch at every step;
 5. shards by file across workers when the source has at least one file per worker
    and by data otherwise (tf.distribute auto-shard policy, set explicitly).
 """
@@ -22,13 +24,14 @@ The pipeline:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, VALIDATION_FRACTION
 
 HASH_BUCKETS = 10_000
 DEFAULT_CACHE_BUDGET_BYTES = 2 * 1024**3
@@ -76,9 +79,9 @@ class Selection:
         validation_fraction: Share of subjects carved out for validation, in [0, 1).
     """
 
-    min_age: float = 0.0
-    max_age: float = 22.0
-    validation_fraction: float = 0.2
+    min_age: float = MIN_AGE_YEARS
+    max_age: float = MAX_AGE_YEARS
+    validation_fraction: float = VALIDATION_FRACTION
 
 
 def default_data_dir() -> str:
@@ -123,79 +126,35 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSo
 
 
 def _prepared_builder(name: str, data_dir: str):
-    """Returns the TFDS builder of `name`, raising DatasetError if it is absent."""
+    """Returns the TFDS builder of a dataset prepared in data_dir, or raises DatasetError.
+
+    A prepared dataset loads from its files, so this module needs no builder code:
+    it stays below `tfds_builders`, which imports it never.
+    """
     import tensorflow_datasets as tfds
 
-    register_project_builders()
+    dataset, _, config = name.partition("/")
+    hint = (f"build it first, e.g. `tfds build tfds_builders/{dataset} --config {config or '<config>'} "
+            f"--data_dir {data_dir}`")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise DatasetError(f"unknown TFDS dataset {name!r}: it is neither registered nor prepared "
-                           f"in the data dir {data_dir}.") from None
+        raise DatasetError(f"unknown TFDS dataset {name!r}: not prepared in the data dir {data_dir} "
+                           f"and not a registered builder; {hint}.") from None
     except ValueError as error:
         raise DatasetError(f"TFDS dataset {name!r}: {str(error).splitlines()[0]}") from None
     if not builder.is_prepared():
-        raise DatasetError(
-            f"TFDS dataset {name!r} is not prepared in {data_dir}; build it first "
-            f"(e.g. `tfds build tfds_builders/{name.split('/')[0]} --config "
-            f"{name.split('/')[1] if '/' in name else '<config>'} --data_dir {data_dir}`)."
-        )
+        raise DatasetError(f"TFDS dataset {name!r} is not prepared in {data_dir}; {hint}.")
     return builder
 
 
-def register_project_builders() -> None:
-    """Imports this project's TFDS builder modules so their names are registered.
-
-    A builder module that is missing or fails to import is skipped: a dataset
-    prepared on disk still loads from its files without its builder code.
-    """
-    import importlib
-
-    for dataset in ("synthetic_cohort", "nihpd", "mghbch"):
-        try:
-            importlib.import_module(f"tfds_builders.{dataset}.{dataset}_dataset_builder")
-        except ImportError:
-            continue
-
-
 def is_prepared(name: str, data_dir: str | None = None) -> bool:
-    """True when the TFDS dataset `name` is registered or on disk and prepared in data_dir."""
+    """True when the TFDS dataset `name` is prepared in data_dir."""
     try:
         _prepared_builder(name, data_dir or default_data_dir())
     except DatasetError:
         return False
     return True
-
-
-def build_synthetic_cohort(config: str = "small", data_dir: str | None = None) -> str:
-    """Prepares the embedded `synthetic_cohort/<config>` TFDS dataset (no download).
-
-    Args:
-        config: Builder config, e.g. "small" (the default) or "tiny".
-        data_dir: TFDS data dir (default: default_data_dir()).
-
-    Returns:
-        The ingest's closing line, "N rows in, M examples written, K skipped",
-        with the path of the skip report.
-    """
-    import tensorflow_datasets as tfds
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from brainage_tf.ingest.beam import IngestSummary
-
-    from tfds_builders.synthetic_cohort import synthetic_cohort_dataset_builder  # noqa: F401  registers it
-
-    data_dir = data_dir or default_data_dir()
-    # One Beam worker per core: 200 scans at the small grid build in 31 s instead of 47 s on 2 cores.
-    workers = max(1, min(os.cpu_count() or 1, 8))
-    beam_options = PipelineOptions(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
-    download_config = tfds.download.DownloadConfig(beam_options=beam_options)
-    builder = tfds.builder(f"synthetic_cohort/{config}", data_dir=data_dir)
-    builder.download_and_prepare(download_config=download_config)
-    counts = json.loads((Path(builder.data_dir) / "ingest_summary.json").read_text())
-    summary = IngestSummary(counts["rows_in"], counts["examples_written"], counts["skipped"],
-                            counts["skipped_by_reason"])
-    return f"{summary.line()} (skip report: {Path(builder.data_dir) / counts['skip_report']})"
 
 
 def in_memory_source(volumes: np.ndarray, ages: Sequence[float], subject_ids: Sequence[str],
@@ -299,40 +258,54 @@ def _cached_volumes(source: ExampleSource, selection: Selection, role: str, num_
     return dataset
 
 
-def training_dataset(source: ExampleSource, selection: Selection, num_examples: int,
-                     global_batch_size: int, seed: int, num_workers: int = 1,
-                     cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES) -> tf.data.Dataset:
-    """Infinite, shuffled training stream of (volume, age) batches of the global batch size.
+def shuffle_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a fixed function of (run seed, epoch), so resume is exact."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def training_epochs(source: ExampleSource, selection: Selection, num_examples: int,
+                    global_batch_size: int, seed: int, num_workers: int = 1,
+                    cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES) -> Callable[[int], tf.data.Dataset]:
+    """A factory of each epoch's training stream of (volume, age) global batches.
+
+    Every epoch's dataset shares one in-memory cache of the decoded volumes.
 
     Args:
         source: Training split.
         selection: Age range and validation carve-out.
         num_examples: Training examples selected (from role_mask), to size cache and shuffle.
         global_batch_size: Per-replica batch times the number of replicas.
-        seed: Shuffle seed.
+        seed: Run seed; epoch e is shuffled with shuffle_seed(seed, e).
         num_workers: Workers the stream is distributed to; with at least one file per
             worker the stream is sharded by file, otherwise by data.
         cache_budget_bytes: Cache decoded volumes in memory when they fit.
 
     Returns:
-        Dataset of (float32 (batch, x, y, z, 1), float32 (batch,)).
+        epoch -> infinite dataset of (float32 (batch, x, y, z, 1), float32 (batch,)); the
+        consumer takes num_examples // global_batch_size batches per epoch.
     """
-    dataset = _cached_volumes(source, selection, "train", num_examples, cache_budget_bytes)
-    dataset = (
-        dataset.shuffle(max(num_examples, 1), seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .map(lambda volume, age: _to_pair({"volume": volume, "age": age}),
-             num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(global_batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    cached = _cached_volumes(source, selection, "train", num_examples, cache_budget_bytes)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.FILE
         if source.num_files >= num_workers > 1
         else tf.data.experimental.AutoShardPolicy.DATA
     )
-    return dataset.with_options(options)
+
+    def epoch_dataset(epoch: int) -> tf.data.Dataset:
+        # The same order on every iteration of this dataset; repeat keeps workers that
+        # read different files from running dry mid-epoch.
+        return (
+            cached.shuffle(max(num_examples, 1), seed=shuffle_seed(seed, epoch), reshuffle_each_iteration=False)
+            .repeat()
+            .map(lambda volume, age: _to_pair({"volume": volume, "age": age}),
+                 num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(global_batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options)
+        )
+
+    return epoch_dataset
 
 
 def evaluation_dataset(source: ExampleSource, selection: Selection, role: str, num_examples: int,

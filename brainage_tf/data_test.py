@@ -61,7 +61,7 @@ def test_training_dataset_is_infinite_full_batches_of_training_examples_only():
     source = _source(ages)
     selection = data.Selection(validation_fraction=0.3)
     train_mask = data.role_mask(data.read_labels(source), selection, "train")
-    stream = data.training_dataset(source, selection, int(train_mask.sum()), global_batch_size=4, seed=1)
+    stream = data.training_epochs(source, selection, int(train_mask.sum()), global_batch_size=4, seed=1)(0)
     seen = []
     for volumes, batch_ages in stream.take(20):
         assert volumes.shape == (4, *SHAPE, 1) and batch_ages.shape == (4,)
@@ -69,25 +69,57 @@ def test_training_dataset_is_infinite_full_batches_of_training_examples_only():
     assert set(seen) == set(np.flatnonzero(train_mask))
 
 
-def test_training_order_depends_on_the_seed_only():
+def test_training_order_is_a_function_of_seed_and_epoch_only():
     source = _source(np.linspace(0, 22, 30))
     selection = data.Selection()
     count = int(data.role_mask(data.read_labels(source), selection, "train").sum())
 
-    def first_ages(seed):
-        stream = data.training_dataset(source, selection, count, global_batch_size=2, seed=seed)
-        return np.concatenate([ages.numpy() for _, ages in stream.take(5)])
+    def first_ages(seed, epoch):
+        # A fresh factory each time, as in a resumed process.
+        epochs = data.training_epochs(source, selection, count, global_batch_size=2, seed=seed)
+        return np.concatenate([ages.numpy() for _, ages in epochs(epoch).take(5)])
 
-    np.testing.assert_array_equal(first_ages(3), first_ages(3))
-    assert not np.array_equal(first_ages(3), first_ages(4))
+    np.testing.assert_array_equal(first_ages(3, 2), first_ages(3, 2))
+    assert not np.array_equal(first_ages(3, 2), first_ages(3, 1))
+    assert not np.array_equal(first_ages(3, 2), first_ages(4, 2))
+
+
+def test_shuffle_seed_is_pinned_across_processes_and_versions():
+    # Literal values: a change here silently changes every run's batch order.
+    assert [data.shuffle_seed(0, epoch) for epoch in range(3)] == [2968811710, 3964924996, 3141116543]
+    assert data.shuffle_seed(7, 59) == 428720438
+
+
+def test_validation_hash_is_pinned_across_processes_and_versions():
+    ids = np.array(["sub-0001", "sub-0002", "nihpd_1001", "s15", "sub-NDARAB123"])
+    buckets = tf.strings.to_hash_bucket_fast(ids, data.HASH_BUCKETS).numpy().tolist()
+    assert buckets == [3445, 1055, 736, 3526, 6236]
+
+
+def test_epochs_share_one_cache_of_decoded_volumes():
+    reads = []
+    source = _source(np.linspace(0, 22, 12))
+
+    def counting_dataset():
+        def count(age):
+            reads.append(1)
+            return age
+        return source.make_dataset().map(
+            lambda example: {**example, "age": tf.py_function(count, [example["age"]], tf.float32)})
+
+    counted = data.ExampleSource(counting_dataset, source.make_label_dataset, SHAPE, 0, "counted")
+    epochs = data.training_epochs(counted, data.Selection(validation_fraction=0.0), 12, 4, seed=0)
+    for epoch in range(3):
+        list(epochs(epoch).take(3))
+    assert len(reads) == 12
 
 
 def test_sharding_policy_is_file_only_with_a_file_per_worker():
     source = _source(np.linspace(0, 22, 10))
-    policy = data.training_dataset(source, data.Selection(), 8, 2, seed=0, num_workers=2).options()
+    policy = data.training_epochs(source, data.Selection(), 8, 2, seed=0, num_workers=2)(0).options()
     assert policy.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
     file_source = data.ExampleSource(source.make_dataset, source.make_label_dataset, SHAPE, 4, "files")
-    policy = data.training_dataset(file_source, data.Selection(), 8, 2, seed=0, num_workers=2).options()
+    policy = data.training_epochs(file_source, data.Selection(), 8, 2, seed=0, num_workers=2)(0).options()
     assert policy.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.FILE
 
 

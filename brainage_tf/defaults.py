@@ -13,6 +13,11 @@ MODEL_NAMES = ("slice_lstm", "resnet3d")
 SLICE_AXIS_INDEX = {"sagittal": 0, "coronal": 1, "axial": 2}
 SLICE_AXES = tuple(SLICE_AXIS_INDEX)
 DEFAULT_SLICE_AXIS = "axial"
+# He et al. resize every slice to 50 x 50 before the 2D ResNet18.
+DEFAULT_SLICE_SIZE = (50, 50)
+# The paper's pooling size was lost in extraction; 4 axial slices of the paper grid
+# (1.5 mm) pool a 6 mm slab and turn 112 slices into 28 LSTM steps.
+DEFAULT_POOL_SIZE = 4
 
 # The paper's discovery cohort spans 0-22 years; its second setting trains on 0-6 only.
 MIN_AGE_YEARS = 0.0

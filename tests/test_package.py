@@ -1,16 +1,46 @@
-"""Package-level contracts: light imports and the CLI entry points."""
+"""Package-level contracts: which modules stay light, and which way imports point."""
 
 import subprocess
 import sys
 
 import pytest
 
-NUMPY_ONLY_MODULES = ["brainage_tf", "brainage_tf.preprocessing", "brainage_tf.synthetic"]
+# Preprocessing, data generation, ingest reading and the training flags must not pay
+# TensorFlow's seconds-long import: flags are checked before any heavy work.
+NUMPY_ONLY_MODULES = [
+    "brainage_tf", "brainage_tf.defaults", "brainage_tf.preprocessing", "brainage_tf.synthetic",
+    "brainage_tf.ingest", "brainage_tf.training.config", "brainage_tf.training.run_directory",
+    "brainage_tf.train",
+]
+# The library layer reads prepared datasets and never imports the builders, which import it.
+LIBRARY_MODULES = [
+    "brainage_tf.data", "brainage_tf.ingest", "brainage_tf.ingest.beam", "brainage_tf.models",
+    "brainage_tf.training.trainer", "brainage_tf.synthetic",
+]
+BUILDER_MODULES = [
+    "tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder",
+    "tfds_builders.nihpd.nihpd_dataset_builder",
+    "tfds_builders.mghbch.mghbch_dataset_builder",
+    "tfds_builders.embedded",
+]
+
+
+def _loaded_after_import(module: str, candidates: list[str]) -> list[bool]:
+    code = f"import sys, {module}; print(*[name in sys.modules for name in {candidates!r}])"
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return [flag == "True" for flag in output.split()]
 
 
 @pytest.mark.parametrize("module", NUMPY_ONLY_MODULES)
-def test_numpy_only_modules_do_not_import_tensorflow(module):
-    # TensorFlow takes seconds to import; preprocessing and data generation must not pay for it.
-    code = f"import sys, {module}; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
-    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert output.split() == ["False", "False"]
+def test_light_modules_do_not_import_tensorflow(module):
+    assert _loaded_after_import(module, ["tensorflow", "keras"]) == [False, False]
+
+
+@pytest.mark.parametrize("module", LIBRARY_MODULES)
+def test_library_modules_do_not_import_the_builders(module):
+    assert _loaded_after_import(module, ["tfds_builders"]) == [False]
+
+
+@pytest.mark.parametrize("module", BUILDER_MODULES)
+def test_builders_do_not_import_the_entry_points(module):
+    assert _loaded_after_import(module, ["brainage_tf.train"]) == [False]

@@ -1,13 +1,12 @@
-"""Tests of `python -m brainage_tf.train`: flags, the training core, resume and tf.distribute.
+"""Tests of `python -m brainage_tf.train`: flags, the run directory, the main job and tf.distribute.
 
-The training core runs on in-memory toy cohorts; the command line runs on a tiny
-TFDS dataset written by this test, so nothing here depends on the project's
-TFDS builders.
+The command line runs on a tiny TFDS dataset written by this test, except the
+main-job test, which builds a shrunken embedded synthetic cohort through the
+real builder and Beam ingest.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -17,32 +16,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from toy_data import toy_cohort
 
-from brainage_tf import data
-from brainage_tf.toy_data import toy_cohort
-from brainage_tf.train import PRESETS, TrainConfig, build_parser, config_from_args, main, run_training
+from brainage_tf import train
+from brainage_tf.training.config import PRESETS, TrainConfig
+from brainage_tf.training.run_directory import RunDirectory
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_SHAPE = (36, 20, 14)
 TINY_FLAGS = ["--epochs", "1", "--batch-size", "2", "--width-multiplier", "0.125",
               "--slice-size", "40", "40", "--pool-size", "2"]
+PROCESS_TIMEOUT_S = 300
 
 
-def _tiny_config(**overrides) -> TrainConfig:
-    values = dict(epochs=3, batch_size=4, learning_rate=3e-3, halve_every_epochs=20,
-                  width_multiplier=0.125, slice_size=(40, 40), pool_size=2)
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def _one_device():
-    return tf.distribute.OneDeviceStrategy("/cpu:0")
-
-
-def _history(run_dir: Path) -> list[dict]:
-    with (run_dir / "history.csv").open() as handle:
-        return list(csv.DictReader(handle))
+def tiny_demo() -> TrainConfig:
+    return TrainConfig.demo().replace(epochs=2, batch_size=2, width_multiplier=0.125, slice_size=(40, 40),
+                                      pool_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +54,29 @@ def toy_tfds(tmp_path_factory) -> str:
     return str(data_dir)
 
 
-def _run_cli(args, env_extra=None, cwd=None) -> subprocess.Popen:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(REPO))
-    env.pop("TF_CONFIG", None)
-    env.update(env_extra or {})
-    return subprocess.Popen([sys.executable, "-m", "brainage_tf.train", *args], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def run_processes(argv_list: list[list[str]], env_list: list[dict | None], cwd=None) -> list[tuple[int, str]]:
+    """Runs commands side by side; kills them all if any outlives the timeout."""
+    base_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+                    PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    base_env.pop("TF_CONFIG", None)
+    processes = [subprocess.Popen(argv, env={**base_env, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+                 for argv, env in zip(argv_list, env_list)]
+    try:
+        outputs = [process.communicate(timeout=PROCESS_TIMEOUT_S)[0] for process in processes]
+    except subprocess.TimeoutExpired:
+        for process in processes:
+            process.kill()
+            process.communicate()
+        pytest.fail(f"{argv_list[0][:4]} outlived {PROCESS_TIMEOUT_S} s; its processes were killed")
+    return [(process.returncode, output) for process, output in zip(processes, outputs)]
 
 
-def _free_ports(count: int) -> list[int]:
+def train_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "brainage_tf.train", *args]
+
+
+def free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:
         sock.bind(("127.0.0.1", 0))
@@ -83,21 +86,38 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+def run_two_workers(command: list[str], attempts: int = 3, cwd=None) -> list[tuple[int, str]]:
+    """Runs command as a 2-worker TF_CONFIG cluster on loopback, retrying if a port was taken meanwhile."""
+    for _ in range(attempts):
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+        envs = [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+                for index in range(2)]
+        results = run_processes([command, command], envs, cwd=cwd)
+        if not any("already in use" in output or "Failed to bind" in output for _, output in results):
+            return results
+    return results
+
+
+def epoch_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("epoch ")]
+
+
 # --- flags -------------------------------------------------------------------------------------
 
 def test_presets_fill_unset_flags_and_explicit_flags_win():
-    paper = config_from_args(build_parser().parse_args(["--preset", "paper"]))
-    assert (paper.epochs, paper.batch_size) == (60, 1)
+    paper = train.config_from_args(train.build_parser().parse_args(["--preset", "paper"]))
+    assert (paper.epochs, paper.batch_size, paper.validation_fraction) == (60, 1, 0.0)
     assert (paper.learning_rate, paper.halve_every_epochs) == (1e-4, 15)
     assert paper.slice_size == (50, 50) and paper.width_multiplier == 1.0
-    demo = config_from_args(build_parser().parse_args(["--epochs", "3", "--train-ages", "0", "6"]))
-    assert demo.epochs == 3 and demo.batch_size == PRESETS["demo"]["batch_size"]
-    assert (demo.min_age, demo.max_age) == (0.0, 6.0)
+    demo = train.config_from_args(train.build_parser().parse_args(
+        ["--epochs", "3", "--train-ages", "0", "6", "--validation-fraction", "0"]))
+    assert demo.preset == "demo" and demo.epochs == 3 and demo.batch_size == 8
+    assert (demo.min_age, demo.max_age, demo.validation_fraction) == (0.0, 6.0, 0.0)
 
 
 def test_unknown_model_exits_with_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--model", "vgg16"])
+        train.main(["--model", "vgg16"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'vgg16'" in capsys.readouterr().err
 
@@ -106,18 +126,20 @@ def test_unknown_model_exits_with_usage_error(capsys):
     (["--train-ages", "10", "5"], "minimum age 10.0 is above maximum age 5.0"),
     (["--dataset", "no_such_cohort/small"], "unknown TFDS dataset 'no_such_cohort/small'"),
     (["--validation-fraction", "1.5"], "--validation-fraction"),
+    (["--epochs", "0"], "epochs must be at least 1"),
 ])
-def test_bad_flags_exit_before_any_work(flags, message, tmp_path, capsys):
+def test_bad_flags_exit_with_one_line_before_any_work(flags, message, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main([*flags, "--data_dir", str(tmp_path / "tfds"), "--out", str(run_dir)]) == 2
-    assert message in capsys.readouterr().err
+    assert train.main([*flags, "--data_dir", str(tmp_path / "tfds"), "--out", str(run_dir)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
     assert not run_dir.exists()
 
 
 def test_age_range_selecting_no_subject_exits(toy_tfds, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--train-ages", "30", "40",
-                 "--out", str(run_dir)])
+    code = train.main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--train-ages", "30", "40",
+                       "--out", str(run_dir)])
     assert code == 2
     assert "ages 30.0-40.0 select no example of toy_cohort/tiny:train" in capsys.readouterr().err
     assert not run_dir.exists()
@@ -125,8 +147,8 @@ def test_age_range_selecting_no_subject_exits(toy_tfds, tmp_path, capsys):
 
 def test_volumes_too_small_for_the_model_exit(toy_tfds, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--model", "slice_lstm",
-                 "--slice-size", "20", "20", "--out", str(run_dir)])
+    code = train.main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--slice-size", "20", "20",
+                       "--out", str(run_dir)])
     assert code == 2
     assert "too small for ResNet18" in capsys.readouterr().err
     assert not run_dir.exists()
@@ -136,55 +158,21 @@ def test_existing_run_dir_is_never_overwritten(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "history.csv").write_text("precious\n")
-    assert main(["--out", str(run_dir)]) == 2
+    assert train.main(["--out", str(run_dir)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     assert (run_dir / "history.csv").read_text() == "precious\n"
-    assert main(["--out", str(tmp_path / "other"), "--resume"]) == 2
+    assert train.main(["--out", str(tmp_path / "other"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 
 
-# --- training core -----------------------------------------------------------------------------
+# --- the command line end to end ----------------------------------------------------------------
 
-@pytest.mark.parametrize("model, shape", [("slice_lstm", (16, 20, 14)), ("resnet3d", (36, 36, 36))])
-def test_training_learns_a_toy_signal(model, shape, tmp_path):
-    volumes, ages, subject_ids = toy_cohort(48, shape, seed=0)
-    source = data.in_memory_source(volumes, ages, subject_ids)
-    results = run_training(_tiny_config(model=model, epochs=8), source, tmp_path / "run", _one_device(),
-                           log=lambda line: None)
-    history = _history(tmp_path / "run")
-    assert [int(row["epoch"]) for row in history] == list(range(1, 9))
-    assert float(history[-1]["train_mae"]) < 0.6 * float(history[0]["train_mae"])
-    assert results["best_val_mae"] < 0.5 * results["mean_predictor_val_mae"]
-    assert (tmp_path / "run" / "best_model.keras").is_file()
-
-
-def test_resume_continues_at_the_next_epoch_with_optimizer_and_schedule(tmp_path):
-    volumes, ages, subject_ids = toy_cohort(24, (16, 20, 14), seed=2)
-    source = data.in_memory_source(volumes, ages, subject_ids)
-    config = _tiny_config(epochs=3, halve_every_epochs=1, learning_rate=1e-3)
-    run_dir = tmp_path / "run"
-    run_training(config, source, run_dir, _one_device(), log=lambda line: None, stop_after_epochs=1)
-    assert [row["epoch"] for row in _history(run_dir)] == ["1"]
-    logged = []
-    results = run_training(config, source, run_dir, _one_device(), resume=True, log=logged.append)
-    assert logged[0].startswith("resumed") and logged[0].endswith("after epoch 1")
-    history = _history(run_dir)
-    assert [row["epoch"] for row in history] == ["1", "2", "3"]
-    # The learning rate halves every epoch, so the resumed epochs run at 1/2 and 1/4 of it.
-    assert [float(row["learning_rate"]) for row in history] == [1e-3, 5e-4, 2.5e-4]
-    assert results["completed_epochs"] == 3
-    # Adam's step counter (which also positions the schedule) continued from the checkpoint.
-    assert results["optimizer_steps"] == 3 * results["steps_per_epoch"]
-
-
-# --- command line and tf.distribute --------------------------------------------------------------
-
-def test_command_line_run_writes_a_complete_run_directory(toy_tfds, tmp_path):
+def test_command_line_run_writes_a_complete_run_directory_and_resumes(toy_tfds, tmp_path, capsys):
     import keras
 
     run_dir = tmp_path / "run"
-    assert main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--out", str(run_dir),
-                 "--strategy", "one_device", *TINY_FLAGS]) == 0
+    assert train.main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--out", str(run_dir),
+                       "--strategy", "one_device", *TINY_FLAGS]) == 0
     assert {path.name for path in run_dir.iterdir()} >= {
         "config.json", "history.csv", "results.json", "best_model.keras", "checkpoints", "tensorboard"}
     config = json.loads((run_dir / "config.json").read_text())
@@ -192,50 +180,72 @@ def test_command_line_run_writes_a_complete_run_directory(toy_tfds, tmp_path):
     assert any((run_dir / "tensorboard").iterdir())
     model = keras.models.load_model(run_dir / "best_model.keras")
     assert model.input.shape == (None, *TOY_SHAPE, 1)
-    assert main(["--out", str(run_dir), "--resume", "--epochs", "2"]) == 0
-    assert [row["epoch"] for row in _history(run_dir)] == ["1", "2"]
+    assert train.main(["--out", str(run_dir), "--resume", "--epochs", "2"]) == 0
+    assert [row["epoch"] for row in RunDirectory(run_dir).read_history()] == ["1", "2"]
+    output = capsys.readouterr().out
+    # Not a terminal: one line per epoch, no progress bar.
+    assert len(epoch_lines(output)) == 2 and "\r" not in output
 
+
+def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_path, monkeypatch, capsys):
+    """The no-argument path at tiny size: a 14-subject synthetic cohort and a 2-epoch demo."""
+    from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import Builder, SyntheticConfig
+
+    tiny_cohort = SyntheticConfig(name="tiny_main", grid="tiny", registration="none", discovery_subjects=12,
+                                  replication_subjects=2, voxel_scale=3.9, generator_workers=1)
+    monkeypatch.setitem(Builder.builder_configs, "tiny_main", tiny_cohort)
+    monkeypatch.setattr(train, "DEFAULT_DATASET", "synthetic_cohort/tiny_main")
+    monkeypatch.setitem(PRESETS, "demo", tiny_demo)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.chdir(tmp_path)
+
+    assert train.main([]) == 0
+    output = capsys.readouterr().out
+    lines = output.splitlines()
+    assert lines[0].startswith("building the embedded synthetic_cohort/tiny_main dataset")
+    assert any(line.startswith("generating the discovery cohort: 12 subjects") for line in lines)
+    assert any(line.startswith("14 rows in, 14 examples written, 0 skipped") for line in lines)
+    assert len(epoch_lines(output)) == 2
+    assert lines[-3].startswith("done in ") and "best validation MAE" in lines[-3]
+    run_dir = Path(lines[-2].removeprefix("run directory: "))
+    assert run_dir.parent == tmp_path / "runs" and (run_dir / "best_model.keras").is_file()
+    # A second run finds the dataset prepared and goes straight to training.
+    assert train.main([]) == 0
+    assert "building the embedded" not in capsys.readouterr().out
+
+
+# --- tf.distribute --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model", ["slice_lstm", "resnet3d"])
 def test_mirrored_on_two_logical_cpus(model, toy_tfds, tmp_path):
     run_dir = tmp_path / "run"
-    process = _run_cli(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--model", model,
-                        "--strategy", "mirrored", "--logical-cpus", "2", "--out", str(run_dir),
-                        *TINY_FLAGS])
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output
+    [(code, output)] = run_processes([train_command(
+        "--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--model", model, "--strategy", "mirrored",
+        "--logical-cpus", "2", "--out", str(run_dir), *TINY_FLAGS)], [None])
+    assert code == 0, output
     results = json.loads((run_dir / "results.json").read_text())
     assert results["replicas"] == 2 and results["global_batch_size"] == 4
-    assert len(_history(run_dir)) == 1
+    assert len(RunDirectory(run_dir).read_history()) == 1
 
 
 @pytest.mark.slow
 def test_multi_worker_with_two_local_processes(toy_tfds, tmp_path):
     # The loop is model-agnostic and resnet3d is covered under mirrored; slice_lstm keeps this fast.
-    model = "slice_lstm"
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     run_dir = tmp_path / "run"
-    processes = [
-        _run_cli(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--model", model,
-                  "--strategy", "multi_worker", "--out", str(run_dir), *TINY_FLAGS],
-                 env_extra={"TF_CONFIG": json.dumps({"cluster": cluster,
-                                                     "task": {"type": "worker", "index": index}})})
-        for index in range(2)
-    ]
-    outputs = [process.communicate(timeout=300)[0] for process in processes]
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0, output
+    results = run_two_workers(train_command("--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds,
+                                            "--strategy", "multi_worker", "--out", str(run_dir), *TINY_FLAGS))
+    for code, output in results:
+        assert code == 0, output
     chief_results = json.loads((run_dir / "results.json").read_text())
     assert chief_results["replicas"] == 2 and chief_results["global_batch_size"] == 4
-    assert (run_dir / "best_model.keras").is_file() and len(_history(run_dir)) == 1
+    assert (run_dir / "best_model.keras").is_file() and len(RunDirectory(run_dir).read_history()) == 1
     worker_dir = tmp_path / "run-worker1"
     # The other worker keeps its own checkpoints (for resume) but writes no history or model.
     assert (worker_dir / "checkpoints" / "checkpoint").is_file()
     assert not (worker_dir / "history.csv").exists() and not (worker_dir / "best_model.keras").exists()
     # Both workers trained the same replicated model: identical validation MAE per epoch.
-    chief_lines = [line for line in outputs[0].splitlines() if line.startswith("epoch ")]
-    worker_lines = [line for line in outputs[1].splitlines() if line.startswith("epoch ")]
+    chief_lines, worker_lines = (epoch_lines(output) for _, output in results)
+    assert len(chief_lines) == 1
     assert [line.split("val MAE")[1].split()[0] for line in chief_lines] == \
            [line.split("val MAE")[1].split()[0] for line in worker_lines]
 
@@ -245,16 +255,7 @@ def test_keras_fit_fails_under_multi_worker_so_train_uses_its_own_loop(tmp_path)
     # Documents the Keras 3 limit behind the custom loop (keras-team/keras#20585): model.fit of a
     # one-layer model under MultiWorkerMirroredStrategy with 2 local workers. If this starts
     # passing, model.fit has become an option for multi_worker.
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    processes = [
-        subprocess.Popen([sys.executable, str(REPO / "tests" / "keras_fit_multi_worker_probe.py")],
-                         env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
-                                                             "task": {"type": "worker", "index": index}})),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-        for index in range(2)
-    ]
-    outputs = [process.communicate(timeout=180)[0] for process in processes]
-    for output in outputs:
+    results = run_two_workers([sys.executable, str(REPO / "tests" / "keras_fit_multi_worker_probe.py")],
+                              cwd=tmp_path)
+    for _, output in results:
         assert "FIT_FAILED: ValueError: Attempt to convert a value (PerReplica" in output, output

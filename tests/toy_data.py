@@ -1,4 +1,4 @@
-"""A learnable toy cohort held in memory, for tests, benchmarks and smoke runs of the trainer.
+"""A learnable toy cohort held in memory, for the training tests (not shipped with the package).
 
 Each volume holds a bright ellipsoid whose size grows with age, plus noise, and is
 normalised per subject (zero mean, unit variance) like preprocessed scans. The
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
+
 
 def toy_cohort(num_subjects: int, volume_shape: tuple[int, int, int] = (16, 20, 14),
-               min_age: float = 0.0, max_age: float = 22.0, seed: int = 0,
+               min_age: float = MIN_AGE_YEARS, max_age: float = MAX_AGE_YEARS, seed: int = 0,
                noise: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generates toy volumes whose ellipsoid radius is a linear function of age.
 

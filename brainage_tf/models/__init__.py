@@ -9,21 +9,19 @@ from collections.abc import Sequence
 
 import keras
 
+from brainage_tf.defaults import DEFAULT_POOL_SIZE, DEFAULT_SLICE_AXIS, DEFAULT_SLICE_SIZE, MODEL_NAMES
 from brainage_tf.models.layers import FoldedTimeDistributed, instance_norm
 from brainage_tf.models.resnet import ResNet18Backbone
 from brainage_tf.models.resnet3d import ResNet3D
 from brainage_tf.models.slice_lstm import SliceLSTM
 
-MODEL_NAMES = ("slice_lstm", "resnet3d")
-
-
 def build_model(
     model_name: str,
     volume_shape: Sequence[int],
     width_multiplier: float = 1.0,
-    slice_axis: str = "axial",
-    slice_size: Sequence[int] = (50, 50),
-    pool_size: int = 4,
+    slice_axis: str = DEFAULT_SLICE_AXIS,
+    slice_size: Sequence[int] = DEFAULT_SLICE_SIZE,
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> keras.Model:
     """Builds a brain-age model by name.
 

@@ -18,15 +18,10 @@ from collections.abc import Sequence
 
 import keras
 
+from brainage_tf.defaults import DEFAULT_POOL_SIZE, DEFAULT_SLICE_AXIS, DEFAULT_SLICE_SIZE, SLICE_AXIS_INDEX
 from brainage_tf.models.layers import FoldedTimeDistributed
 from brainage_tf.models.resnet import ResNet18Backbone
 
-# Spatial axis of a RAS+ volume (x: L->R, y: P->A, z: I->S) that each plane name slices.
-SLICE_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-DEFAULT_SLICE_SIZE = (50, 50)
-# The paper's pooling size was lost in extraction; 4 axial slices of the paper grid
-# (1.5 mm) pool a 6 mm slab and turn 112 slices into 28 LSTM steps.
-DEFAULT_POOL_SIZE = 4
 LSTM_UNITS = 64
 
 
@@ -41,9 +36,9 @@ def slice_permutation(slice_axis: str) -> tuple[int, int, int, int]:
     Returns:
         1-based dims for keras.layers.Permute on a (x, y, z, channel) volume.
     """
-    if slice_axis not in SLICE_AXES:
-        raise ValueError(f"slice_axis must be one of {sorted(SLICE_AXES)}, got {slice_axis!r}.")
-    axis = SLICE_AXES[slice_axis]
+    if slice_axis not in SLICE_AXIS_INDEX:
+        raise ValueError(f"slice_axis must be one of {sorted(SLICE_AXIS_INDEX)}, got {slice_axis!r}.")
+    axis = SLICE_AXIS_INDEX[slice_axis]
     in_plane = [dim for dim in range(3) if dim != axis]
     return (axis + 1, in_plane[0] + 1, in_plane[1] + 1, 4)
 
@@ -68,7 +63,7 @@ class SliceLSTM(keras.Model):
     def __init__(
         self,
         volume_shape: Sequence[int],
-        slice_axis: str = "axial",
+        slice_axis: str = DEFAULT_SLICE_AXIS,
         slice_size: Sequence[int] = DEFAULT_SLICE_SIZE,
         pool_size: int = DEFAULT_POOL_SIZE,
         width_multiplier: float = 1.0,
@@ -79,7 +74,7 @@ class SliceLSTM(keras.Model):
         slice_size = tuple(int(dim) for dim in slice_size)
         if len(volume_shape) != 3:
             raise ValueError(f"volume_shape must be (x, y, z), got {volume_shape}.")
-        num_slices = volume_shape[SLICE_AXES.get(slice_axis, 0)]
+        num_slices = volume_shape[SLICE_AXIS_INDEX.get(slice_axis, 0)]
         if not 1 <= pool_size <= num_slices:
             raise ValueError(
                 f"pool_size must be between 1 and the {num_slices} {slice_axis} slices, "

@@ -1,0 +1,161 @@
+"""What defines a training run, and the named presets that fill it.
+
+`TrainConfig`'s defaults are the paper's recipe, so every hyper-parameter is
+written once: `TrainConfig.paper()` is the defaults, `TrainConfig.demo()` overrides
+what a CPU needs. `PRESETS` maps the `--preset` names to these factories, as TF
+Model Garden maps experiment names to config factories. Nothing here imports
+TensorFlow, so flags are checked before any heavy import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+from brainage_tf.defaults import (
+    DEFAULT_DATASET,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_SLICE_AXIS,
+    DEFAULT_SLICE_SIZE,
+    MAX_AGE_YEARS,
+    MIN_AGE_YEARS,
+    MODEL_NAMES,
+    SLICE_AXES,
+    VALIDATION_FRACTION,
+)
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+class UsageError(ValueError):
+    """A flag, run directory or dataset choice that cannot work; reported before heavy work."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run; written to `<run_dir>/config.json`.
+
+    Example:
+        >>> config = TrainConfig.demo()
+        >>> config.epochs, config.batch_size, config.validation_fraction
+        (30, 8, 0.2)
+        >>> TrainConfig.paper().replace(min_age=0.0, max_age=6.0).learning_rate
+        0.0001
+
+    Attributes:
+        model: "slice_lstm" or "resnet3d".
+        dataset: TFDS name with config, e.g. "synthetic_cohort/small".
+        data_dir: TFDS data dir (None: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+        train_split: TFDS split to train on; validation is carved from it by subject.
+        min_age: Youngest training age kept (years, inclusive).
+        max_age: Oldest training age kept (years, inclusive).
+        validation_fraction: Share of training subjects held out for model selection.
+            0 trains on the whole split and keeps the final epoch, as the paper did.
+        preset: Name of the preset the run started from ("paper" or "demo").
+        epochs: Epochs to train.
+        batch_size: Per-replica batch size; the global batch is this times the replicas.
+        learning_rate: Initial Adam learning rate.
+        halve_every_epochs: The learning rate halves after every this many epochs.
+        width_multiplier: Scales every ResNet18 filter count.
+        slice_axis: slice_lstm: "axial", "coronal" or "sagittal".
+        slice_size: slice_lstm: (height, width) each slice is resized to inside the model.
+        pool_size: slice_lstm: k of AveragePooling1D(k, strides=k) over the slices.
+        seed: Seed of weight initialisation and of every epoch's shuffle order.
+        strategy: "auto", "one_device", "mirrored" or "multi_worker".
+        jit_compile: XLA-compile the gradient step (for GPUs; 5-9x slower on CPU).
+        checkpoints_to_keep: Most recent per-epoch checkpoints kept on disk.
+    """
+
+    model: str = "slice_lstm"
+    dataset: str = DEFAULT_DATASET
+    data_dir: str | None = None
+    train_split: str = "train"
+    min_age: float = MIN_AGE_YEARS
+    max_age: float = MAX_AGE_YEARS
+    # The paper: train on the whole 80 % split, MAE loss, Adam 1e-4 halved every
+    # 15 epochs, 60 epochs, batch 1, full-width ResNet18 on 50x50 slices.
+    validation_fraction: float = 0.0
+    preset: str = "paper"
+    epochs: int = 60
+    batch_size: int = 1
+    learning_rate: float = 1e-4
+    halve_every_epochs: int = 15
+    width_multiplier: float = 1.0
+    slice_axis: str = DEFAULT_SLICE_AXIS
+    slice_size: tuple[int, int] = DEFAULT_SLICE_SIZE
+    pool_size: int = DEFAULT_POOL_SIZE
+    seed: int = 0
+    strategy: str = "auto"
+    jit_compile: bool = False
+    checkpoints_to_keep: int = 3
+
+    @classmethod
+    def paper(cls) -> TrainConfig:
+        """He et al. (ISBI 2020): the defaults. Needs a GPU (about 22 h for NIH-PD on 2 CPU cores)."""
+        return cls()
+
+    @classmethod
+    def demo(cls) -> TrainConfig:
+        """Sized for about 1.5 minutes of training on 2 CPU cores on synthetic_cohort/small.
+
+        A quarter-width ResNet18 at batch 8 and Adam 1e-3 halved every 10 epochs
+        converge in 30 epochs (docs/training.md has the step times that set it).
+        A validation part selects the best epoch, since a short run overfits.
+        """
+        return cls(preset="demo", validation_fraction=VALIDATION_FRACTION, epochs=30, batch_size=8,
+                   learning_rate=1e-3, halve_every_epochs=10, width_multiplier=0.25)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with the given fields changed (tuples normalised)."""
+        if "slice_size" in changes:
+            changes["slice_size"] = tuple(changes["slice_size"])
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def selects_best_epoch(self) -> bool:
+        """True when a validation part exists to pick the best epoch; else the final epoch is kept."""
+        return self.validation_fraction > 0.0
+
+    def validate(self) -> None:
+        """Raises UsageError for any value that cannot work (cheap checks only)."""
+        _check_choice("model", self.model, MODEL_NAMES)
+        _check_choice("preset", self.preset, tuple(PRESETS))
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("slice axis", self.slice_axis, SLICE_AXES)
+        if not (math.isfinite(self.min_age) and math.isfinite(self.max_age)):
+            raise UsageError("--train-ages must be finite numbers.")
+        if self.min_age > self.max_age:
+            raise UsageError(f"--train-ages: minimum age {self.min_age} is above maximum age {self.max_age}.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise UsageError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}.")
+        for name in ("epochs", "batch_size", "halve_every_epochs", "pool_size", "checkpoints_to_keep"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0 or self.width_multiplier <= 0:
+            raise UsageError("learning rate and width multiplier must be positive.")
+        if len(self.slice_size) != 2 or min(self.slice_size) < 8:
+            raise UsageError(f"--slice-size needs two sizes of at least 8, got {self.slice_size}.")
+
+    def to_json(self) -> dict:
+        """JSON-ready dict (tuples become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, values: dict) -> TrainConfig:
+        """Inverse of to_json; unknown keys are an error so a stale config is not half-read."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise UsageError(f"config.json has unknown keys {sorted(unknown)}.")
+        return cls().replace(**values)
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
+
+
+# Preset name -> config factory (`--preset NAME`).
+PRESETS: dict[str, Callable[[], TrainConfig]] = {"paper": TrainConfig.paper, "demo": TrainConfig.demo}
