@@ -38,12 +38,18 @@ def beam_options(workers: int) -> PipelineOptions:
 
 def main() -> None:
     """Parses arguments, generates once, builds once per worker count, prints the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subjects", type=int, default=200, help="total subjects, 80%% discovery, 20%% replication")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--subjects", type=int, default=200, help="total subjects, 80%% discovery, 20%% replication"
+    )
     parser.add_argument("--grid", default="small", choices=("tiny", "small", "paper"))
     parser.add_argument("--registration", default="none", choices=("none", "affine"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--work_dir", default=None, help="keeps generated cohorts between runs (default: temp dir)")
+    parser.add_argument(
+        "--work_dir", default=None, help="keeps generated cohorts between runs (default: temp dir)"
+    )
     args = parser.parse_args()
 
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="ingest_bench_"))
@@ -78,7 +84,10 @@ def main() -> None:
         rows.append((args.subjects, args.grid, workers, seconds, summary.examples_written / seconds, summary))
 
     print(f"\ngeneration of {args.subjects} synthetic subjects (once, all CPUs): {generation_seconds:.1f} s")
-    print(f"{'subjects':>8} {'grid':>6} {'workers':>7} {'seconds':>8} {'examples/s':>10}  rows in / written / skipped")
+    print(
+        f"{'subjects':>8} {'grid':>6} {'workers':>7} {'seconds':>8} {'examples/s':>10}"
+        "  rows in / written / skipped"
+    )
     for subjects, grid, workers, seconds, rate, summary in rows:
         counts = f"{summary.rows_in} / {summary.examples_written} / {summary.skipped}"
         print(f"{subjects:>8} {grid:>6} {workers:>7} {seconds:>8.1f} {rate:>10.2f}  {counts}")

@@ -50,7 +50,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "sub-01_T1w.nii.gz")
         _write_scan(path)
-        preprocessing.preprocess_scan(path, preprocessing.PreprocessConfig(grid="tiny"))  # warm the template caches
+        preprocessing.preprocess_scan(
+            path, preprocessing.PreprocessConfig(grid="tiny")
+        )  # warm the template caches
         print(f"scan: {nib.load(path).shape} at 1 mm, LPS, int16; one core; best of {args.repeats}")
         print(f"{'grid':<7} {'registration':<13} {'seconds':>8} {'template NCC':>13}")
         for grid in ("paper", "small", "tiny"):
@@ -62,7 +64,10 @@ def main() -> None:
                     start = time.perf_counter()
                     result = preprocessing.preprocess_scan(path, config)
                     timings.append(time.perf_counter() - start)
-                print(f"{grid:<7} {registration:<13} {min(timings):>8.2f} {result.metadata.registration_ncc:>13.3f}")
+                print(
+                    f"{grid:<7} {registration:<13} {min(timings):>8.2f} "
+                    f"{result.metadata.registration_ncc:>13.3f}"
+                )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Time the synthetic cohort generator: subjects, workers, seconds, subjects per second.
 
-Usage: python benchmarks/synthetic_generation.py [--subjects 200] [--workers 2] [--profile discovery replication]
+Usage: python benchmarks/synthetic_generation.py [--subjects 200] [--workers 2]
+       [--profile discovery replication]
 The issue's budget is 200 subjects in under 5 minutes on 2 cores.
 """
 
@@ -29,7 +30,9 @@ def main() -> None:
             scratch = Path(tempfile.mkdtemp(prefix="synthetic_benchmark_"))
             try:
                 start = time.perf_counter()
-                generate_cohort(scratch, n_subjects=args.subjects, profile=profile, seed=args.seed, workers=workers)
+                generate_cohort(
+                    scratch, n_subjects=args.subjects, profile=profile, seed=args.seed, workers=workers
+                )
                 seconds = time.perf_counter() - start
                 size_mb = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file()) / 1e6
             finally:

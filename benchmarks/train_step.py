@@ -25,8 +25,9 @@ import tensorflow as tf  # noqa: E402
 from brainage_tf.models import FoldedTimeDistributed, ResNet18Backbone, build_model  # noqa: E402
 
 
-def time_steps(model: keras.Model, inputs: np.ndarray, targets: np.ndarray, steps: int,
-               jit_compile: bool = False) -> tuple[float, float]:
+def time_steps(
+    model: keras.Model, inputs: np.ndarray, targets: np.ndarray, steps: int, jit_compile: bool = False
+) -> tuple[float, float]:
     """Runs `steps` Adam/MAE training steps; returns (first step s, median later step s)."""
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(model.trainable_variables)
@@ -39,7 +40,7 @@ def time_steps(model: keras.Model, inputs: np.ndarray, targets: np.ndarray, step
 
     @tf.function
     def step(x, y):
-        optimizer.apply_gradients(zip(gradients(x, y), model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients(x, y), model.trainable_variables, strict=True))
 
     durations = []
     for _ in range(steps + 1):
@@ -68,31 +69,50 @@ def main() -> None:
     cases = [
         # (label, model builder, input shape without batch, batch)
         ("encoder_folded", lambda: slice_encoder(FoldedTimeDistributed, 8, 50, 0.25), (8, 50, 50, 1), 1),
-        ("encoder_keras_td", lambda: slice_encoder(keras.layers.TimeDistributed, 8, 50, 0.25),
-         (8, 50, 50, 1), 1),
-        ("slice_lstm", lambda: build_model("slice_lstm", (64, 80, 56), 0.25, slice_size=(50, 50)),
-         (64, 80, 56, 1), 8),
+        (
+            "encoder_keras_td",
+            lambda: slice_encoder(keras.layers.TimeDistributed, 8, 50, 0.25),
+            (8, 50, 50, 1),
+            1,
+        ),
+        (
+            "slice_lstm",
+            lambda: build_model("slice_lstm", (64, 80, 56), 0.25, slice_size=(50, 50)),
+            (64, 80, 56, 1),
+            8,
+        ),
         ("resnet3d", lambda: build_model("resnet3d", (64, 80, 56), 0.25), (64, 80, 56, 1), 8),
     ]
     if not args.quick:
         cases += [
-            ("slice_lstm", lambda: build_model("slice_lstm", (64, 80, 56), 1.0, slice_size=(50, 50)),
-             (64, 80, 56, 1), 1),
-            ("slice_lstm", lambda: build_model("slice_lstm", (128, 160, 112), 1.0, slice_size=(50, 50)),
-             (128, 160, 112, 1), 1),
+            (
+                "slice_lstm",
+                lambda: build_model("slice_lstm", (64, 80, 56), 1.0, slice_size=(50, 50)),
+                (64, 80, 56, 1),
+                1,
+            ),
+            (
+                "slice_lstm",
+                lambda: build_model("slice_lstm", (128, 160, 112), 1.0, slice_size=(50, 50)),
+                (128, 160, 112, 1),
+                1,
+            ),
             ("resnet3d", lambda: build_model("resnet3d", (64, 80, 56), 1.0), (64, 80, 56, 1), 1),
         ]
     print(f"{'model':<18}{'input':<22}{'batch':>6}{'params':>11}{'jit':>5}{'first s':>9}{'s/step':>9}")
     for label, make_model, shape, batch in cases:
-        for jit in ((False, True) if args.jit else (False,)):
+        for jit in (False, True) if args.jit else (False,):
             model = make_model()
             inputs = rng.standard_normal((batch, *shape)).astype(np.float32)
             targets = rng.uniform(0, 22, (batch, 1)).astype(np.float32)
             if label.startswith("encoder"):
                 targets = np.zeros(model.output_shape[1:], np.float32)[None].repeat(batch, 0)
             first, steady = time_steps(model, inputs, targets, args.steps, jit)
-            print(f"{label:<18}{'x'.join(map(str, shape[:-1])):<22}{batch:>6}{model.count_params():>11,}"
-                  f"{'on' if jit else 'off':>5}{first:>9.2f}{steady:>9.3f}", flush=True)
+            print(
+                f"{label:<18}{'x'.join(map(str, shape[:-1])):<22}{batch:>6}{model.count_params():>11,}"
+                f"{'on' if jit else 'off':>5}{first:>9.2f}{steady:>9.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

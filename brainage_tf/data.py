@@ -118,11 +118,16 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSo
         return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
 
     def make_label_dataset() -> tf.data.Dataset:
-        return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config,
-                                  decoders={"volume": tfds.decode.SkipDecoding()})
+        return builder.as_dataset(
+            split=split,
+            shuffle_files=False,
+            read_config=read_config,
+            decoders={"volume": tfds.decode.SkipDecoding()},
+        )
 
-    return ExampleSource(make_dataset, make_label_dataset, shape,
-                         builder.info.splits[split].num_shards, f"{name}:{split}")
+    return ExampleSource(
+        make_dataset, make_label_dataset, shape, builder.info.splits[split].num_shards, f"{name}:{split}"
+    )
 
 
 def _prepared_builder(name: str, data_dir: str):
@@ -134,13 +139,17 @@ def _prepared_builder(name: str, data_dir: str):
     import tensorflow_datasets as tfds
 
     dataset, _, config = name.partition("/")
-    hint = (f"build it first, e.g. `tfds build tfds_builders/{dataset} --config {config or '<config>'} "
-            f"--data_dir {data_dir}`")
+    hint = (
+        f"build it first, e.g. `tfds build tfds_builders/{dataset} --config {config or '<config>'} "
+        f"--data_dir {data_dir}`"
+    )
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise DatasetError(f"unknown TFDS dataset {name!r}: not prepared in the data dir {data_dir} "
-                           f"and not a registered builder; {hint}.") from None
+        raise DatasetError(
+            f"unknown TFDS dataset {name!r}: not prepared in the data dir {data_dir} "
+            f"and not a registered builder; {hint}."
+        ) from None
     except ValueError as error:
         raise DatasetError(f"TFDS dataset {name!r}: {str(error).splitlines()[0]}") from None
     if not builder.is_prepared():
@@ -157,8 +166,9 @@ def is_prepared(name: str, data_dir: str | None = None) -> bool:
     return True
 
 
-def in_memory_source(volumes: np.ndarray, ages: Sequence[float], subject_ids: Sequence[str],
-                     description: str = "in-memory") -> ExampleSource:
+def in_memory_source(
+    volumes: np.ndarray, ages: Sequence[float], subject_ids: Sequence[str], description: str = "in-memory"
+) -> ExampleSource:
     """An ExampleSource over arrays held in memory (tests, benchmarks, notebooks).
 
     Args:
@@ -171,8 +181,11 @@ def in_memory_source(volumes: np.ndarray, ages: Sequence[float], subject_ids: Se
         The source.
     """
     volumes = np.asarray(volumes)
-    tensors = {"volume": volumes, "age": np.asarray(ages, np.float32),
-               "subject_id": np.asarray(subject_ids, dtype=object).astype(str)}
+    tensors = {
+        "volume": volumes,
+        "age": np.asarray(ages, np.float32),
+        "subject_id": np.asarray(subject_ids, dtype=object).astype(str),
+    }
     labels = {key: tensors[key] for key in ("age", "subject_id")}
     return ExampleSource(
         make_dataset=lambda: tf.data.Dataset.from_tensor_slices(tensors),
@@ -245,8 +258,9 @@ def _to_pair(example):
     return volume, tf.cast(example["age"], tf.float32)
 
 
-def _cached_volumes(source: ExampleSource, selection: Selection, role: str, num_examples: int,
-                    cache_budget_bytes: int) -> tf.data.Dataset:
+def _cached_volumes(
+    source: ExampleSource, selection: Selection, role: str, num_examples: int, cache_budget_bytes: int
+) -> tf.data.Dataset:
     """Selected examples as (float16 volume, age), cached in memory when they fit the budget."""
     dataset = _select(source.make_dataset(), selection, role).map(
         lambda e: (tf.cast(e["volume"], tf.float16), e["age"]),
@@ -263,9 +277,15 @@ def shuffle_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def training_epochs(source: ExampleSource, selection: Selection, num_examples: int,
-                    global_batch_size: int, seed: int, num_workers: int = 1,
-                    cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES) -> Callable[[int], tf.data.Dataset]:
+def training_epochs(
+    source: ExampleSource,
+    selection: Selection,
+    num_examples: int,
+    global_batch_size: int,
+    seed: int,
+    num_workers: int = 1,
+    cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
+) -> Callable[[int], tf.data.Dataset]:
     """A factory of each epoch's training stream of (volume, age) global batches.
 
     Every epoch's dataset shares one in-memory cache of the decoded volumes.
@@ -296,10 +316,14 @@ def training_epochs(source: ExampleSource, selection: Selection, num_examples: i
         # The same order on every iteration of this dataset; repeat keeps workers that
         # read different files from running dry mid-epoch.
         return (
-            cached.shuffle(max(num_examples, 1), seed=shuffle_seed(seed, epoch), reshuffle_each_iteration=False)
+            cached.shuffle(
+                max(num_examples, 1), seed=shuffle_seed(seed, epoch), reshuffle_each_iteration=False
+            )
             .repeat()
-            .map(lambda volume, age: _to_pair({"volume": volume, "age": age}),
-                 num_parallel_calls=tf.data.AUTOTUNE)
+            .map(
+                lambda volume, age: _to_pair({"volume": volume, "age": age}),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
             .batch(global_batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(options)
@@ -308,9 +332,14 @@ def training_epochs(source: ExampleSource, selection: Selection, num_examples: i
     return epoch_dataset
 
 
-def evaluation_dataset(source: ExampleSource, selection: Selection, role: str, num_examples: int,
-                       batch_size: int,
-                       cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES) -> tf.data.Dataset:
+def evaluation_dataset(
+    source: ExampleSource,
+    selection: Selection,
+    role: str,
+    num_examples: int,
+    batch_size: int,
+    cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
+) -> tf.data.Dataset:
     """Finite, ordered (volume, age) batches of a role ("validation" or "all"), for evaluation.
 
     Evaluation runs in full on every worker (not distributed), so each worker
@@ -318,8 +347,9 @@ def evaluation_dataset(source: ExampleSource, selection: Selection, role: str, n
     """
     dataset = _cached_volumes(source, selection, role, num_examples, cache_budget_bytes)
     return (
-        dataset.map(lambda volume, age: _to_pair({"volume": volume, "age": age}),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        dataset.map(
+            lambda volume, age: _to_pair({"volume": volume, "age": age}), num_parallel_calls=tf.data.AUTOTUNE
+        )
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )

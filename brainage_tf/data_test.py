@@ -104,8 +104,10 @@ def test_epochs_share_one_cache_of_decoded_volumes():
         def count(age):
             reads.append(1)
             return age
+
         return source.make_dataset().map(
-            lambda example: {**example, "age": tf.py_function(count, [example["age"]], tf.float32)})
+            lambda example: {**example, "age": tf.py_function(count, [example["age"]], tf.float32)}
+        )
 
     counted = data.ExampleSource(counting_dataset, source.make_label_dataset, SHAPE, 0, "counted")
     epochs = data.training_epochs(counted, data.Selection(validation_fraction=0.0), 12, 4, seed=0)

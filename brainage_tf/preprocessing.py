@@ -99,7 +99,7 @@ class Grid:
     def affine(self) -> np.ndarray:
         """Voxel-to-MNI-millimetre affine; voxel centres tile the field of view."""
         size = self.voxel_size_mm
-        corner = [c - n * size / 2.0 for c, n in zip(FIELD_OF_VIEW_CENTRE_MM, self.shape)]
+        corner = [c - n * size / 2.0 for c, n in zip(FIELD_OF_VIEW_CENTRE_MM, self.shape, strict=True)]
         affine = np.diag([size, size, size, 1.0])
         affine[:3, 3] = [c + size / 2.0 for c in corner]
         return affine
@@ -108,7 +108,10 @@ class Grid:
         """One line for dataset descriptions and logs."""
         shape = "x".join(str(n) for n in self.shape)
         fov = "x".join(f"{v:g}" for v in self.field_of_view_mm)
-        return f"{self.name} grid: {shape} voxels at {self.voxel_size_mm:g} mm isotropic ({fov} mm, MNI152 space, RAS+)"
+        return (
+            f"{self.name} grid: {shape} voxels at {self.voxel_size_mm:g} mm isotropic "
+            f"({fov} mm, MNI152 space, RAS+)"
+        )
 
 
 # Coarsest first: the TFDS builders list their configs in this order.
@@ -204,11 +207,15 @@ def load_scan(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
         image = nib.load(path)
         image.get_fdata(dtype=np.float32)  # reads (and caches) every voxel now, so truncation shows here
     except Exception as error:  # nibabel raises many types for one cause: an unreadable file
-        raise UnreadableScanError(path, f"cannot read as a nibabel image ({type(error).__name__}: {error})") from error
+        raise UnreadableScanError(
+            path, f"cannot read as a nibabel image ({type(error).__name__}: {error})"
+        ) from error
     return image
 
 
-def preprocess_scan(path: str | os.PathLike, config: PreprocessConfig = PreprocessConfig()) -> PreprocessedScan:
+def preprocess_scan(
+    path: str | os.PathLike, config: PreprocessConfig = PreprocessConfig()
+) -> PreprocessedScan:
     """Turns one scan file into the model's input volume.
 
     Args:
@@ -286,7 +293,9 @@ def _validated_volume(image: nib.spatialimages.SpatialImage, path: str | None) -
     if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):
         data = data.reshape(data.shape[:3])
     if data.ndim != 3:
-        raise NotSingleVolumeError(path, f"expected one 3D volume, got a {data.ndim}D image of shape {data.shape}")
+        raise NotSingleVolumeError(
+            path, f"expected one 3D volume, got a {data.ndim}D image of shape {data.shape}"
+        )
     if min(data.shape) < 2:
         raise NotSingleVolumeError(path, f"expected one 3D volume, got a single slice of shape {data.shape}")
     finite = np.isfinite(data)
@@ -300,7 +309,11 @@ def _validated_volume(image: nib.spatialimages.SpatialImage, path: str | None) -
     linear = affine[:3, :3]
     singular_values = np.linalg.svd(linear, compute_uv=False)
     if singular_values.min() <= 1e-6 * max(singular_values.max(), 1e-12):
-        raise DegenerateAffineError(path, f"the voxel-to-world affine is not invertible (singular values {np.round(singular_values, 6).tolist()})")
+        raise DegenerateAffineError(
+            path,
+            "the voxel-to-world affine is not invertible "
+            f"(singular values {np.round(singular_values, 6).tolist()})",
+        )
     voxel_size = nib.affines.voxel_sizes(affine)
     if voxel_size.min() < MIN_VOXEL_SIZE_MM or voxel_size.max() > MAX_VOXEL_SIZE_MM:
         raise VoxelSizeError(
@@ -316,7 +329,9 @@ def _resample_to_grid(image: nib.Nifti1Image, grid: Grid) -> np.ndarray:
     fwhm = _antialias_fwhm(image, grid.voxel_size_mm)
     if fwhm.max() > 0:
         image = nibabel.processing.smooth_image(image, fwhm, mode="nearest")
-    resampled = nibabel.processing.resample_from_to(image, (grid.shape, grid.affine), order=1, mode="constant", cval=0.0)
+    resampled = nibabel.processing.resample_from_to(
+        image, (grid.shape, grid.affine), order=1, mode="constant", cval=0.0
+    )
     return np.asarray(resampled.dataobj, dtype=np.float32)
 
 

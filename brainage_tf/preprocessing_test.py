@@ -150,7 +150,9 @@ def test_unknown_grid_and_registration_are_rejected():
 
 def _save(tmp_path, name, data, affine=None):
     path = tmp_path / name
-    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4) if affine is None else affine), path)
+    nib.save(
+        nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4) if affine is None else affine), path
+    )
     return path
 
 
@@ -183,7 +185,9 @@ def test_corrupt_gzip_and_garbage_files_are_unreadable(tmp_path):
 
 def test_4d_with_several_volumes_is_rejected_and_singleton_4d_is_accepted(tmp_path):
     series = _save(tmp_path, "bold.nii.gz", np.stack([_noise(), _noise()], axis=-1))
-    with pytest.raises(prep.NotSingleVolumeError, match=r"bold\.nii\.gz: expected one 3D volume, got a 4D image"):
+    with pytest.raises(
+        prep.NotSingleVolumeError, match=r"bold\.nii\.gz: expected one 3D volume, got a 4D image"
+    ):
         prep.preprocess_scan(series, TINY)
     with pytest.raises(prep.NotSingleVolumeError, match="example_nifti2.nii.gz"):
         prep.preprocess_scan(NIBABEL_DATA / "example_nifti2.nii.gz", TINY)
@@ -232,7 +236,10 @@ def test_degenerate_affine_is_rejected(tmp_path, linear):
     header.set_sform(affine, code=1)
     path = tmp_path / "singular.nii.gz"
     nib.save(nib.Nifti1Image(_noise().astype(np.float32), None, header), path)
-    with pytest.raises(prep.DegenerateAffineError, match=r"singular\.nii\.gz: the voxel-to-world affine (is not invertible|has non-finite)"):
+    with pytest.raises(
+        prep.DegenerateAffineError,
+        match=r"singular\.nii\.gz: the voxel-to-world affine (is not invertible|has non-finite)",
+    ):
         prep.preprocess_scan(path, TINY)
 
 

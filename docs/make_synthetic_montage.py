@@ -41,7 +41,8 @@ def world_slice(image: nib.Nifti1Image, axis: int, position_mm: float) -> np.nda
         position_mm: The fixed coordinate.
 
     Returns:
-        The plane, rows = image vertical (superior or anterior up), columns = left to right / posterior to anterior.
+        The plane, rows = image vertical (superior or anterior up),
+        columns = left to right / posterior to anterior.
     """
     x = np.arange(-90.0, 91.0)
     y = np.arange(-126.0, 91.0)
@@ -82,7 +83,9 @@ def main() -> None:
                 axes[row, column].imshow(plane, cmap="gray", vmin=0, vmax=top, interpolation="bilinear")
                 axes[row, column].axis("off")
             axes[0, column].set_title(f"{age:g} y", color="white")
-    figure.suptitle(f"Synthetic T1w, one subject ({args.profile} profile, site {traits.site.name})", color="white")
+    figure.suptitle(
+        f"Synthetic T1w, one subject ({args.profile} profile, site {traits.site.name})", color="white"
+    )
     figure.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=110, facecolor="black")

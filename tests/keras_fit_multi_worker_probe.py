@@ -1,15 +1,19 @@
-"""Probe run by tests/test_train.py in every worker process of a MultiWorkerMirroredStrategy cluster.
+"""Probe run by tests/test_train_cli.py in every worker process of a MultiWorkerMirroredStrategy cluster.
 
 Does Keras 3 `model.fit` train under MultiWorkerMirroredStrategy (keras-team/keras#20585)?
 Prints FIT_OK, or FIT_FAILED: <error> after the traceback.
 """
+
 import os
 import traceback
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np
-import tensorflow as tf
+import numpy as np  # noqa: E402  (TF_CPP_MIN_LOG_LEVEL must be set before TensorFlow loads)
+import tensorflow as tf  # noqa: E402
+
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
-import keras
+import keras  # noqa: E402  (after the strategy, which must come before other TF ops)
+
 with strategy.scope():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mae")

@@ -8,14 +8,23 @@ import pytest
 # Preprocessing, data generation, ingest reading and the training flags must not pay
 # TensorFlow's seconds-long import: flags are checked before any heavy work.
 NUMPY_ONLY_MODULES = [
-    "brainage_tf", "brainage_tf.defaults", "brainage_tf.preprocessing", "brainage_tf.synthetic",
-    "brainage_tf.ingest", "brainage_tf.training.config", "brainage_tf.training.run_directory",
+    "brainage_tf",
+    "brainage_tf.defaults",
+    "brainage_tf.preprocessing",
+    "brainage_tf.synthetic",
+    "brainage_tf.ingest",
+    "brainage_tf.training.config",
+    "brainage_tf.training.run_directory",
     "brainage_tf.train",
 ]
 # The library layer reads prepared datasets and never imports the builders, which import it.
 LIBRARY_MODULES = [
-    "brainage_tf.data", "brainage_tf.ingest", "brainage_tf.ingest.beam", "brainage_tf.models",
-    "brainage_tf.training.trainer", "brainage_tf.synthetic",
+    "brainage_tf.data",
+    "brainage_tf.ingest",
+    "brainage_tf.ingest.beam",
+    "brainage_tf.models",
+    "brainage_tf.training.trainer",
+    "brainage_tf.synthetic",
 ]
 BUILDER_MODULES = [
     "tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder",

@@ -24,14 +24,26 @@ from brainage_tf.training.run_directory import RunDirectory
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_SHAPE = (36, 20, 14)
-TINY_FLAGS = ["--epochs", "1", "--batch-size", "2", "--width-multiplier", "0.125",
-              "--slice-size", "40", "40", "--pool-size", "2"]
+TINY_FLAGS = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--width-multiplier",
+    "0.125",
+    "--slice-size",
+    "40",
+    "40",
+    "--pool-size",
+    "2",
+]
 PROCESS_TIMEOUT_S = 300
 
 
 def tiny_demo() -> TrainConfig:
-    return TrainConfig.demo().replace(epochs=2, batch_size=2, width_multiplier=0.125, slice_size=(40, 40),
-                                      pool_size=2)
+    return TrainConfig.demo().replace(
+        epochs=2, batch_size=2, width_multiplier=0.125, slice_size=(40, 40), pool_size=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,27 +53,48 @@ def toy_tfds(tmp_path_factory) -> str:
 
     data_dir = tmp_path_factory.mktemp("tfds")
     volumes, ages, subject_ids = toy_cohort(40, TOY_SHAPE, seed=1)
-    examples = [(index, {"volume": volume.astype(np.float16), "age": age, "subject_id": subject_id})
-                for index, (volume, age, subject_id) in enumerate(zip(volumes, ages, subject_ids))]
-    features = tfds.features.FeaturesDict({
-        "volume": tfds.features.Tensor(shape=TOY_SHAPE, dtype=np.float16, encoding="zlib"),
-        "age": np.float32,
-        "subject_id": tfds.features.Text(),
-    })
+    examples = [
+        (index, {"volume": volume.astype(np.float16), "age": age, "subject_id": subject_id})
+        for index, (volume, age, subject_id) in enumerate(zip(volumes, ages, subject_ids, strict=True))
+    ]
+    features = tfds.features.FeaturesDict(
+        {
+            "volume": tfds.features.Tensor(shape=TOY_SHAPE, dtype=np.float16, encoding="zlib"),
+            "age": np.float32,
+            "subject_id": tfds.features.Text(),
+        }
+    )
     tfds.dataset_builders.store_as_tfds_dataset(
-        name="toy_cohort", version="1.0.0", features=features, split_datasets={"train": examples},
-        config="tiny", data_dir=str(data_dir))
+        name="toy_cohort",
+        version="1.0.0",
+        features=features,
+        split_datasets={"train": examples},
+        config="tiny",
+        data_dir=str(data_dir),
+    )
     return str(data_dir)
 
 
 def run_processes(argv_list: list[list[str]], env_list: list[dict | None], cwd=None) -> list[tuple[int, str]]:
     """Runs commands side by side; kills them all if any outlives the timeout."""
-    base_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-                    PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    base_env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]),
+    )
     base_env.pop("TF_CONFIG", None)
-    processes = [subprocess.Popen(argv, env={**base_env, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-                 for argv, env in zip(argv_list, env_list)]
+    processes = [
+        subprocess.Popen(
+            argv,
+            env={**base_env, **(env or {})},
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for argv, env in zip(argv_list, env_list, strict=True)
+    ]
     try:
         outputs = [process.communicate(timeout=PROCESS_TIMEOUT_S)[0] for process in processes]
     except subprocess.TimeoutExpired:
@@ -69,7 +102,7 @@ def run_processes(argv_list: list[list[str]], env_list: list[dict | None], cwd=N
             process.kill()
             process.communicate()
         pytest.fail(f"{argv_list[0][:4]} outlived {PROCESS_TIMEOUT_S} s; its processes were killed")
-    return [(process.returncode, output) for process, output in zip(processes, outputs)]
+    return [(process.returncode, output) for process, output in zip(processes, outputs, strict=True)]
 
 
 def train_command(*args: str) -> list[str]:
@@ -90,8 +123,10 @@ def run_two_workers(command: list[str], attempts: int = 3, cwd=None) -> list[tup
     """Runs command as a 2-worker TF_CONFIG cluster on loopback, retrying if a port was taken meanwhile."""
     for _ in range(attempts):
         cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-        envs = [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-                for index in range(2)]
+        envs = [
+            {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            for index in range(2)
+        ]
         results = run_processes([command, command], envs, cwd=cwd)
         if not any("already in use" in output or "Failed to bind" in output for _, output in results):
             return results
@@ -104,13 +139,17 @@ def epoch_lines(output: str) -> list[str]:
 
 # --- flags -------------------------------------------------------------------------------------
 
+
 def test_presets_fill_unset_flags_and_explicit_flags_win():
     paper = train.config_from_args(train.build_parser().parse_args(["--preset", "paper"]))
     assert (paper.epochs, paper.batch_size, paper.validation_fraction) == (60, 1, 0.0)
     assert (paper.learning_rate, paper.halve_every_epochs) == (1e-4, 15)
     assert paper.slice_size == (50, 50) and paper.width_multiplier == 1.0
-    demo = train.config_from_args(train.build_parser().parse_args(
-        ["--epochs", "3", "--train-ages", "0", "6", "--validation-fraction", "0"]))
+    demo = train.config_from_args(
+        train.build_parser().parse_args(
+            ["--epochs", "3", "--train-ages", "0", "6", "--validation-fraction", "0"]
+        )
+    )
     assert demo.preset == "demo" and demo.epochs == 3 and demo.batch_size == 8
     assert (demo.min_age, demo.max_age, demo.validation_fraction) == (0.0, 6.0, 0.0)
 
@@ -122,12 +161,15 @@ def test_unknown_model_exits_with_usage_error(capsys):
     assert "invalid choice: 'vgg16'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--train-ages", "10", "5"], "minimum age 10.0 is above maximum age 5.0"),
-    (["--dataset", "no_such_cohort/small"], "unknown TFDS dataset 'no_such_cohort/small'"),
-    (["--validation-fraction", "1.5"], "--validation-fraction"),
-    (["--epochs", "0"], "epochs must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--train-ages", "10", "5"], "minimum age 10.0 is above maximum age 5.0"),
+        (["--dataset", "no_such_cohort/small"], "unknown TFDS dataset 'no_such_cohort/small'"),
+        (["--validation-fraction", "1.5"], "--validation-fraction"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+    ],
+)
 def test_bad_flags_exit_with_one_line_before_any_work(flags, message, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert train.main([*flags, "--data_dir", str(tmp_path / "tfds"), "--out", str(run_dir)]) == 2
@@ -138,8 +180,19 @@ def test_bad_flags_exit_with_one_line_before_any_work(flags, message, tmp_path, 
 
 def test_age_range_selecting_no_subject_exits(toy_tfds, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = train.main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--train-ages", "30", "40",
-                       "--out", str(run_dir)])
+    code = train.main(
+        [
+            "--dataset",
+            "toy_cohort/tiny",
+            "--data_dir",
+            toy_tfds,
+            "--train-ages",
+            "30",
+            "40",
+            "--out",
+            str(run_dir),
+        ]
+    )
     assert code == 2
     assert "ages 30.0-40.0 select no example of toy_cohort/tiny:train" in capsys.readouterr().err
     assert not run_dir.exists()
@@ -147,8 +200,19 @@ def test_age_range_selecting_no_subject_exits(toy_tfds, tmp_path, capsys):
 
 def test_volumes_too_small_for_the_model_exit(toy_tfds, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = train.main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--slice-size", "20", "20",
-                       "--out", str(run_dir)])
+    code = train.main(
+        [
+            "--dataset",
+            "toy_cohort/tiny",
+            "--data_dir",
+            toy_tfds,
+            "--slice-size",
+            "20",
+            "20",
+            "--out",
+            str(run_dir),
+        ]
+    )
     assert code == 2
     assert "too small for ResNet18" in capsys.readouterr().err
     assert not run_dir.exists()
@@ -167,14 +231,35 @@ def test_existing_run_dir_is_never_overwritten(tmp_path, capsys):
 
 # --- the command line end to end ----------------------------------------------------------------
 
+
 def test_command_line_run_writes_a_complete_run_directory_and_resumes(toy_tfds, tmp_path, capsys):
     import keras
 
     run_dir = tmp_path / "run"
-    assert train.main(["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--out", str(run_dir),
-                       "--strategy", "one_device", *TINY_FLAGS]) == 0
+    assert (
+        train.main(
+            [
+                "--dataset",
+                "toy_cohort/tiny",
+                "--data_dir",
+                toy_tfds,
+                "--out",
+                str(run_dir),
+                "--strategy",
+                "one_device",
+                *TINY_FLAGS,
+            ]
+        )
+        == 0
+    )
     assert {path.name for path in run_dir.iterdir()} >= {
-        "config.json", "history.csv", "results.json", "best_model.keras", "checkpoints", "tensorboard"}
+        "config.json",
+        "history.csv",
+        "results.json",
+        "best_model.keras",
+        "checkpoints",
+        "tensorboard",
+    }
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dataset"] == "toy_cohort/tiny" and config["epochs"] == 1
     assert any((run_dir / "tensorboard").iterdir())
@@ -191,8 +276,15 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
     """The no-argument path at tiny size: a 14-subject synthetic cohort and a 2-epoch demo."""
     from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import Builder, SyntheticConfig
 
-    tiny_cohort = SyntheticConfig(name="tiny_main", grid="tiny", registration="none", discovery_subjects=12,
-                                  replication_subjects=2, voxel_scale=3.9, generator_workers=1)
+    tiny_cohort = SyntheticConfig(
+        name="tiny_main",
+        grid="tiny",
+        registration="none",
+        discovery_subjects=12,
+        replication_subjects=2,
+        voxel_scale=3.9,
+        generator_workers=1,
+    )
     monkeypatch.setitem(Builder.builder_configs, "tiny_main", tiny_cohort)
     monkeypatch.setattr(train, "DEFAULT_DATASET", "synthetic_cohort/tiny_main")
     monkeypatch.setitem(PRESETS, "demo", tiny_demo)
@@ -216,12 +308,30 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
 
 # --- tf.distribute --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", ["slice_lstm", "resnet3d"])
 def test_mirrored_on_two_logical_cpus(model, toy_tfds, tmp_path):
     run_dir = tmp_path / "run"
-    [(code, output)] = run_processes([train_command(
-        "--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, "--model", model, "--strategy", "mirrored",
-        "--logical-cpus", "2", "--out", str(run_dir), *TINY_FLAGS)], [None])
+    [(code, output)] = run_processes(
+        [
+            train_command(
+                "--dataset",
+                "toy_cohort/tiny",
+                "--data_dir",
+                toy_tfds,
+                "--model",
+                model,
+                "--strategy",
+                "mirrored",
+                "--logical-cpus",
+                "2",
+                "--out",
+                str(run_dir),
+                *TINY_FLAGS,
+            )
+        ],
+        [None],
+    )
     assert code == 0, output
     results = json.loads((run_dir / "results.json").read_text())
     assert results["replicas"] == 2 and results["global_batch_size"] == 4
@@ -232,8 +342,19 @@ def test_mirrored_on_two_logical_cpus(model, toy_tfds, tmp_path):
 def test_multi_worker_with_two_local_processes(toy_tfds, tmp_path):
     # The loop is model-agnostic and resnet3d is covered under mirrored; slice_lstm keeps this fast.
     run_dir = tmp_path / "run"
-    results = run_two_workers(train_command("--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds,
-                                            "--strategy", "multi_worker", "--out", str(run_dir), *TINY_FLAGS))
+    results = run_two_workers(
+        train_command(
+            "--dataset",
+            "toy_cohort/tiny",
+            "--data_dir",
+            toy_tfds,
+            "--strategy",
+            "multi_worker",
+            "--out",
+            str(run_dir),
+            *TINY_FLAGS,
+        )
+    )
     for code, output in results:
         assert code == 0, output
     chief_results = json.loads((run_dir / "results.json").read_text())
@@ -246,8 +367,9 @@ def test_multi_worker_with_two_local_processes(toy_tfds, tmp_path):
     # Both workers trained the same replicated model: identical validation MAE per epoch.
     chief_lines, worker_lines = (epoch_lines(output) for _, output in results)
     assert len(chief_lines) == 1
-    assert [line.split("val MAE")[1].split()[0] for line in chief_lines] == \
-           [line.split("val MAE")[1].split()[0] for line in worker_lines]
+    assert [line.split("val MAE")[1].split()[0] for line in chief_lines] == [
+        line.split("val MAE")[1].split()[0] for line in worker_lines
+    ]
 
 
 @pytest.mark.slow
@@ -255,7 +377,8 @@ def test_keras_fit_fails_under_multi_worker_so_train_uses_its_own_loop(tmp_path)
     # Documents the Keras 3 limit behind the custom loop (keras-team/keras#20585): model.fit of a
     # one-layer model under MultiWorkerMirroredStrategy with 2 local workers. If this starts
     # passing, model.fit has become an option for multi_worker.
-    results = run_two_workers([sys.executable, str(REPO / "tests" / "keras_fit_multi_worker_probe.py")],
-                              cwd=tmp_path)
+    results = run_two_workers(
+        [sys.executable, str(REPO / "tests" / "keras_fit_multi_worker_probe.py")], cwd=tmp_path
+    )
     for _, output in results:
         assert "FIT_FAILED: ValueError: Attempt to convert a value (PerReplica" in output, output

@@ -28,9 +28,20 @@ SLICE_SHAPE = (16, 20, 14)
 
 def tiny_config(**changes) -> TrainConfig:
     """The demo preset shrunk to seconds: an eighth-width ResNet18 on 40x40 slices."""
-    return TrainConfig.demo().replace(**{**dict(epochs=3, batch_size=4, learning_rate=3e-3,
-                                                halve_every_epochs=20, width_multiplier=0.125,
-                                                slice_size=(40, 40), pool_size=2), **changes})
+    return TrainConfig.demo().replace(
+        **{
+            **dict(
+                epochs=3,
+                batch_size=4,
+                learning_rate=3e-3,
+                halve_every_epochs=20,
+                width_multiplier=0.125,
+                slice_size=(40, 40),
+                pool_size=2,
+            ),
+            **changes,
+        }
+    )
 
 
 def toy_source(num_subjects: int, shape=SLICE_SHAPE, seed: int = 0) -> data.ExampleSource:
@@ -38,8 +49,13 @@ def toy_source(num_subjects: int, shape=SLICE_SHAPE, seed: int = 0) -> data.Exam
 
 
 def make_trainer(config: TrainConfig, source: data.ExampleSource, run_dir: Path, log=None) -> Trainer:
-    return Trainer(config, source, tf.distribute.OneDeviceStrategy("/cpu:0"), RunDirectory(run_dir),
-                   log=log or (lambda line: None))
+    return Trainer(
+        config,
+        source,
+        tf.distribute.OneDeviceStrategy("/cpu:0"),
+        RunDirectory(run_dir),
+        log=log or (lambda line: None),
+    )
 
 
 @pytest.mark.parametrize("model, shape", [("slice_lstm", SLICE_SHAPE), ("resnet3d", (36, 36, 36))])
@@ -72,12 +88,18 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
             assert float(again[field]) == pytest.approx(float(straight[field]), rel=1e-5, abs=1e-6), field
     straight_weights, resumed_weights = uninterrupted.model.get_weights(), resumed.model.get_weights()
     assert len(straight_weights) == len(resumed_weights) > 10
-    for straight, again in zip(straight_weights, resumed_weights):
+    for straight, again in zip(straight_weights, resumed_weights, strict=True):
         np.testing.assert_allclose(again, straight, rtol=1e-4, atol=1e-6)
     # The resumed epochs changed the weights: equality above is not two untouched initialisations.
     first_session = make_trainer(config, source, tmp_path / "two_epochs")
     first_session.fit(stop_after_epochs=2)
-    assert max(np.abs(a - b).max() for a, b in zip(first_session.model.get_weights(), straight_weights)) > 1e-4
+    assert (
+        max(
+            np.abs(a - b).max()
+            for a, b in zip(first_session.model.get_weights(), straight_weights, strict=True)
+        )
+        > 1e-4
+    )
 
 
 def test_paper_schedule_is_adam_halving_after_every_15_epochs(tmp_path):
@@ -86,20 +108,33 @@ def test_paper_schedule_is_adam_halving_after_every_15_epochs(tmp_path):
     trainer = make_trainer(config, toy_source(12), tmp_path / "run")
     assert trainer.plan.steps_per_epoch == 12
     assert type(trainer.optimizer) is keras.optimizers.Adam
-    expected = {0: 1e-4, 15 * 12 - 1: 1e-4, 15 * 12: 5e-5, 30 * 12 - 1: 5e-5, 30 * 12: 2.5e-5,
-                45 * 12: 1.25e-5, 60 * 12 - 1: 1.25e-5}
+    expected = {
+        0: 1e-4,
+        15 * 12 - 1: 1e-4,
+        15 * 12: 5e-5,
+        30 * 12 - 1: 5e-5,
+        30 * 12: 2.5e-5,
+        45 * 12: 1.25e-5,
+        60 * 12 - 1: 1.25e-5,
+    }
     for step, learning_rate in expected.items():
         trainer.optimizer.iterations.assign(step)
         assert trainer.learning_rate == pytest.approx(learning_rate, rel=1e-6), step
 
 
 def test_learning_rate_logged_per_epoch_follows_the_schedule_in_a_real_run(tmp_path):
-    trainer = make_trainer(tiny_config(epochs=5, halve_every_epochs=2, learning_rate=1e-3),
-                           toy_source(24), tmp_path / "run")
+    trainer = make_trainer(
+        tiny_config(epochs=5, halve_every_epochs=2, learning_rate=1e-3), toy_source(24), tmp_path / "run"
+    )
     results = trainer.fit()
     assert results["steps_per_epoch"] > 1
-    assert [float(row["learning_rate"]) for row in trainer.run.read_history()] == \
-        [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]
+    assert [float(row["learning_rate"]) for row in trainer.run.read_history()] == [
+        1e-3,
+        1e-3,
+        5e-4,
+        5e-4,
+        2.5e-4,
+    ]
 
 
 def test_train_step_loss_is_the_mean_absolute_error_of_its_predictions(tmp_path):
@@ -110,13 +145,15 @@ def test_train_step_loss_is_the_mean_absolute_error_of_its_predictions(tmp_path)
     # so these are the predictions the step computes its loss on.
     predicted = trainer.model(volumes, training=True).numpy()[:, 0]
     assert trainer.train_step(next(trainer.distribute(one_batch))) == pytest.approx(
-        float(np.mean(np.abs(predicted - ages.numpy()))), rel=1e-5)
+        float(np.mean(np.abs(predicted - ages.numpy()))), rel=1e-5
+    )
 
 
 def test_reported_validation_mae_is_the_mean_absolute_error_of_the_saved_model(tmp_path):
     volumes, ages, subject_ids = toy_cohort(40, SLICE_SHAPE, seed=3)
-    trainer = make_trainer(tiny_config(epochs=2), data.in_memory_source(volumes, ages, subject_ids),
-                           tmp_path / "run")
+    trainer = make_trainer(
+        tiny_config(epochs=2), data.in_memory_source(volumes, ages, subject_ids), tmp_path / "run"
+    )
     results = trainer.fit()
     in_validation = data.validation_flags(subject_ids, trainer.config.validation_fraction).numpy()
     assert 0 < in_validation.sum() < len(ages)
@@ -130,8 +167,12 @@ def test_reported_validation_mae_is_the_mean_absolute_error_of_the_saved_model(t
 
 def test_mirrored_on_two_logical_cpus_gives_the_one_device_update(tmp_path):
     # Logical CPUs must be configured before TensorFlow starts, so this runs in a fresh process.
-    process = subprocess.run([sys.executable, str(TESTS / "distribute_probe.py"), str(tmp_path)],
-                             capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, str(TESTS / "distribute_probe.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     report = json.loads(process.stdout.strip().splitlines()[-1])
     assert report["replicas"] == [1, 2]
@@ -149,8 +190,9 @@ def test_no_validation_trains_on_every_subject_and_keeps_the_final_epoch(tmp_pat
     assert [row["val_mae"] for row in trainer.run.read_history()] == ["", "", ""]
     saved = keras.models.load_model(trainer.run.best_model_path)
     probe = np.random.default_rng(0).normal(size=(2, *SLICE_SHAPE, 1)).astype(np.float32)
-    np.testing.assert_allclose(saved.predict(probe, verbose=0), trainer.model.predict(probe, verbose=0),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        saved.predict(probe, verbose=0), trainer.model.predict(probe, verbose=0), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_paper_preset_keeps_every_training_subject_and_demo_holds_out_a_fifth():
@@ -168,10 +210,13 @@ def test_paper_preset_on_another_grid_warns(tmp_path):
     assert not any(line.startswith("warning") for line in logged)
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(min_age=30.0, max_age=40.0), "select no example"),
-    (dict(batch_size=64), "fewer than one global batch"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(min_age=30.0, max_age=40.0), "select no example"),
+        (dict(batch_size=64), "fewer than one global batch"),
+    ],
+)
 def test_selections_that_cannot_train_are_usage_errors(changes, message, tmp_path):
     with pytest.raises(UsageError, match=message):
         make_trainer(tiny_config(**changes), toy_source(24), tmp_path / "run")

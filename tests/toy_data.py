@@ -13,9 +13,14 @@ import numpy as np
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
 
 
-def toy_cohort(num_subjects: int, volume_shape: tuple[int, int, int] = (16, 20, 14),
-               min_age: float = MIN_AGE_YEARS, max_age: float = MAX_AGE_YEARS, seed: int = 0,
-               noise: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def toy_cohort(
+    num_subjects: int,
+    volume_shape: tuple[int, int, int] = (16, 20, 14),
+    min_age: float = MIN_AGE_YEARS,
+    max_age: float = MAX_AGE_YEARS,
+    seed: int = 0,
+    noise: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generates toy volumes whose ellipsoid radius is a linear function of age.
 
     Args:

@@ -47,12 +47,14 @@ class CohortConfig(tfds.core.BuilderConfig):
 
 
 def _config_description(grid: str, registration: str) -> str:
-    mode = "affine registration to MNI152" if registration == "affine" else "no registration (MNI-space input)"
+    mode = (
+        "affine registration to MNI152" if registration == "affine" else "no registration (MNI-space input)"
+    )
     return f"{get_grid(grid).describe()}; {mode}."
 
 
 def config_name(grid: str, registration: str) -> str:
-    """"small" for registration none, "small_affine" for affine."""
+    """ "small" for registration none, "small_affine" for affine."""
     return grid if registration == "none" else f"{grid}_{registration}"
 
 

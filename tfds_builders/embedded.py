@@ -23,8 +23,14 @@ EMBEDDED_DATASET = "synthetic_cohort"
 _CHATTY_LOGGERS = ("absl", "apache_beam", "tensorflow_datasets")
 
 
-def ensure_prepared(dataset: str, data_dir: str, *, log: Callable[[str], None] = print,
-                    verbose: bool = False, progress_bar: bool = False) -> None:
+def ensure_prepared(
+    dataset: str,
+    data_dir: str,
+    *,
+    log: Callable[[str], None] = print,
+    verbose: bool = False,
+    progress_bar: bool = False,
+) -> None:
     """Builds `synthetic_cohort/<config>` in data_dir if it is not prepared; any other dataset is left alone.
 
     Args:
@@ -42,15 +48,22 @@ def ensure_prepared(dataset: str, data_dir: str, *, log: Callable[[str], None] =
         return
     log(f"building the embedded {dataset} dataset in {data_dir} (first run only)")
     try:
-        summary_line = build_synthetic_cohort(config or "small", data_dir, log=log, verbose=verbose,
-                                              progress_bar=progress_bar)
+        summary_line = build_synthetic_cohort(
+            config or "small", data_dir, log=log, verbose=verbose, progress_bar=progress_bar
+        )
     except (ImportError, ValueError) as error:
         raise data.DatasetError(f"cannot build {dataset}: {error}") from None
     log(summary_line)
 
 
-def build_synthetic_cohort(config: str, data_dir: str, *, log: Callable[[str], None] = print,
-                           verbose: bool = False, progress_bar: bool = False) -> str:
+def build_synthetic_cohort(
+    config: str,
+    data_dir: str,
+    *,
+    log: Callable[[str], None] = print,
+    verbose: bool = False,
+    progress_bar: bool = False,
+) -> str:
     """Generates the synthetic BIDS cohorts, then ingests them through Beam into TFDS.
 
     Args:
@@ -77,19 +90,31 @@ def build_synthetic_cohort(config: str, data_dir: str, *, log: Callable[[str], N
     # One Beam worker per core: 200 scans at the small grid build in 31 s instead of 47 s on 2 cores.
     workers = max(1, min(os.cpu_count() or 1, 8))
     for profile, arguments in builder.builder_config.cohorts():
-        log(f"generating the {profile} cohort: {arguments['n_subjects']} subjects aged "
-            f"{arguments['min_age']:g}-{arguments['max_age']:g} y")
-        ensure_generated(download_dir / GENERATED_FOLDER, arguments,
-                         workers=builder.builder_config.generator_workers, progress=progress_bar)
+        log(
+            f"generating the {profile} cohort: {arguments['n_subjects']} subjects aged "
+            f"{arguments['min_age']:g}-{arguments['max_age']:g} y"
+        )
+        ensure_generated(
+            download_dir / GENERATED_FOLDER,
+            arguments,
+            workers=builder.builder_config.generator_workers,
+            progress=progress_bar,
+        )
     log(f"ingesting the scans through Beam on {workers} processes")
     started = time.perf_counter()
-    beam_options = PipelineOptions(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
+    beam_options = PipelineOptions(
+        ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    )
     with _quiet_logs(not verbose):
-        builder.download_and_prepare(download_dir=str(download_dir),
-                                     download_config=tfds.download.DownloadConfig(beam_options=beam_options))
+        builder.download_and_prepare(
+            download_dir=str(download_dir),
+            download_config=tfds.download.DownloadConfig(beam_options=beam_options),
+        )
     summary = IngestSummary.read(Path(builder.data_dir) / INGEST_SUMMARY_NAME)
-    return (f"{summary.line()} in {time.perf_counter() - started:.0f} s "
-            f"(skip report: {Path(builder.data_dir) / summary.skip_report})")
+    return (
+        f"{summary.line()} in {time.perf_counter() - started:.0f} s "
+        f"(skip report: {Path(builder.data_dir) / summary.skip_report})"
+    )
 
 
 @contextlib.contextmanager
@@ -102,5 +127,5 @@ def _quiet_logs(enabled: bool):
     try:
         yield
     finally:
-        for logger, level in zip(loggers, saved):
+        for logger, level in zip(loggers, saved, strict=True):
             logger.setLevel(level)

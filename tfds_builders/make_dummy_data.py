@@ -138,13 +138,13 @@ def make_mghbch(template: nib.Nifti1Image) -> None:
 
 def make_synthetic() -> None:
     """Writes synthetic_cohort/dummy_data with the generator, for the builder test config."""
+    from etils import epath
+
     from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
         GENERATED_FOLDER,
         ensure_generated,
     )
     from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder_test import TEST_CONFIG
-
-    from etils import epath
 
     root = _reset(BUILDERS_DIR / "synthetic_cohort" / "dummy_data") / GENERATED_FOLDER
     root.mkdir()

@@ -12,7 +12,12 @@ from brainage_tf.ingest.manifest import read_manifest
 from brainage_tf.ingest.records import CohortLayoutError, ScanRecord
 from brainage_tf.ingest.release import read_release
 from brainage_tf.ingest.splits import AGE_BIN_WIDTH_YEARS, TEST, TEST_FRACTION, TRAIN, assign_splits
-from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, IngestSummary, IngestSummaryError
+from brainage_tf.ingest.summary import (
+    INGEST_SUMMARY_NAME,
+    SKIP_REPORT_NAME,
+    IngestSummary,
+    IngestSummaryError,
+)
 
 __all__ = [
     "AGE_BIN_WIDTH_YEARS",

@@ -82,7 +82,9 @@ def find_age_column(
     return age_column
 
 
-def require_columns(table_path: Path, columns: Sequence[str], required: Sequence[str], age_hint: str) -> AgeColumn:
+def require_columns(
+    table_path: Path, columns: Sequence[str], required: Sequence[str], age_hint: str
+) -> AgeColumn:
     """Returns the table's age column after checking that it has every required column.
 
     Args:

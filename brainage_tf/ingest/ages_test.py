@@ -33,8 +33,14 @@ def test_age_problem_accepts_plausible_ages(age_years):
 
 
 def test_parse_age_reads_lower_case_rows_and_keeps_the_column_as_written():
-    assert parse_age({"age_months": "18"}, AgeColumn("Age_Months", "months")) == (pytest.approx(1.5), "Age_Months=18")
-    assert parse_age({"age": "730.5", "age_unit": "d"}, AgeColumn("age", None)) == (pytest.approx(2.0), "age=730.5 d")
+    assert parse_age({"age_months": "18"}, AgeColumn("Age_Months", "months")) == (
+        pytest.approx(1.5),
+        "Age_Months=18",
+    )
+    assert parse_age({"age": "730.5", "age_unit": "d"}, AgeColumn("age", None)) == (
+        pytest.approx(2.0),
+        "age=730.5 d",
+    )
     assert parse_age({"age": "3"}, AgeColumn("age", None)) == (None, "age=3 <no age_unit>")
     assert parse_age({"age": "n/a"}, AgeColumn("age", "years")) == (None, "")
     assert parse_age({"age": "3"}, None) == (None, "")

@@ -123,7 +123,9 @@ class PreprocessRecordFn(beam.DoFn):
             yield self._skip(record, "float16_overflow", "preprocessed volume does not fit float16")
             return
         yield beam.pvalue.TaggedOutput(_CONTENT_TAG, (content_hash(volume), record))
-        yield beam.pvalue.TaggedOutput(split, (record.key, _example(record, volume, scan.metadata.registration_ncc)))
+        yield beam.pvalue.TaggedOutput(
+            split, (record.key, _example(record, volume, scan.metadata.registration_ncc))
+        )
 
 
 def _find_copies(hash_and_records: tuple[str, Iterable[ScanRecord]], strict: bool) -> list[tuple[str, Skip]]:
@@ -193,7 +195,9 @@ class IngestScans(beam.PTransform):
         duplicates = find_duplicates([record for _, record in self._records])
         if self._strict and duplicates:
             raise IngestError(duplicates[min(duplicates)].message)
-        elements = [(split, record, duplicates.get(index)) for index, (split, record) in enumerate(self._records)]
+        elements = [
+            (split, record, duplicates.get(index)) for index, (split, record) in enumerate(self._records)
+        ]
         processed = (
             pbegin
             | "CreateRecords" >> beam.Create(elements)
@@ -254,7 +258,9 @@ def summarize(pipeline_result) -> IngestSummary:
         value = counter.committed if counter.committed is not None else counter.attempted
         totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
     prefix = f"{SKIPPED}_"
-    by_reason = {name[len(prefix) :]: count for name, count in sorted(totals.items()) if name.startswith(prefix)}
+    by_reason = {
+        name[len(prefix) :]: count for name, count in sorted(totals.items()) if name.startswith(prefix)
+    }
     return IngestSummary(
         rows_in=totals.get(ROWS_IN, 0),
         examples_written=totals.get(EXAMPLES_WRITTEN, 0),

@@ -24,7 +24,9 @@ CONFIG = PreprocessConfig(grid="tiny", registration="none")
 
 def _record(subject, path=GOOD_SCAN, age=5.0, session="", cohort="c"):
     age_text = "" if age is None else f"age={age}"
-    return ScanRecord(subject, session, path, Path(path).name if path else "", age, age_text, "F", "S", cohort)
+    return ScanRecord(
+        subject, session, path, Path(path).name if path else "", age, age_text, "F", "S", cohort
+    )
 
 
 def _records(tmp_path: Path) -> list[tuple[str, ScanRecord]]:
@@ -96,7 +98,15 @@ def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
     }
     assert summary.line() == "9 rows in, 2 examples written, 7 skipped"
     rows = read_skip_report(str(report))
-    assert sorted(row["subject"] for row in rows) == ["corrupt", "fourd", "gone", "noage", "old", "twice", "twice"]
+    assert sorted(row["subject"] for row in rows) == [
+        "corrupt",
+        "fourd",
+        "gone",
+        "noage",
+        "old",
+        "twice",
+        "twice",
+    ]
     reasons = {row["subject"]: row["reason"] for row in rows}
     assert reasons["fourd"].startswith("not_single_volume: ")
     assert reasons["gone"] == "missing_file: file does not exist"
@@ -104,7 +114,10 @@ def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
 
 def test_empty_skip_report_still_has_its_header(tmp_path):
     report = tmp_path / "skip_report.tsv"
-    _run([("train", _record("good1", path=OTHER_SCAN)), ("test", _record("good2", age=12.5, session="V1"))], report)
+    _run(
+        [("train", _record("good1", path=OTHER_SCAN)), ("test", _record("good2", age=12.5, session="V1"))],
+        report,
+    )
     assert report.read_text() == "path\tsubject\treason\n"
 
 
@@ -162,7 +175,10 @@ def test_copied_content_is_skipped_and_names_the_kept_scan(tmp_path, mode):
 
 def test_strict_mode_fails_on_copied_content_naming_both_files(tmp_path):
     nifti_copy, _ = _copies_of_good_scan(tmp_path)
-    records = [("test", _record("good2", age=12.5, session="V1")), ("train", _record("twin", path=nifti_copy))]
+    records = [
+        ("test", _record("good2", age=12.5, session="V1")),
+        ("train", _record("twin", path=nifti_copy)),
+    ]
     both_files = f"{nifti_copy}: duplicate_content: same image content as {GOOD_SCAN}"
     with pytest.raises(Exception, match=re.escape(both_files)):
         _ingest(records, tmp_path / "r.tsv", strict=True)

@@ -22,7 +22,9 @@ from brainage_tf.ingest.records import (
 )
 
 BIDS_MARKERS = ("participants.tsv", "dataset_description.json")
-_BIDS_T1W = re.compile(r"^(sub-[A-Za-z0-9]+)(?:_(ses-[A-Za-z0-9]+))?(?:_[a-z]+-[A-Za-z0-9]+)*_T1w\.nii(\.gz)?$")
+_BIDS_T1W = re.compile(
+    r"^(sub-[A-Za-z0-9]+)(?:_(ses-[A-Za-z0-9]+))?(?:_[a-z]+-[A-Za-z0-9]+)*_T1w\.nii(\.gz)?$"
+)
 
 
 def _bids_age_units(root: Path) -> str | None:
@@ -49,7 +51,10 @@ def _session_rows(root: Path, sidecar_units: str | None) -> SessionRows:
         table = read_table(sessions_path)
         age_column = find_age_column(sessions_path, list(table.columns), sidecar_units)
         for row in table_rows(table):
-            session_rows[(sessions_path.parent.name, cell_text(row.get("session_id", "")))] = (row, age_column)
+            session_rows[(sessions_path.parent.name, cell_text(row.get("session_id", "")))] = (
+                row,
+                age_column,
+            )
     return session_rows
 
 
@@ -96,7 +101,13 @@ def read_bids(root: str | os.PathLike, cohort: str = "") -> list[ScanRecord]:
             age = parse_age(participant, participant_age)
         records.append(
             record_from_row(
-                participant, age, subject_id=subject, session=session, cohort=cohort, root=root, path=str(scan_path)
+                participant,
+                age,
+                subject_id=subject,
+                session=session,
+                cohort=cohort,
+                root=root,
+                path=str(scan_path),
             )
         )
     subjects_with_scans = {record.subject_id for record in records}

@@ -19,6 +19,8 @@ def test_bids_reads_session_ages_and_scanless_participants(bids_root):
 
 
 def test_bids_sidecar_units_are_honoured(bids_root, write_file):
-    write_file(bids_root / "participants.json", json.dumps({"age": {"Description": "age", "Units": "months"}}))
+    write_file(
+        bids_root / "participants.json", json.dumps({"age": {"Description": "age", "Units": "months"}})
+    )
     records = {record.subject_id: record for record in read_bids(bids_root) if not record.session}
     assert records["sub-01"].age_years == pytest.approx(10 / 12)

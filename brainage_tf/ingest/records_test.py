@@ -17,9 +17,18 @@ def test_cell_text(value, text):
 def test_record_from_row_resolves_paths_and_reads_sex_and_site(tmp_path):
     row = {"sex": "female", "site": " S1 "}
     age = (1.5, "age=1.5")
-    inside = record_from_row(row, age, subject_id="a", session="V1", cohort="c", root=tmp_path, path="x/../a.nii")
+    inside = record_from_row(
+        row, age, subject_id="a", session="V1", cohort="c", root=tmp_path, path="x/../a.nii"
+    )
     assert inside == ScanRecord("a", "V1", str(tmp_path / "a.nii"), "a.nii", 1.5, "age=1.5", "F", "S1", "c")
-    outside = record_from_row({}, (None, ""), subject_id="b", session="", cohort="c", root=tmp_path, path="/else/b.mnc")
-    assert (outside.path, outside.source_path, outside.sex, outside.site) == ("/else/b.mnc", "/else/b.mnc", "n/a", "")
+    outside = record_from_row(
+        {}, (None, ""), subject_id="b", session="", cohort="c", root=tmp_path, path="/else/b.mnc"
+    )
+    assert (outside.path, outside.source_path, outside.sex, outside.site) == (
+        "/else/b.mnc",
+        "/else/b.mnc",
+        "n/a",
+        "",
+    )
     scanless = record_from_row(row, (None, ""), subject_id="c", session="", cohort="c", root=Path("/r"))
     assert (scanless.path, scanless.source_path, scanless.key) == ("", "", "c/c/")

@@ -60,7 +60,10 @@ def read_release(demographics_path: str | os.PathLike, cohort: str = "") -> list
     root = demographics_path.parent
     table = read_table(demographics_path)
     age_column = require_columns(
-        demographics_path, list(table.columns), ("subject_id", "visit"), "age_days (or age_months, age_years, age)"
+        demographics_path,
+        list(table.columns),
+        ("subject_id", "visit"),
+        "age_days (or age_months, age_years, age)",
     )
     scans_by_visit = _scans_by_visit(root)
 
@@ -71,14 +74,18 @@ def read_release(demographics_path: str | os.PathLike, cohort: str = "") -> list
         listed.add((subject, visit))
         age = parse_age(row, age_column)
         records += [
-            record_from_row(row, age, subject_id=subject, session=visit, cohort=cohort, root=root, path=str(path))
+            record_from_row(
+                row, age, subject_id=subject, session=visit, cohort=cohort, root=root, path=str(path)
+            )
             for path in scans_by_visit.get((subject, visit), [""])
         ]
     for (subject, visit), scan_paths in sorted(scans_by_visit.items()):
         if (subject, visit) in listed:
             continue
         records += [
-            record_from_row({}, (None, ""), subject_id=subject, session=visit, cohort=cohort, root=root, path=str(path))
+            record_from_row(
+                {}, (None, ""), subject_id=subject, session=visit, cohort=cohort, root=root, path=str(path)
+            )
             for path in scan_paths
         ]
     return sorted(records, key=lambda record: (record.subject_id, record.session, record.path))

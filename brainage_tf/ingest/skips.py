@@ -146,4 +146,4 @@ def read_skip_report(report_path: str) -> list[dict[str, str]]:
     header = tuple(lines[0].split("\t"))
     if header != SKIP_REPORT_HEADER:
         raise IngestError(f"{report_path}: not a skip report (header {header})")
-    return [dict(zip(SKIP_REPORT_HEADER, line.split("\t"))) for line in lines[1:]]
+    return [dict(zip(SKIP_REPORT_HEADER, line.split("\t"), strict=False)) for line in lines[1:]]

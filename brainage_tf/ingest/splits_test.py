@@ -15,7 +15,9 @@ def _longitudinal(n_subjects: int = 100, sessions: int = 3) -> list[ScanRecord]:
         first_age = rng.uniform(0.0, 20.0)
         for visit in range(sessions):
             age = first_age + visit
-            records.append(ScanRecord(f"s{index:03d}", f"V{visit}", f"/x/{index}_{visit}", "", age, f"age={age}"))
+            records.append(
+                ScanRecord(f"s{index:03d}", f"V{visit}", f"/x/{index}_{visit}", "", age, f"age={age}")
+            )
     return records
 
 
@@ -62,9 +64,14 @@ def test_subject_hash_is_pinned(subject_id, digest):
 
 def test_assignment_of_fixed_subjects_is_pinned():
     ages = [0.5, 0.7, 1.2, 1.9, 1.1, 3.0, 3.4, 3.9, 12.0, 12.5]
-    records = [ScanRecord(f"sub-{index:04d}", "", "/x", "", age, f"age={age}") for index, age in enumerate(ages, 1)]
+    records = [
+        ScanRecord(f"sub-{index:04d}", "", "/x", "", age, f"age={age}") for index, age in enumerate(ages, 1)
+    ]
     splits = assign_splits(records)
-    assert sorted(subject for (_, subject), split in splits.items() if split == TEST) == ["sub-0003", "sub-0007"]
+    assert sorted(subject for (_, subject), split in splits.items() if split == TEST) == [
+        "sub-0003",
+        "sub-0007",
+    ]
     assert len(splits) == 10
 
 

@@ -64,7 +64,9 @@ class IngestSummary:
             raise IngestSummaryError(f"ingest summary lacks keys {', '.join(missing)}")
         by_reason = data["skipped_by_reason"]
         counts = [data["rows_in"], data["examples_written"], data["skipped"]]
-        if not isinstance(by_reason, Mapping) or not all(_is_count(count) for count in [*counts, *by_reason.values()]):
+        if not isinstance(by_reason, Mapping) or not all(
+            _is_count(count) for count in [*counts, *by_reason.values()]
+        ):
             raise IngestSummaryError("ingest summary has a count that is not a non-negative integer")
         return cls(*counts, skipped_by_reason=dict(by_reason), skip_report=str(data["skip_report"]))
 

@@ -15,6 +15,7 @@ from brainage_tf.models.resnet import ResNet18Backbone
 from brainage_tf.models.resnet3d import ResNet3D
 from brainage_tf.models.slice_lstm import SliceLSTM
 
+
 def build_model(
     model_name: str,
     volume_shape: Sequence[int],
@@ -37,15 +38,25 @@ def build_model(
         The uncompiled Keras model, input (batch, x, y, z, 1), output (batch, 1).
     """
     if model_name == "slice_lstm":
-        return SliceLSTM(volume_shape, slice_axis=slice_axis, slice_size=slice_size,
-                         pool_size=pool_size, width_multiplier=width_multiplier,
-                         name="slice_lstm")
+        return SliceLSTM(
+            volume_shape,
+            slice_axis=slice_axis,
+            slice_size=slice_size,
+            pool_size=pool_size,
+            width_multiplier=width_multiplier,
+            name="slice_lstm",
+        )
     if model_name == "resnet3d":
         return ResNet3D(volume_shape, width_multiplier=width_multiplier, name="resnet3d")
     raise ValueError(f"Unknown model {model_name!r}; choose one of {', '.join(MODEL_NAMES)}.")
 
 
 __all__ = [
-    "MODEL_NAMES", "build_model", "FoldedTimeDistributed", "instance_norm",
-    "ResNet18Backbone", "ResNet3D", "SliceLSTM",
+    "MODEL_NAMES",
+    "build_model",
+    "FoldedTimeDistributed",
+    "instance_norm",
+    "ResNet18Backbone",
+    "ResNet3D",
+    "SliceLSTM",
 ]

@@ -12,8 +12,9 @@ def test_folded_time_distributed_matches_keras_time_distributed():
     folded = FoldedTimeDistributed(conv)(inputs)
     looped = keras.layers.TimeDistributed(conv)(inputs)
     assert folded.shape == (2, 5, 8, 8, 3)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(folded),
-                               keras.ops.convert_to_numpy(looped), atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(folded), keras.ops.convert_to_numpy(looped), atol=1e-5
+    )
 
 
 def test_folded_time_distributed_keeps_time_steps_apart():

@@ -47,8 +47,13 @@ def conv_norm(x, filters: int, kernel_size: int, strides: int, spatial_rank: int
         The normalised feature map (before any activation).
     """
     x = _conv_layer(spatial_rank)(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=f"{name}_conv",
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=f"{name}_conv",
     )(x)
     return instance_norm(filters, name=f"{name}_norm")(x)
 
@@ -97,16 +102,17 @@ def resnet18_features(x, spatial_rank: int, width_multiplier: float = 1.0, name:
     if spatial_rank not in (2, 3):
         raise ValueError(f"spatial_rank must be 2 or 3, got {spatial_rank}.")
     inputs_shape = x.shape[1:-1]
-    x = conv_norm(x, scaled_filters(STEM_FILTERS, width_multiplier), 7, 2, spatial_rank,
-                  name=f"{name}_stem")
+    x = conv_norm(x, scaled_filters(STEM_FILTERS, width_multiplier), 7, 2, spatial_rank, name=f"{name}_stem")
     x = keras.layers.ReLU(name=f"{name}_stem_relu")(x)
     max_pool = {2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[spatial_rank]
     x = max_pool(pool_size=3, strides=2, padding="same", name=f"{name}_stem_pool")(x)
-    for stage, (filters, stride) in enumerate(zip(STAGE_FILTERS, STAGE_STRIDES), start=1):
+    for stage, (filters, stride) in enumerate(zip(STAGE_FILTERS, STAGE_STRIDES, strict=True), start=1):
         for block in range(1, BLOCKS_PER_STAGE + 1):
             x = basic_block(
-                x, scaled_filters(filters, width_multiplier),
-                strides=stride if block == 1 else 1, spatial_rank=spatial_rank,
+                x,
+                scaled_filters(filters, width_multiplier),
+                strides=stride if block == 1 else 1,
+                spatial_rank=spatial_rank,
                 name=f"{name}_stage{stage}_block{block}",
             )
     if all(dim == 1 for dim in x.shape[1:-1]):
@@ -116,8 +122,9 @@ def resnet18_features(x, spatial_rank: int, width_multiplier: float = 1.0, name:
             "to its learned offset and the output no longer depends on the input. Use at least "
             "33 voxels along one spatial axis (e.g. slice_size 50x50, the paper's)."
         )
-    global_pool = {2: keras.layers.GlobalAveragePooling2D,
-                   3: keras.layers.GlobalAveragePooling3D}[spatial_rank]
+    global_pool = {2: keras.layers.GlobalAveragePooling2D, 3: keras.layers.GlobalAveragePooling3D}[
+        spatial_rank
+    ]
     return global_pool(name=f"{name}_avg_pool")(x)
 
 

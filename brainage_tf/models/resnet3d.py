@@ -25,8 +25,7 @@ class ResNet3D(keras.Model):
         if len(volume_shape) != 3:
             raise ValueError(f"volume_shape must be (x, y, z), got {volume_shape}.")
         inputs = keras.Input(shape=(*volume_shape, 1), name="volume")
-        features = ResNet18Backbone((*volume_shape, 1), width_multiplier,
-                                    name="volume_resnet18")(inputs)
+        features = ResNet18Backbone((*volume_shape, 1), width_multiplier, name="volume_resnet18")(inputs)
         age = keras.layers.Dense(1, name="age")(features)
         super().__init__(inputs=inputs, outputs=age, **kwargs)
         self.volume_shape = volume_shape

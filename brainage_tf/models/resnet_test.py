@@ -26,8 +26,9 @@ def test_standard_resnet18_layout():
     stem = backbone.get_layer("resnet18_stem_conv")
     assert stem.kernel_size == (7, 7) and stem.strides == (2, 2) and stem.filters == 64
     assert backbone.get_layer("resnet18_stem_pool").strides == (2, 2)
-    assert [backbone.get_layer(f"resnet18_stage{stage}_block1_1_conv").strides[0]
-            for stage in (1, 2, 3, 4)] == [1, 2, 2, 2]
+    assert [
+        backbone.get_layer(f"resnet18_stage{stage}_block1_1_conv").strides[0] for stage in (1, 2, 3, 4)
+    ] == [1, 2, 2, 2]
     assert backbone.get_layer("resnet18_stage4_block2_2_conv").filters == 512
     # One instance norm (GroupNormalization with a group per channel) after every convolution.
     norms = _layer_types(backbone, keras.layers.GroupNormalization)

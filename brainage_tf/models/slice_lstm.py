@@ -77,8 +77,7 @@ class SliceLSTM(keras.Model):
         num_slices = volume_shape[SLICE_AXIS_INDEX.get(slice_axis, 0)]
         if not 1 <= pool_size <= num_slices:
             raise ValueError(
-                f"pool_size must be between 1 and the {num_slices} {slice_axis} slices, "
-                f"got {pool_size}."
+                f"pool_size must be between 1 and the {num_slices} {slice_axis} slices, got {pool_size}."
             )
         inputs = keras.Input(shape=(*volume_shape, 1), name="volume")
         slices = keras.layers.Permute(slice_permutation(slice_axis), name="to_slices")(inputs)
@@ -88,8 +87,7 @@ class SliceLSTM(keras.Model):
         )(slices)
         encoder = ResNet18Backbone((*slice_size, 1), width_multiplier, name="slice_resnet18")
         features = FoldedTimeDistributed(encoder, name="slice_encoder")(resized)
-        pooled = keras.layers.AveragePooling1D(pool_size, strides=pool_size,
-                                               name="slice_pool")(features)
+        pooled = keras.layers.AveragePooling1D(pool_size, strides=pool_size, name="slice_pool")(features)
         sequence = keras.layers.Bidirectional(
             keras.layers.LSTM(lstm_units, return_sequences=True, name="lstm"), name="bilstm"
         )(pooled)

@@ -28,8 +28,9 @@ def test_output_shape_and_sequence_length():
     assert model.get_layer("bilstm").output.shape == (None, 3, 128)
 
 
-@pytest.mark.parametrize("axis, expected_axes", [("axial", (2, 0, 1)), ("coronal", (1, 0, 2)),
-                                                  ("sagittal", (0, 1, 2))])
+@pytest.mark.parametrize(
+    "axis, expected_axes", [("axial", (2, 0, 1)), ("coronal", (1, 0, 2)), ("sagittal", (0, 1, 2))]
+)
 def test_slices_run_along_the_chosen_axis(axis, expected_axes):
     model = _tiny(slice_axis=axis)
     volume = _volumes(1)

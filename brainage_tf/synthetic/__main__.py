@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
 from brainage_tf.synthetic.cohort import generate_cohort, validate_arguments
@@ -28,14 +28,26 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="dataset root directory")
     parser.add_argument("--subjects", type=int, required=True, help="number of participants")
     parser.add_argument(
-        "--min-age", type=float, default=MIN_AGE_YEARS, help=f"youngest first-visit age in years (default {MIN_AGE_YEARS:g})"
+        "--min-age",
+        type=float,
+        default=MIN_AGE_YEARS,
+        help=f"youngest first-visit age in years (default {MIN_AGE_YEARS:g})",
     )
-    parser.add_argument("--max-age", type=float, default=MAX_AGE_YEARS, help=f"oldest age in years (default {MAX_AGE_YEARS:g})")
-    parser.add_argument("--profile", choices=PROFILES, default="discovery", help="site profile (default discovery)")
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=MAX_AGE_YEARS,
+        help=f"oldest age in years (default {MAX_AGE_YEARS:g})",
+    )
+    parser.add_argument(
+        "--profile", choices=PROFILES, default="discovery", help="site profile (default discovery)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     parser.add_argument("--sessions", type=int, default=1, help="visits per subject (default 1)")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all CPUs)")
-    parser.add_argument("--voxel-scale", type=float, default=1.0, help="multiply voxel sizes, e.g. 2 for quick tests")
+    parser.add_argument(
+        "--voxel-scale", type=float, default=1.0, help="multiply voxel sizes, e.g. 2 for quick tests"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -53,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         validate_arguments(
-            args.subjects, args.min_age, args.max_age, args.profile, args.seed, args.sessions, args.workers, args.voxel_scale
+            args.subjects,
+            args.min_age,
+            args.max_age,
+            args.profile,
+            args.seed,
+            args.sessions,
+            args.workers,
+            args.voxel_scale,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -9,7 +9,7 @@ scalp shell surround the brain.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -109,7 +109,9 @@ def load_template_anatomy() -> TemplateAnatomy:
     outside_mm = ndimage.distance_transform_edt(~mask) * TEMPLATE_RESOLUTION_MM
     world = voxel_world_coordinates(mask.shape, affine)
     # Lateral and third ventricles: deep CSF in a box around the MNI midline structures.
-    central_box = (np.abs(world[0]) < 32) & (world[1] > -50) & (world[1] < 35) & (world[2] > -8) & (world[2] < 40)
+    central_box = (
+        (np.abs(world[0]) < 32) & (world[1] > -50) & (world[1] < 35) & (world[2] > -8) & (world[2] < 40)
+    )
     ventricles = (brain_csf * ((depth_mm > 10) & central_box)).astype(np.float32)
     csf = (brain_csf + _shell(outside_mm, 0.0, 2.5)).astype(np.float32)
     skull = _shell(outside_mm, 2.5, 8.0)
@@ -119,11 +121,16 @@ def load_template_anatomy() -> TemplateAnatomy:
     ventricles_smooth = ndimage.gaussian_filter(ventricles, 1.0).astype(np.float32)
     wm_levels = np.linspace(0.05, 0.95, 91)
     tissue_total = float(tissue.sum())
-    wm_shares = np.array([float((soft_level_set(wm_smooth, level) * tissue).sum()) / tissue_total for level in wm_levels])
+    wm_shares = np.array(
+        [float((soft_level_set(wm_smooth, level) * tissue).sum()) / tissue_total for level in wm_levels]
+    )
     ventricle_levels = np.linspace(0.05, 0.95, 91)
     ventricle_total = float(ventricles.sum())
     ventricle_factors = np.array(
-        [float(soft_level_set(ventricles_smooth, level).sum()) / ventricle_total for level in ventricle_levels]
+        [
+            float(soft_level_set(ventricles_smooth, level).sum()) / ventricle_total
+            for level in ventricle_levels
+        ]
     )
     centre_voxel = np.array(ndimage.center_of_mass(tissue))
     return TemplateAnatomy(

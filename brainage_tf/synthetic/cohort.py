@@ -60,7 +60,9 @@ def validate_arguments(
     if min_age < 0:
         raise ValueError(f"min-age must be >= 0 years, got {min_age}")
     if max_age > MAX_SUPPORTED_AGE:
-        raise ValueError(f"max-age must be <= {MAX_SUPPORTED_AGE} years (the trajectories end there), got {max_age}")
+        raise ValueError(
+            f"max-age must be <= {MAX_SUPPORTED_AGE} years (the trajectories end there), got {max_age}"
+        )
     if min_age > max_age:
         raise ValueError(f"min-age ({min_age}) is above max-age ({max_age})")
     if profile not in PROFILES:
@@ -115,14 +117,18 @@ def _generate_subject(job: _SubjectJob) -> dict:
     profile_key = PROFILES.index(job.profile)
     rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(profile_key, job.index)))
     offset = AGE_SAMPLING_OFFSET
-    first_age = float(np.exp(rng.uniform(np.log(job.min_age + offset), np.log(job.max_age + offset))) - offset)
+    first_age = float(
+        np.exp(rng.uniform(np.log(job.min_age + offset), np.log(job.max_age + offset))) - offset
+    )
     first_age = min(max(first_age, job.min_age), job.max_age)
     traits = draw_subject_traits(rng, job.profile)
     ages = _session_ages(rng, first_age, job.sessions, job.max_age)
     subject = f"sub-{job.index + 1:04d}"
     subject_dir = Path(job.out_dir) / subject
     for session_index, age in enumerate(ages):
-        session_rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(profile_key, job.index, session_index, 1)))
+        session_rng = np.random.default_rng(
+            np.random.SeedSequence(job.seed, spawn_key=(profile_key, job.index, session_index, 1))
+        )
         scan = render_scan(anatomy, traits, age, session_rng, job.voxel_scale)
         if job.sessions > 1:
             session = f"ses-{session_index + 1}"
@@ -135,7 +141,12 @@ def _generate_subject(job: _SubjectJob) -> dict:
             {"session_id": [f"ses-{i + 1}" for i in range(len(ages))], "age": [round(a, 4) for a in ages]}
         )
         sessions_table.to_csv(subject_dir / f"{subject}_sessions.tsv", sep="\t", index=False)
-    return {"participant_id": subject, "age": round(first_age, 4), "sex": traits.sex, "site": traits.site.name}
+    return {
+        "participant_id": subject,
+        "age": round(first_age, 4),
+        "sex": traits.sex,
+        "site": traits.site.name,
+    }
 
 
 def generate_cohort(
@@ -182,10 +193,21 @@ def generate_cohort(
     workers = min(workers or os.cpu_count() or 1, n_subjects)
     anatomy = load_template_anatomy()
     jobs = [
-        _SubjectJob(i, int(seed), profile, float(min_age), float(max_age), int(sessions), str(out_path), float(voxel_scale))
+        _SubjectJob(
+            i,
+            int(seed),
+            profile,
+            float(min_age),
+            float(max_age),
+            int(sessions),
+            str(out_path),
+            float(voxel_scale),
+        )
         for i in range(int(n_subjects))
     ]
-    bar = tqdm(total=len(jobs), desc=f"synthetic {profile}", unit="subject", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        total=len(jobs), desc=f"synthetic {profile}", unit="subject", file=sys.stderr, disable=not progress
+    )
     if workers == 1:
         _init_worker(anatomy)
         rows = []
@@ -195,7 +217,9 @@ def generate_cohort(
     else:
         # spawn, not fork: the caller may already hold TensorFlow threads.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(anatomy,)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(anatomy,)
+        ) as pool:
             futures = [pool.submit(_generate_subject, job) for job in jobs]
             for _ in as_completed(futures):
                 bar.update()
@@ -212,8 +236,10 @@ def generate_cohort(
             {
                 "Name": "brainage_tf.synthetic",
                 "Version": __version__,
-                "Description": f"profile={profile} seed={seed} subjects={n_subjects} ages={min_age}-{max_age} "
-                f"sessions={sessions} voxel_scale={voxel_scale}; built from the MNI152 2009a template shipped by nilearn",
+                "Description": f"profile={profile} seed={seed} subjects={n_subjects} "
+                f"ages={min_age}-{max_age} "
+                f"sessions={sessions} voxel_scale={voxel_scale}; "
+                "built from the MNI152 2009a template shipped by nilearn",
             }
         ],
     }

@@ -54,7 +54,10 @@ def _brain_mask(data: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _template_tissue_cores() -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
-    """Atlas ROIs from nilearn's MNI152 maps: deep WM core, cortical GM core, their affine, tissue ml, centroid."""
+    """Atlas ROIs from nilearn's MNI152 maps.
+
+    Returns the deep WM core, the cortical GM core, their affine, the tissue ml and the centroid.
+    """
     grey_image = datasets.load_mni152_gm_template(resolution=2)
     grey = grey_image.get_fdata(dtype=np.float32)
     white = datasets.load_mni152_wm_template(resolution=2).get_fdata(dtype=np.float32)
@@ -88,7 +91,9 @@ def measure_scan(path: Path) -> tuple[float, float]:
     world = nib.affines.apply_affine(image.affine, voxels)
     scale = (volume_ml / template_ml) ** (1.0 / 3.0)
     template_world = template_centroid + (world - world.mean(axis=0)) / scale
-    template_voxels = np.rint(nib.affines.apply_affine(np.linalg.inv(template_affine), template_world)).astype(int)
+    template_voxels = np.rint(
+        nib.affines.apply_affine(np.linalg.inv(template_affine), template_world)
+    ).astype(int)
     inside = np.all((template_voxels >= 0) & (template_voxels < white_core.shape), axis=1)
     voxels, template_voxels = voxels[inside], template_voxels[inside]
     values = flattened[tuple(voxels.T)]
@@ -106,7 +111,15 @@ def young_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.Dat
     """30 subjects aged 0-10 y, replication profile, 2 mm voxels (voxel_scale=2) for speed."""
     root = tmp_path_factory.mktemp("young")
     participants = generate_cohort(
-        root, n_subjects=30, min_age=0.0, max_age=10.0, profile="replication", seed=7, workers=2, voxel_scale=2.0, progress=False
+        root,
+        n_subjects=30,
+        min_age=0.0,
+        max_age=10.0,
+        profile="replication",
+        seed=7,
+        workers=2,
+        voxel_scale=2.0,
+        progress=False,
     )
     return root, participants
 
@@ -124,7 +137,9 @@ def full_resolution_cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[st
     roots = {}
     for profile, subjects, sessions in (("discovery", 4, 2), ("replication", 2, 1)):
         root = tmp_path_factory.mktemp(profile)
-        generate_cohort(root, n_subjects=subjects, profile=profile, seed=3, sessions=sessions, workers=2, progress=False)
+        generate_cohort(
+            root, n_subjects=subjects, profile=profile, seed=3, sessions=sessions, workers=2, progress=False
+        )
         roots[profile] = root
     return roots
 
@@ -154,7 +169,9 @@ def test_white_matter_darker_in_infants_brighter_after_two(young_measurements: p
 def test_every_written_file_passes_preprocessing(
     young_cohort: tuple[Path, pd.DataFrame], full_resolution_cohorts: dict[str, Path]
 ) -> None:
-    paths = _scan_paths(young_cohort[0]) + [p for root in full_resolution_cohorts.values() for p in _scan_paths(root)]
+    paths = _scan_paths(young_cohort[0]) + [
+        p for root in full_resolution_cohorts.values() for p in _scan_paths(root)
+    ]
     assert len(paths) >= 30 + 4 + 2
     print(f"{len(paths)} written scans preprocessed")
     for path in paths:
@@ -172,7 +189,9 @@ def test_files_look_like_scanner_output(full_resolution_cohorts: dict[str, Path]
             assert image.dataobj.slope not in (1.0, None)
             assert not np.allclose(image.affine, np.diag([1, 1, 1, 1]))
             orientations.setdefault(profile, set()).add("".join(nib.aff2axcodes(image.affine)))
-            voxel_sizes.setdefault(profile, set()).add(tuple(np.round(sorted(nib.affines.voxel_sizes(image.affine)), 2)))
+            voxel_sizes.setdefault(profile, set()).add(
+                tuple(np.round(sorted(nib.affines.voxel_sizes(image.affine)), 2))
+            )
     assert voxel_sizes["replication"] == {(1.0, 1.0, 1.0)}
     assert orientations["replication"] <= {"LIA", "LPS"}
     assert not orientations["replication"] & orientations["discovery"]
@@ -194,11 +213,15 @@ def test_bids_layout_and_sessions(full_resolution_cohorts: dict[str, Path]) -> N
         assert np.all((gaps >= 1.0) & (gaps <= 3.0))
         assert sessions.age.max() <= 22.0
         for session in sessions.session_id:
-            assert (root / row.participant_id / session / "anat" / f"{row.participant_id}_{session}_T1w.nii.gz").is_file()
+            assert (
+                root / row.participant_id / session / "anat" / f"{row.participant_id}_{session}_T1w.nii.gz"
+            ).is_file()
 
 
 def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
-    kwargs = dict(n_subjects=2, min_age=1.0, max_age=3.0, profile="discovery", voxel_scale=2.0, progress=False)
+    kwargs = dict(
+        n_subjects=2, min_age=1.0, max_age=3.0, profile="discovery", voxel_scale=2.0, progress=False
+    )
     generate_cohort(tmp_path / "a", seed=11, workers=1, **kwargs)
     generate_cohort(tmp_path / "b", seed=11, workers=2, **kwargs)
     files_a = [p.relative_to(tmp_path / "a") for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()]
@@ -209,7 +232,15 @@ def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
 
 
 def test_different_seeds_give_different_anatomy(tmp_path: Path) -> None:
-    kwargs = dict(n_subjects=1, min_age=8.0, max_age=8.0, profile="replication", workers=1, voxel_scale=2.0, progress=False)
+    kwargs = dict(
+        n_subjects=1,
+        min_age=8.0,
+        max_age=8.0,
+        profile="replication",
+        workers=1,
+        voxel_scale=2.0,
+        progress=False,
+    )
     volumes = []
     for seed in (1, 2):
         generate_cohort(tmp_path / str(seed), seed=seed, **kwargs)

@@ -32,8 +32,21 @@ def test_bad_arguments_give_clear_cli_errors(
 
 
 def test_command_line_writes_a_dataset(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "brainage_tf.synthetic", "--out", str(tmp_path), "--subjects", "2",
-               "--voxel-scale", "2", "--workers", "1", "--max-age", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "brainage_tf.synthetic",
+        "--out",
+        str(tmp_path),
+        "--subjects",
+        "2",
+        "--voxel-scale",
+        "2",
+        "--workers",
+        "1",
+        "--max-age",
+        "4",
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "100%" in completed.stderr

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -128,7 +128,9 @@ def _linear_interpolation_weights(n_control: int, n_out: int) -> np.ndarray:
     return weights
 
 
-def _grow_and_deform(anatomy: TemplateAnatomy, image: np.ndarray, traits: SubjectTraits, developmental_age: float) -> np.ndarray:
+def _grow_and_deform(
+    anatomy: TemplateAnatomy, image: np.ndarray, traits: SubjectTraits, developmental_age: float
+) -> np.ndarray:
     """Scale the template-space image about the brain centre and apply the smooth deformation."""
     volume = float(relative_brain_volume(developmental_age)) * traits.size
     scale = volume ** (1.0 / 3.0) * traits.axis_stretch
@@ -143,11 +145,17 @@ def _grow_and_deform(anatomy: TemplateAnatomy, image: np.ndarray, traits: Subjec
     coordinates = np.empty_like(grid)
     for axis in range(3):
         centre = anatomy.centre_voxel[axis]
-        coordinates[axis] = centre + (grid[axis] - centre) / scale[axis] + displacement[axis] * scale[axis] / TEMPLATE_RESOLUTION_MM
+        coordinates[axis] = (
+            centre
+            + (grid[axis] - centre) / scale[axis]
+            + displacement[axis] * scale[axis] / TEMPLATE_RESOLUTION_MM
+        )
     return ndimage.map_coordinates(image, coordinates, order=1, mode="constant", cval=0.0)
 
 
-def _bias_field(anatomy: TemplateAnatomy, site: Site, rng: np.random.Generator, shape: Sequence[int]) -> np.ndarray:
+def _bias_field(
+    anatomy: TemplateAnatomy, site: Site, rng: np.random.Generator, shape: Sequence[int]
+) -> np.ndarray:
     """Smooth multiplicative bias field over the template grid."""
     world = voxel_world_coordinates(shape, anatomy.affine) / 100.0
     linear = rng.normal(0.0, site.bias / 2.0, 3)
@@ -181,7 +189,9 @@ def render_scan(
     """
     site = traits.site
     developmental_age = age * traits.tempo
-    image = _grow_and_deform(anatomy, _anatomy_intensity(anatomy, site, developmental_age), traits, developmental_age)
+    image = _grow_and_deform(
+        anatomy, _anatomy_intensity(anatomy, site, developmental_age), traits, developmental_age
+    )
     image *= _bias_field(anatomy, site, rng, image.shape)
     affine, shape = scan_affine(site, rng, voxel_scale)
     # Slice profile: thick voxels average tissue along their axis (partial volume).
@@ -190,7 +200,9 @@ def render_scan(
     if world_axis_sigma.any():
         image = ndimage.gaussian_filter(image, world_axis_sigma)
     to_template = np.linalg.inv(anatomy.affine) @ affine
-    signal = ndimage.affine_transform(image, to_template, output_shape=shape, order=1, mode="constant", cval=0.0)
+    signal = ndimage.affine_transform(
+        image, to_template, output_shape=shape, order=1, mode="constant", cval=0.0
+    )
     # Rician magnitude noise, computed in place to spare 50 MB temporaries per 1 mm scan.
     noise = rng.standard_normal((2, *shape), dtype=np.float32)
     noise *= site.noise

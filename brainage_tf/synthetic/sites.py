@@ -51,14 +51,92 @@ class Site:
 
 SITES: dict[str, tuple[Site, ...]] = {
     "discovery": (
-        Site("disc-a", 1.5, "RAS", (1.0, 1.0, 3.0), (180.0, 216.0, 156.0), 0.72, 0.32, 0.035, 0.10, False, 900.0, 0.5),
-        Site("disc-b", 1.5, "LAS", (0.9375, 0.9375, 3.0), (180.0, 210.0, 162.0), 0.70, 0.30, 0.040, 0.12, False, 1100.0, 0.4),
-        Site("disc-c", 1.5, "RAS", (1.0, 1.0, 1.5), (176.0, 216.0, 168.0), 0.68, 0.28, 0.030, 0.08, False, 800.0, 0.5),
-        Site("disc-d", 1.5, "ASR", (1.0, 1.0, 1.5), (168.0, 220.0, 176.0), 0.70, 0.30, 0.035, 0.10, False, 1000.0, 0.5),
+        Site(
+            "disc-a",
+            1.5,
+            "RAS",
+            (1.0, 1.0, 3.0),
+            (180.0, 216.0, 156.0),
+            0.72,
+            0.32,
+            0.035,
+            0.10,
+            False,
+            900.0,
+            0.5,
+        ),
+        Site(
+            "disc-b",
+            1.5,
+            "LAS",
+            (0.9375, 0.9375, 3.0),
+            (180.0, 210.0, 162.0),
+            0.70,
+            0.30,
+            0.040,
+            0.12,
+            False,
+            1100.0,
+            0.4,
+        ),
+        Site(
+            "disc-c",
+            1.5,
+            "RAS",
+            (1.0, 1.0, 1.5),
+            (176.0, 216.0, 168.0),
+            0.68,
+            0.28,
+            0.030,
+            0.08,
+            False,
+            800.0,
+            0.5,
+        ),
+        Site(
+            "disc-d",
+            1.5,
+            "ASR",
+            (1.0, 1.0, 1.5),
+            (168.0, 220.0, 176.0),
+            0.70,
+            0.30,
+            0.035,
+            0.10,
+            False,
+            1000.0,
+            0.5,
+        ),
     ),
     "replication": (
-        Site("rep-a", 3.0, "LIA", (1.0, 1.0, 1.0), (168.0, 208.0, 176.0), 0.58, 0.15, 0.020, 0.18, True, 1400.0, 0.25),
-        Site("rep-b", 3.0, "LPS", (1.0, 1.0, 1.0), (172.0, 212.0, 172.0), 0.60, 0.17, 0.025, 0.15, True, 1600.0, 0.25),
+        Site(
+            "rep-a",
+            3.0,
+            "LIA",
+            (1.0, 1.0, 1.0),
+            (168.0, 208.0, 176.0),
+            0.58,
+            0.15,
+            0.020,
+            0.18,
+            True,
+            1400.0,
+            0.25,
+        ),
+        Site(
+            "rep-b",
+            3.0,
+            "LPS",
+            (1.0, 1.0, 1.0),
+            (172.0, 212.0, 172.0),
+            0.60,
+            0.17,
+            0.025,
+            0.15,
+            True,
+            1600.0,
+            0.25,
+        ),
     ),
 }
 
@@ -96,7 +174,9 @@ def world_voxel_size(site: Site, voxel_scale: float = 1.0) -> np.ndarray:
     return np.abs(_axis_directions(site.orientation)) @ (np.array(site.voxel_size) * voxel_scale)
 
 
-def scan_affine(site: Site, rng: np.random.Generator, voxel_scale: float = 1.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+def scan_affine(
+    site: Site, rng: np.random.Generator, voxel_scale: float = 1.0
+) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Scanner affine (voxel -> MNI mm) and shape of one acquisition: reoriented, oblique, shifted FOV.
 
     Args:
@@ -110,7 +190,9 @@ def scan_affine(site: Site, rng: np.random.Generator, voxel_scale: float = 1.0) 
     directions = _axis_directions(site.orientation)
     voxel_size = np.array(site.voxel_size) * voxel_scale
     world_extent = directions.T @ np.array(site.fov_mm)
-    shape = tuple(int(round(abs(extent) / size)) for extent, size in zip(world_extent, voxel_size))
+    shape = tuple(
+        int(round(abs(extent) / size)) for extent, size in zip(world_extent, voxel_size, strict=True)
+    )
     rotation = _small_rotation(np.deg2rad(rng.uniform(-4.0, 4.0, 3)))
     linear = rotation @ directions @ np.diag(voxel_size)
     centre = _FOV_CENTRE_MNI + rng.normal(0.0, 5.0, 3)

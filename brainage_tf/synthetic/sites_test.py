@@ -18,4 +18,6 @@ def test_world_voxel_size_follows_the_orientation(site: Site) -> None:
     voxel_sizes = nib.affines.voxel_sizes(affine)
     np.testing.assert_allclose(world_voxel_size(site, 2.0)[world_axis], voxel_sizes)
     # The field of view is a whole number of voxels: within half a voxel of the site's.
-    assert np.all(np.abs(np.array(shape) * voxel_sizes - np.array(site.fov_mm)[world_axis]) <= voxel_sizes / 2)
+    assert np.all(
+        np.abs(np.array(shape) * voxel_sizes - np.array(site.fov_mm)[world_axis]) <= voxel_sizes / 2
+    )

@@ -103,8 +103,15 @@ class TrainConfig:
         converge in 30 epochs (docs/training.md has the step times that set it).
         A validation part selects the best epoch, since a short run overfits.
         """
-        return cls(preset="demo", validation_fraction=VALIDATION_FRACTION, epochs=30, batch_size=8,
-                   learning_rate=1e-3, halve_every_epochs=10, width_multiplier=0.25)
+        return cls(
+            preset="demo",
+            validation_fraction=VALIDATION_FRACTION,
+            epochs=30,
+            batch_size=8,
+            learning_rate=1e-3,
+            halve_every_epochs=10,
+            width_multiplier=0.25,
+        )
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with the given fields changed (tuples normalised)."""
@@ -139,8 +146,10 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_json(cls, values: dict) -> TrainConfig:

@@ -39,16 +39,20 @@ class RunDirectory:
         PosixPath('runs/demo/best_model.keras')
     """
 
-    def __init__(self, path: Path, role: WorkerRole = WorkerRole()):
+    def __init__(self, path: Path, role: WorkerRole | None = None):
         """Creates the view; nothing is written until a write method runs.
 
         Args:
             path: The run directory the user named (the chief's).
-            role: This process's cluster role; a non-chief worker gets a sibling directory.
+            role: This process's cluster role (None: a single process); a non-chief worker gets a
+                sibling directory.
         """
-        self.role = role
-        self.path = Path(path) if role.is_chief else Path(path).with_name(
-            f"{Path(path).name}-{role.task_type}{role.task_id}")
+        self.role = role = role or WorkerRole()
+        self.path = (
+            Path(path)
+            if role.is_chief
+            else Path(path).with_name(f"{Path(path).name}-{role.task_type}{role.task_id}")
+        )
         self._tensorboard_writer = None
 
     @staticmethod
@@ -72,8 +76,10 @@ class RunDirectory:
     def check_new(self) -> None:
         """Raises UsageError when the directory exists and is not empty: runs never overwrite."""
         if self.path.exists() and any(self.path.iterdir()):
-            raise UsageError(f"run directory {self.path} exists and is not empty; choose another --out "
-                             "or pass --resume to continue it.")
+            raise UsageError(
+                f"run directory {self.path} exists and is not empty; choose another --out "
+                "or pass --resume to continue it."
+            )
 
     def read_config(self) -> TrainConfig:
         """The config of the run to resume.
@@ -94,8 +100,9 @@ class RunDirectory:
         if not resume:
             self.config_path.write_text(json.dumps(config.to_json(), indent=2) + "\n")
 
-    def record_epoch(self, epoch: int, train_mae: float, val_mae: float, learning_rate: float,
-                     seconds: float) -> None:
+    def record_epoch(
+        self, epoch: int, train_mae: float, val_mae: float, learning_rate: float, seconds: float
+    ) -> None:
         """Appends the epoch to history.csv and TensorBoard (chief only)."""
         if not self.role.is_chief:
             return
@@ -104,9 +111,15 @@ class RunDirectory:
             writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
             if new_file:
                 writer.writeheader()
-            writer.writerow(dict(epoch=epoch, train_mae=f"{train_mae:.6f}",
-                                 val_mae="" if math.isnan(val_mae) else f"{val_mae:.6f}",
-                                 learning_rate=f"{learning_rate:.6g}", seconds=f"{seconds:.1f}"))
+            writer.writerow(
+                dict(
+                    epoch=epoch,
+                    train_mae=f"{train_mae:.6f}",
+                    val_mae="" if math.isnan(val_mae) else f"{val_mae:.6f}",
+                    learning_rate=f"{learning_rate:.6g}",
+                    seconds=f"{seconds:.1f}",
+                )
+            )
         scalars = dict(train_mae=train_mae, learning_rate=learning_rate)
         if not math.isnan(val_mae):
             scalars["val_mae"] = val_mae
@@ -141,7 +154,8 @@ class RunDirectory:
         if self._tensorboard_writer is None:
             self._tensorboard_writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
         metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        ).SerializeToString()
         with self._tensorboard_writer.as_default(step=step):
             for tag, value in scalars.items():
                 tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)

@@ -60,19 +60,25 @@ def plan_training(config: TrainConfig, labels: data.Labels, replicas: int, descr
     ages = f"ages {config.min_age}-{config.max_age}"
     if num_train + num_val == 0:
         age_span = f"{labels.ages.min()}-{labels.ages.max()}" if len(labels.ages) else "n/a"
-        raise UsageError(f"{ages} select no example of {description} "
-                         f"({len(labels.ages)} examples, ages {age_span}).")
+        raise UsageError(
+            f"{ages} select no example of {description} ({len(labels.ages)} examples, ages {age_span})."
+        )
     if num_train == 0 or (config.selects_best_epoch and num_val == 0):
-        raise UsageError(f"{ages} leave {num_train} training and {num_val} validation examples in "
-                         f"{description}; widen the age range or change --validation-fraction.")
+        raise UsageError(
+            f"{ages} leave {num_train} training and {num_val} validation examples in "
+            f"{description}; widen the age range or change --validation-fraction."
+        )
     global_batch = config.batch_size * replicas
     if num_train < global_batch:
-        raise UsageError(f"{num_train} training examples are fewer than one global batch of "
-                         f"{global_batch}; lower --batch-size.")
+        raise UsageError(
+            f"{num_train} training examples are fewer than one global batch of "
+            f"{global_batch}; lower --batch-size."
+        )
     train_mean_age = float(labels.ages[train_mask].mean())
     mean_predictor = float(np.abs(labels.ages[val_mask] - train_mean_age).mean()) if num_val else None
-    return TrainingPlan(num_train, num_val, global_batch, num_train // global_batch, train_mean_age,
-                        mean_predictor)
+    return TrainingPlan(
+        num_train, num_val, global_batch, num_train // global_batch, train_mean_age, mean_predictor
+    )
 
 
 def selection_of(config: TrainConfig) -> data.Selection:
@@ -89,8 +95,16 @@ class Trainer:
         >>> results["best_val_mae"]
     """
 
-    def __init__(self, config: TrainConfig, source: data.ExampleSource, strategy, run: RunDirectory, *,
-                 log: Callable[[str], None] = print, progress_bar: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        source: data.ExampleSource,
+        strategy,
+        run: RunDirectory,
+        *,
+        log: Callable[[str], None] = print,
+        progress_bar: bool = False,
+    ):
         """Plans the run and builds model, optimizer and checkpoint under the strategy.
 
         Args:
@@ -107,36 +121,59 @@ class Trainer:
         """
         self.config, self.source, self.strategy, self.run = config, source, strategy, run
         self.log, self.progress_bar = log, progress_bar
-        self.plan = plan_training(config, data.read_labels(source), strategy.num_replicas_in_sync,
-                                  source.description)
+        self.plan = plan_training(
+            config, data.read_labels(source), strategy.num_replicas_in_sync, source.description
+        )
         if config.preset == "paper" and tuple(source.volume_shape) != GRIDS["paper"].shape:
-            log(f"warning: --preset paper on volumes of shape {tuple(source.volume_shape)}, not the paper "
-                f"grid {GRIDS['paper'].shape}; the recipe was tuned for the paper grid.")
+            log(
+                f"warning: --preset paper on volumes of shape {tuple(source.volume_shape)}, not the paper "
+                f"grid {GRIDS['paper'].shape}; the recipe was tuned for the paper grid."
+            )
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             try:
-                self.model = build_model(config.model, source.volume_shape, config.width_multiplier,
-                                         config.slice_axis, config.slice_size, config.pool_size)
+                self.model = build_model(
+                    config.model,
+                    source.volume_shape,
+                    config.width_multiplier,
+                    config.slice_axis,
+                    config.slice_size,
+                    config.pool_size,
+                )
             except ValueError as error:
-                raise UsageError(f"{config.model} cannot take volumes of shape "
-                                 f"{source.volume_shape}: {error}") from None
+                raise UsageError(
+                    f"{config.model} cannot take volumes of shape {source.volume_shape}: {error}"
+                ) from None
             schedule = keras.optimizers.schedules.ExponentialDecay(
-                config.learning_rate, decay_steps=config.halve_every_epochs * self.plan.steps_per_epoch,
-                decay_rate=0.5, staircase=True)
+                config.learning_rate,
+                decay_steps=config.halve_every_epochs * self.plan.steps_per_epoch,
+                decay_rate=0.5,
+                staircase=True,
+            )
             self.optimizer = keras.optimizers.Adam(learning_rate=schedule)
             self.optimizer.build(self.model.trainable_variables)
             # Start the age head at the training mean, so early epochs learn anatomy, not an offset.
             self.model.get_layer("age").bias.assign([self.plan.train_mean_age])
             self.completed_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
             self.best_val_mae = tf.Variable(np.inf, dtype=tf.float32, trainable=False, name="best_val_mae")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              epoch=self.completed_epochs, best_val_mae=self.best_val_mae)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            epoch=self.completed_epochs,
+            best_val_mae=self.best_val_mae,
+        )
         selection = selection_of(config)
-        self.epoch_dataset = data.training_epochs(source, selection, self.plan.num_train,
-                                                  self.plan.global_batch, seed=config.seed,
-                                                  num_workers=run.role.num_workers)
-        self.validation_dataset = data.evaluation_dataset(source, selection, "validation", self.plan.num_val,
-                                                          batch_size=config.batch_size)
+        self.epoch_dataset = data.training_epochs(
+            source,
+            selection,
+            self.plan.num_train,
+            self.plan.global_batch,
+            seed=config.seed,
+            num_workers=run.role.num_workers,
+        )
+        self.validation_dataset = data.evaluation_dataset(
+            source, selection, "validation", self.plan.num_val, batch_size=config.batch_size
+        )
         self._compile_steps()
 
     def _compile_steps(self) -> None:
@@ -155,7 +192,7 @@ class Trainer:
         @tf.autograph.experimental.do_not_convert
         def replica_step(volumes, ages):
             loss, gradients = loss_and_gradients(volumes, ages)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
             return loss
 
         @tf.function(autograph=False)
@@ -190,7 +227,9 @@ class Trainer:
         """
         if not self.plan.num_val:
             return math.nan
-        total = sum(float(self._absolute_error_sum(volumes, ages)) for volumes, ages in self.validation_dataset)
+        total = sum(
+            float(self._absolute_error_sum(volumes, ages)) for volumes, ages in self.validation_dataset
+        )
         return total / self.plan.num_val
 
     def fit(self, resume: bool = False, stop_after_epochs: int | None = None) -> dict:
@@ -205,8 +244,9 @@ class Trainer:
         """
         config, plan = self.config, self.plan
         self.run.start(config, resume)
-        manager = tf.train.CheckpointManager(self.checkpoint, str(self.run.checkpoint_dir),
-                                             max_to_keep=config.checkpoints_to_keep)
+        manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.run.checkpoint_dir), max_to_keep=config.checkpoints_to_keep
+        )
         if resume and manager.latest_checkpoint is None:
             self.log(f"no checkpoint in {self.run.checkpoint_dir} yet (killed during epoch 1): starting over")
         elif resume:
@@ -216,8 +256,11 @@ class Trainer:
 
         session_start = time.perf_counter()
         start_epoch = int(self.completed_epochs.numpy())
-        end_epoch = config.epochs if stop_after_epochs is None else min(config.epochs,
-                                                                        start_epoch + stop_after_epochs)
+        end_epoch = (
+            config.epochs
+            if stop_after_epochs is None
+            else min(config.epochs, start_epoch + stop_after_epochs)
+        )
         last_train_mae = last_val_mae = math.nan
         for epoch in range(start_epoch, end_epoch):
             epoch_start = time.perf_counter()
@@ -237,19 +280,27 @@ class Trainer:
             seconds = time.perf_counter() - epoch_start
             self.run.record_epoch(epoch + 1, train_mae, last_val_mae, learning_rate, seconds)
             validation = f"  val MAE {last_val_mae:.3f}{' (best)' if keep else ''}" if plan.num_val else ""
-            self.log(f"epoch {epoch + 1}/{config.epochs}: train MAE {train_mae:.3f}{validation}  "
-                     f"lr {learning_rate:.3g}  {seconds:.1f} s")
+            self.log(
+                f"epoch {epoch + 1}/{config.epochs}: train MAE {train_mae:.3f}{validation}  "
+                f"lr {learning_rate:.3g}  {seconds:.1f} s"
+            )
 
         results = dict(
-            completed_epochs=int(self.completed_epochs.numpy()), epochs=config.epochs,
+            completed_epochs=int(self.completed_epochs.numpy()),
+            epochs=config.epochs,
             model_selection="lowest validation MAE" if config.selects_best_epoch else "final epoch",
-            optimizer_steps=int(self.optimizer.iterations.numpy()), steps_per_epoch=plan.steps_per_epoch,
+            optimizer_steps=int(self.optimizer.iterations.numpy()),
+            steps_per_epoch=plan.steps_per_epoch,
             best_val_mae=float(self.best_val_mae.numpy()) if config.selects_best_epoch else None,
             last_val_mae=None if math.isnan(last_val_mae) else last_val_mae,
             last_train_mae=None if math.isnan(last_train_mae) else last_train_mae,
-            mean_predictor_val_mae=plan.mean_predictor_val_mae, train_mean_age=plan.train_mean_age,
-            num_train=plan.num_train, num_val=plan.num_val, global_batch_size=plan.global_batch,
-            replicas=self.strategy.num_replicas_in_sync, session_seconds=time.perf_counter() - session_start,
+            mean_predictor_val_mae=plan.mean_predictor_val_mae,
+            train_mean_age=plan.train_mean_age,
+            num_train=plan.num_train,
+            num_val=plan.num_val,
+            global_batch_size=plan.global_batch,
+            replicas=self.strategy.num_replicas_in_sync,
+            session_seconds=time.perf_counter() - session_start,
         )
         self.run.write_results(results)
         return results
@@ -257,8 +308,13 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> float:
         """Runs one epoch's steps; returns the mean of their batch MAEs."""
         batches = self.distribute(self.epoch_dataset(epoch))
-        steps = tqdm(range(self.plan.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.config.epochs}",
-                     unit="step", leave=False, disable=not self.progress_bar)
+        steps = tqdm(
+            range(self.plan.steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            unit="step",
+            leave=False,
+            disable=not self.progress_bar,
+        )
         total = 0.0
         for step in steps:
             total += self.train_step(next(batches))
@@ -267,12 +323,19 @@ class Trainer:
 
     def _log_start(self) -> None:
         config, plan = self.config, self.plan
-        validation = (f"{plan.num_val} validation" if config.selects_best_epoch
-                      else "no validation part (the final epoch is kept)")
-        self.log(f"{config.model} on {self.source.description}: {plan.num_train} train / {validation} "
-                 f"examples (ages {config.min_age}-{config.max_age}), {plan.steps_per_epoch} steps of global "
-                 f"batch {plan.global_batch} ({self.strategy.num_replicas_in_sync} replicas) per epoch; "
-                 f"run dir {self.run.path}")
+        validation = (
+            f"{plan.num_val} validation"
+            if config.selects_best_epoch
+            else "no validation part (the final epoch is kept)"
+        )
+        self.log(
+            f"{config.model} on {self.source.description}: {plan.num_train} train / {validation} "
+            f"examples (ages {config.min_age}-{config.max_age}), {plan.steps_per_epoch} steps of global "
+            f"batch {plan.global_batch} ({self.strategy.num_replicas_in_sync} replicas) per epoch; "
+            f"run dir {self.run.path}"
+        )
         if plan.mean_predictor_val_mae is not None:
-            self.log(f"validation MAE of always predicting the training mean ({plan.train_mean_age:.2f} y): "
-                     f"{plan.mean_predictor_val_mae:.3f} y")
+            self.log(
+                f"validation MAE of always predicting the training mean ({plan.train_mean_age:.2f} y): "
+                f"{plan.mean_predictor_val_mae:.3f} y"
+            )

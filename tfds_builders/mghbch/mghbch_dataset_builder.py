@@ -16,15 +16,19 @@ class Builder(CohortBuilder):
     BUILDER_CONFIGS = make_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "small"
     SPLIT_NAMES = ("test",)
-    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        """
     MGHBCH (Massachusetts General and Boston Children's Hospitals) is not public.
     With access, put ONE of these layouts directly in `--manual_dir`:
-    """ + manual_dir_layouts("mghbch_1001_V1_t1w.nii.gz") + """
+    """
+        + manual_dir_layouts("mghbch_1001_V1_t1w.nii.gz")
+        + """
 
     Every usable scan goes to the single `test` split. Rows that cannot be used
     are listed in `skip_report.tsv` in the prepared dataset folder.
     See docs/ingest.md.
     """
+    )
 
     def _split_records(self, dl_manager: tfds.download.DownloadManager) -> list[tuple[str, ScanRecord]]:
         return [("test", record) for record in read_cohort(dl_manager.manual_dir, cohort=COHORT)]

@@ -22,14 +22,17 @@ class MghbchTest(tfds.testing.DatasetBuilderTestCase):
 
     def test_skip_report_and_labels(self):
         builder = self._make_builder(config="tiny")
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA))
-        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA)))
         rows = read_skip_report(str(builder.data_path / "skip_report.tsv"))
         kinds = {row["subject"]: row["reason"].split(":")[0] for row in rows}
         self.assertEqual(
             kinds,
-            {"1004": "unreadable_scan", "1005": "unparseable_age", "1006": "missing_file", "1007": "missing_age"},
+            {
+                "1004": "unreadable_scan",
+                "1005": "unparseable_age",
+                "1006": "missing_file",
+                "1007": "missing_age",
+            },
         )
         examples = list(tfds.as_numpy(builder.as_dataset(split="test")))
         self.assertEqual(ROWS, len(examples) + len(rows))

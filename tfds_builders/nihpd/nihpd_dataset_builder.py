@@ -17,14 +17,18 @@ class Builder(CohortBuilder):
     DEFAULT_BUILDER_CONFIG_NAME = "small"
     SPLIT_NAMES = ("train", "test")
     HOMEPAGE = "https://www.nitrc.org/forum/forum.php?forum_id=1152"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        """
     NIH-PD is access-controlled (NIMH Data Archive). With access,
     put ONE of these layouts directly in `--manual_dir`:
-    """ + manual_dir_layouts("t1/nihpd_1001_V2_t1w.mnc") + """
+    """
+        + manual_dir_layouts("t1/nihpd_1001_V2_t1w.mnc")
+        + """
 
     Rows that cannot be used are skipped and listed in `skip_report.tsv` in the
     prepared dataset folder. See docs/ingest.md.
     """
+    )
 
     def _split_records(self, dl_manager: tfds.download.DownloadManager) -> list[tuple[str, ScanRecord]]:
         records = read_cohort(dl_manager.manual_dir, cohort=COHORT)

@@ -57,9 +57,7 @@ class NihpdTest(tfds.testing.DatasetBuilderTestCase):
 
     def test_visits_of_a_subject_share_a_split(self):
         builder = self._make_builder(config="tiny")
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA))
-        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA)))
         split_of_visits = {}
         for split in ("train", "test"):
             for example in tfds.as_numpy(builder.as_dataset(split=split)):

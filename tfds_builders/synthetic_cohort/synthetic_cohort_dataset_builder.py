@@ -141,11 +141,16 @@ class Builder(CohortBuilder):
         split_records = []
         for profile, arguments in self.builder_config.cohorts():
             records = read_bids(
-                ensure_generated(root, arguments, workers=self.builder_config.generator_workers), cohort=profile
+                ensure_generated(root, arguments, workers=self.builder_config.generator_workers),
+                cohort=profile,
             )
             if profile == "discovery":
-                splits = assign_splits(records, test_fraction=TEST_FRACTION, bin_width_years=AGE_BIN_WIDTH_YEARS)
-                split_records += [(splits.get((profile, record.subject_id), ""), record) for record in records]
+                splits = assign_splits(
+                    records, test_fraction=TEST_FRACTION, bin_width_years=AGE_BIN_WIDTH_YEARS
+                )
+                split_records += [
+                    (splits.get((profile, record.subject_id), ""), record) for record in records
+                ]
             else:
                 split_records += [("replication", record) for record in records]
         return split_records

@@ -66,8 +66,13 @@ def test_multiprocessing_build_reads_back_with_right_shapes_and_labels(tmp_path)
 
     loaded_labels = {}
     for split in ("train", "test", "replication"):
-        dataset = tfds.load("synthetic_cohort", split=split, data_dir=str(tmp_path / "data"),
-                            builder_kwargs={"config": TEST_CONFIG}, download=False)
+        dataset = tfds.load(
+            "synthetic_cohort",
+            split=split,
+            data_dir=str(tmp_path / "data"),
+            builder_kwargs={"config": TEST_CONFIG},
+            download=False,
+        )
         for example in tfds.as_numpy(dataset):
             assert example["volume"].shape == (24, 30, 21)
             assert example["volume"].dtype == np.float16
