@@ -15,6 +15,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.ingest",
     "brainage_tf.training.config",
     "brainage_tf.training.run_directory",
+    "brainage_tf.training.flags",
     "brainage_tf.train",
 ]
 # The library layer reads prepared datasets and never imports the builders, which import it.

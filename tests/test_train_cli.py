@@ -19,6 +19,7 @@ import pytest
 from toy_data import toy_cohort
 
 from brainage_tf import train
+from brainage_tf.training import flags
 from brainage_tf.training.config import PRESETS, TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
 
@@ -141,7 +142,7 @@ def epoch_lines(output: str) -> list[str]:
 
 
 def test_presets_fill_unset_flags_and_explicit_flags_win():
-    paper = train.config_from_args(train.build_parser().parse_args(["--preset", "paper"]))
+    paper = flags.config_from_args(flags.build_parser().parse_args(["--preset", "paper"]))
     assert (paper.epochs, paper.batch_size, paper.validation_fraction) == (60, 1, 0.0)
     assert (paper.learning_rate, paper.halve_every_epochs) == (1e-4, 15)
     assert paper.slice_size == (50, 50) and paper.width_multiplier == 1.0
@@ -286,7 +287,7 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
         generator_workers=1,
     )
     monkeypatch.setitem(Builder.builder_configs, "tiny_main", tiny_cohort)
-    monkeypatch.setattr(train, "DEFAULT_DATASET", "synthetic_cohort/tiny_main")
+    monkeypatch.setattr(flags, "DEFAULT_DATASET", "synthetic_cohort/tiny_main")
     monkeypatch.setitem(PRESETS, "demo", tiny_demo)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.chdir(tmp_path)

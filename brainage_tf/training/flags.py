@@ -1,0 +1,106 @@
+"""The command-line flags of `python -m brainage_tf.train`, and how they become a TrainConfig.
+
+A flag that a preset sets (epochs, batch size, ...) overrides the preset only when
+it is given; every other flag has its default here. No TensorFlow import, so a
+bad flag is reported at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, SLICE_AXES
+from brainage_tf.training.config import PRESETS, STRATEGIES, TrainConfig
+
+# Flags that override a preset's value only when given (their parser default is None).
+PRESET_FLAGS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "halve_every_epochs",
+    "width_multiplier",
+    "slice_size",
+    "pool_size",
+    "validation_fraction",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m brainage_tf.train",
+        description="Train slice_lstm (2D-ResNet18+LSTM) or resnet3d on a TFDS brain-MRI dataset. "
+        "With no arguments: the demo run on the embedded synthetic cohort.",
+    )
+    add = parser.add_argument
+    add("--model", choices=MODEL_NAMES, default=MODEL_NAMES[0])
+    add("--dataset", default=DEFAULT_DATASET, help="TFDS name/config (default %(default)s, built if absent).")
+    add(
+        "--data_dir",
+        "--data-dir",
+        dest="data_dir",
+        help="TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).",
+    )
+    add("--train-split", default="train")
+    add(
+        "--train-ages",
+        nargs=2,
+        type=float,
+        metavar=("MIN", "MAX"),
+        default=(MIN_AGE_YEARS, MAX_AGE_YEARS),
+        help="Train on subjects aged MIN-MAX years, inclusive (paper: 0 22 or 0 6).",
+    )
+    add("--preset", choices=tuple(PRESETS), default="demo", help="Fills every flag below that is not given.")
+    add(
+        "--validation-fraction",
+        type=float,
+        help="Share of training subjects held out to pick the best "
+        "epoch; 0 trains on all and keeps the final epoch, as the paper did (paper 0, demo 0.2).",
+    )
+    add("--epochs", type=int)
+    add("--batch-size", type=int, help="Per-replica batch size.")
+    add("--learning-rate", type=float)
+    add("--halve-every-epochs", type=int)
+    add("--width-multiplier", type=float)
+    add("--slice-axis", choices=SLICE_AXES, default=TrainConfig.slice_axis)
+    add("--slice-size", type=int, nargs=2, metavar=("H", "W"))
+    add("--pool-size", type=int, help="k of the average pooling over slices.")
+    add("--out", type=Path, help="Run directory (default runs/<model>_<UTC time>).")
+    add(
+        "--resume",
+        action="store_true",
+        help="Continue the run in --out from its last checkpoint "
+        "(its config.json wins; --epochs may extend it).",
+    )
+    add("--seed", type=int, default=TrainConfig.seed)
+    add("--strategy", choices=STRATEGIES, default=TrainConfig.strategy)
+    add(
+        "--logical-cpus",
+        type=int,
+        default=0,
+        help="Split the CPU into this many logical devices (mirrored without GPUs).",
+    )
+    add("--jit-compile", action="store_true", help="XLA (GPUs; slower on CPU).")
+    add("--verbose", action="store_true", help="Show Beam's and TFDS's INFO logs while building a dataset.")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The chosen preset with every given flag applied, validated."""
+    overrides = {name: getattr(args, name) for name in PRESET_FLAGS if getattr(args, name) is not None}
+    config = PRESETS[args.preset]().replace(
+        model=args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        train_split=args.train_split,
+        min_age=args.train_ages[0],
+        max_age=args.train_ages[1],
+        slice_axis=args.slice_axis,
+        seed=args.seed,
+        strategy=args.strategy,
+        jit_compile=args.jit_compile,
+        **overrides,
+    )
+    config.validate()
+    return config
