@@ -8,6 +8,7 @@ See docs/training.md for flags, presets, the run directory and tf.distribute.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m brainage_tf.train`; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        # TensorFlow's C++ INFO lines, here and in Beam's worker processes, which inherit it.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     role = worker_role_from_env()
     interactive = sys.stderr.isatty() and role.is_chief
     try:

@@ -273,7 +273,7 @@ def test_command_line_run_writes_a_complete_run_directory_and_resumes(toy_tfds, 
     assert len(epoch_lines(output)) == 2 and "\r" not in output
 
 
-def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_path, monkeypatch, capsys):
+def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_path, monkeypatch, capfd):
     """The no-argument path at tiny size: a 14-subject synthetic cohort and a 2-epoch demo."""
     from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import Builder, SyntheticConfig
 
@@ -293,8 +293,10 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
     monkeypatch.chdir(tmp_path)
 
     assert train.main([]) == 0
-    output = capsys.readouterr().out
+    output, errors = capfd.readouterr()
     lines = output.splitlines()
+    # Beam's INFO logs, from this process and its worker processes, stay hidden without --verbose.
+    assert "INFO:apache_beam" not in errors and "Pipeline_options" not in errors
     assert lines[0].startswith("building the embedded synthetic_cohort/tiny_main dataset")
     assert any(line.startswith("generating the discovery cohort: 12 subjects") for line in lines)
     assert any(line.startswith("14 rows in, 14 examples written, 0 skipped") for line in lines)
@@ -304,7 +306,7 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
     assert run_dir.parent == tmp_path / "runs" and (run_dir / "best_model.keras").is_file()
     # A second run finds the dataset prepared and goes straight to training.
     assert train.main([]) == 0
-    assert "building the embedded" not in capsys.readouterr().out
+    assert "building the embedded" not in capfd.readouterr().out
 
 
 # --- tf.distribute --------------------------------------------------------------------------------

@@ -19,8 +19,13 @@ from brainage_tf import data
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
 
 EMBEDDED_DATASET = "synthetic_cohort"
-# Beam and TFDS log every stage at INFO; the first run shows these lines instead.
-_CHATTY_LOGGERS = ("absl", "apache_beam", "tensorflow_datasets")
+# Beam and TFDS log every stage at INFO, and Beam relays its workers' start-up warnings;
+# the first run prints its own progress lines instead. TFDS's skip warnings (absl) still show.
+_QUIET_LEVELS = {
+    "absl": logging.WARNING,
+    "tensorflow_datasets": logging.WARNING,
+    "apache_beam": logging.ERROR,
+}
 
 
 def ensure_prepared(
@@ -104,6 +109,7 @@ def build_synthetic_cohort(
     started = time.perf_counter()
     beam_options = PipelineOptions(
         ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+        + ([] if verbose else ["--default_sdk_harness_log_level=WARNING"])
     )
     with _quiet_logs(not verbose):
         builder.download_and_prepare(
@@ -119,13 +125,13 @@ def build_synthetic_cohort(
 
 @contextlib.contextmanager
 def _quiet_logs(enabled: bool):
-    """Raises the chatty loggers to WARNING for the duration of a block (when enabled)."""
-    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS] if enabled else []
-    saved = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
+    """Raises the chatty loggers to their quiet levels for the duration of a block (when enabled)."""
+    loggers = {logging.getLogger(name): level for name, level in _QUIET_LEVELS.items()} if enabled else {}
+    saved = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(level)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, saved, strict=True):
+        for logger, level in saved.items():
             logger.setLevel(level)
