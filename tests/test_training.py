@@ -221,3 +221,19 @@ def test_selections_that_cannot_train_are_usage_errors(changes, message, tmp_pat
     with pytest.raises(UsageError, match=message):
         make_trainer(tiny_config(**changes), toy_source(24), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_progress_bar_within_each_epoch_only_when_asked(tmp_path, capsys):
+    config = tiny_config(epochs=1)
+    Trainer(
+        config,
+        toy_source(24),
+        tf.distribute.OneDeviceStrategy("/cpu:0"),
+        RunDirectory(tmp_path / "a"),
+        log=lambda line: None,
+        progress_bar=True,
+    ).fit()
+    bar = capsys.readouterr().err
+    assert "epoch 1/1" in bar and "step" in bar
+    make_trainer(config, toy_source(24), tmp_path / "b").fit()
+    assert "step" not in capsys.readouterr().err
