@@ -22,6 +22,8 @@ DEFAULT_POOL_SIZE = 4
 # The paper's discovery cohort spans 0-22 years; its second setting trains on 0-6 only.
 MIN_AGE_YEARS = 0.0
 MAX_AGE_YEARS = 22.0
+# The replication cohort (MGHBCH) and the paper's second training setting span 0-6 years.
+YOUNG_MAX_AGE_YEARS = 6.0
 
 # Share of training subjects held out for model selection (0: none, as in the paper).
 VALIDATION_FRACTION = 0.2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 from etils import epath
 
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.ingest import AGE_BIN_WIDTH_YEARS, TEST_FRACTION, ScanRecord, assign_splits, read_bids
 from tfds_builders.cohort_builder import CohortBuilder, CohortConfig, make_configs
 
@@ -25,8 +26,8 @@ class SyntheticConfig(CohortConfig):
         *,
         discovery_subjects: int = 160,
         replication_subjects: int = 40,
-        discovery_ages: tuple[float, float] = (0.0, 22.0),
-        replication_ages: tuple[float, float] = (0.0, 6.0),
+        discovery_ages: tuple[float, float] = (MIN_AGE_YEARS, MAX_AGE_YEARS),
+        replication_ages: tuple[float, float] = (MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS),
         sessions: int = 1,
         seed: int = 0,
         voxel_scale: float = 1.0,
