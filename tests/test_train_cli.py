@@ -106,6 +106,11 @@ def run_processes(argv_list: list[list[str]], env_list: list[dict | None], cwd=N
     return [(process.returncode, output) for process, output in zip(processes, outputs, strict=True)]
 
 
+def toy_flags(toy_tfds: str, *more: str) -> list[str]:
+    """Training flags on the toy TFDS dataset, then `more`."""
+    return ["--dataset", "toy_cohort/tiny", "--data_dir", toy_tfds, *more]
+
+
 def train_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "brainage_tf.train", *args]
 
@@ -181,19 +186,7 @@ def test_bad_flags_exit_with_one_line_before_any_work(flags, message, tmp_path, 
 
 def test_age_range_selecting_no_subject_exits(toy_tfds, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = train.main(
-        [
-            "--dataset",
-            "toy_cohort/tiny",
-            "--data_dir",
-            toy_tfds,
-            "--train-ages",
-            "30",
-            "40",
-            "--out",
-            str(run_dir),
-        ]
-    )
+    code = train.main(toy_flags(toy_tfds, "--train-ages", "30", "40", "--out", str(run_dir)))
     assert code == 2
     assert "ages 30.0-40.0 select no example of toy_cohort/tiny:train" in capsys.readouterr().err
     assert not run_dir.exists()
@@ -201,19 +194,7 @@ def test_age_range_selecting_no_subject_exits(toy_tfds, tmp_path, capsys):
 
 def test_volumes_too_small_for_the_model_exit(toy_tfds, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = train.main(
-        [
-            "--dataset",
-            "toy_cohort/tiny",
-            "--data_dir",
-            toy_tfds,
-            "--slice-size",
-            "20",
-            "20",
-            "--out",
-            str(run_dir),
-        ]
-    )
+    code = train.main(toy_flags(toy_tfds, "--slice-size", "20", "20", "--out", str(run_dir)))
     assert code == 2
     assert "too small for ResNet18" in capsys.readouterr().err
     assert not run_dir.exists()
@@ -238,20 +219,7 @@ def test_command_line_run_writes_a_complete_run_directory_and_resumes(toy_tfds, 
 
     run_dir = tmp_path / "run"
     assert (
-        train.main(
-            [
-                "--dataset",
-                "toy_cohort/tiny",
-                "--data_dir",
-                toy_tfds,
-                "--out",
-                str(run_dir),
-                "--strategy",
-                "one_device",
-                *TINY_FLAGS,
-            ]
-        )
-        == 0
+        train.main(toy_flags(toy_tfds, "--out", str(run_dir), "--strategy", "one_device", *TINY_FLAGS)) == 0
     )
     assert {path.name for path in run_dir.iterdir()} >= {
         "config.json",
@@ -315,25 +283,9 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
 @pytest.mark.parametrize("model", ["slice_lstm", "resnet3d"])
 def test_mirrored_on_two_logical_cpus(model, toy_tfds, tmp_path):
     run_dir = tmp_path / "run"
+    command_flags = toy_flags(toy_tfds, "--model", model, "--strategy", "mirrored", "--logical-cpus", "2")
     [(code, output)] = run_processes(
-        [
-            train_command(
-                "--dataset",
-                "toy_cohort/tiny",
-                "--data_dir",
-                toy_tfds,
-                "--model",
-                model,
-                "--strategy",
-                "mirrored",
-                "--logical-cpus",
-                "2",
-                "--out",
-                str(run_dir),
-                *TINY_FLAGS,
-            )
-        ],
-        [None],
+        [train_command(*command_flags, "--out", str(run_dir), *TINY_FLAGS)], [None]
     )
     assert code == 0, output
     results = json.loads((run_dir / "results.json").read_text())
@@ -345,19 +297,8 @@ def test_mirrored_on_two_logical_cpus(model, toy_tfds, tmp_path):
 def test_multi_worker_with_two_local_processes(toy_tfds, tmp_path):
     # The loop is model-agnostic and resnet3d is covered under mirrored; slice_lstm keeps this fast.
     run_dir = tmp_path / "run"
-    results = run_two_workers(
-        train_command(
-            "--dataset",
-            "toy_cohort/tiny",
-            "--data_dir",
-            toy_tfds,
-            "--strategy",
-            "multi_worker",
-            "--out",
-            str(run_dir),
-            *TINY_FLAGS,
-        )
-    )
+    command_flags = toy_flags(toy_tfds, "--strategy", "multi_worker", "--out", str(run_dir), *TINY_FLAGS)
+    results = run_two_workers(train_command(*command_flags))
     for code, output in results:
         assert code == 0, output
     chief_results = json.loads((run_dir / "results.json").read_text())
