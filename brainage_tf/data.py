@@ -353,3 +353,37 @@ def evaluation_dataset(
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+# Per-example fields that evaluation carries into predictions.csv when a source has them.
+METADATA_FIELDS = ("subject_id", "session", "site", "sex", "registration_ncc")
+
+
+def prediction_dataset(
+    source: ExampleSource, selection: Selection, role: str, batch_size: int
+) -> tf.data.Dataset:
+    """Finite, ordered batches of (volume, labels) for prediction, with each example's metadata.
+
+    Args:
+        source: The split to predict.
+        selection: Age range and validation carve-out.
+        role: "all", "train" or "validation" (see role_mask).
+        batch_size: Volumes per batch.
+
+    Returns:
+        Dataset of (float32 (batch, x, y, z, 1), dict with `age` and every METADATA_FIELDS
+        entry the source has).
+    """
+    available = set(source.make_label_dataset().element_spec)
+    fields = ("age", *(name for name in METADATA_FIELDS if name in available))
+
+    def split(example):
+        labels = {name: example[name] for name in fields}
+        return tf.cast(example["volume"], tf.float32)[..., tf.newaxis], labels
+
+    return (
+        _select(source.make_dataset(), selection, role)
+        .map(split, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -17,6 +17,11 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.training.run_directory",
     "brainage_tf.training.flags",
     "brainage_tf.train",
+    "brainage_tf.evaluation.metrics",
+    "brainage_tf.evaluation.calibration",
+    "brainage_tf.evaluation.ood",
+    "brainage_tf.evaluation.report",
+    "brainage_tf.evaluate",
 ]
 # The library layer reads prepared datasets and never imports the builders, which import it.
 LIBRARY_MODULES = [
@@ -26,6 +31,7 @@ LIBRARY_MODULES = [
     "brainage_tf.models",
     "brainage_tf.training.trainer",
     "brainage_tf.synthetic",
+    "brainage_tf.evaluation.run_evaluation",
 ]
 BUILDER_MODULES = [
     "tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder",

@@ -1,0 +1,80 @@
+"""Evaluate a trained run: `python -m brainage_tf.evaluate --run RUN_DIR [--split test]`.
+
+Writes RUN_DIR/eval/<dataset>-<split>/ with predictions.csv, metrics.json, the CS
+curve and three more plots, and report.md with the paper's tables (MAE per age
+group and Average, He et al. ISBI 2020 Tables 1-3). Call it once per evaluated set,
+e.g. the discovery `test` split and the `replication` split. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
+from brainage_tf.evaluation.metrics import CS_MAX_ALPHA
+from brainage_tf.training.config import UsageError
+
+CHECKPOINTS = ("best", "last")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m brainage_tf.evaluate", description=__doc__.splitlines()[0]
+    )
+    add = parser.add_argument
+    add("--run", type=Path, required=True, help="Run directory written by python -m brainage_tf.train.")
+    add("--dataset", help="TFDS name/config to evaluate (default: the run's dataset).")
+    add("--split", default="test", help="Split to evaluate (default %(default)s; e.g. replication).")
+    add("--data_dir", "--data-dir", dest="data_dir", help="TFDS data dir (default: the run's).")
+    add("--checkpoint", choices=CHECKPOINTS, default="best", help="best_model.keras or the last checkpoint.")
+    add("--ages", nargs=2, type=float, metavar=("MIN", "MAX"), help="Ages evaluated (default: the run's).")
+    add("--age-edges", nargs="+", type=float, metavar="EDGE", help="Age-group edges (default: the paper's).")
+    add("--cs-max-alpha", type=float, default=CS_MAX_ALPHA, help="Largest CS error level (years).")
+    add("--conformal-level", type=float, default=DEFAULT_CONFORMAL_LEVEL, help="Interval coverage aimed at.")
+    add("--conformal-by-age-bin", action="store_true", help="One interval width per predicted-age group.")
+    add("--out", type=Path, help="Output folder (default RUN_DIR/eval/<dataset>-<split>).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m brainage_tf.evaluate`; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if not 0.0 < args.conformal_level < 1.0:
+            raise UsageError(f"--conformal-level must be in (0, 1), got {args.conformal_level}.")
+        if args.age_edges is not None and (
+            len(args.age_edges) < 2 or sorted(args.age_edges) != args.age_edges
+        ):
+            raise UsageError(f"--age-edges needs at least two increasing edges, got {args.age_edges}.")
+        if args.ages is not None and args.ages[0] > args.ages[1]:
+            raise UsageError(f"--ages: minimum {args.ages[0]} is above maximum {args.ages[1]}.")
+        from brainage_tf.evaluation.run_evaluation import EvaluationRequest, evaluate
+
+        request = EvaluationRequest(
+            run_dir=args.run,
+            dataset=args.dataset,
+            split=args.split,
+            data_dir=args.data_dir,
+            checkpoint=args.checkpoint,
+            ages=tuple(args.ages) if args.ages else None,
+            age_edges=args.age_edges,
+            cs_max_alpha=args.cs_max_alpha,
+            conformal_level=args.conformal_level,
+            conformal_by_age_bin=args.conformal_by_age_bin,
+            out_dir=args.out,
+        )
+        out_dir = evaluate(request)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {out_dir / 'report.md'}\n  predictions.csv, metrics.json, *.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

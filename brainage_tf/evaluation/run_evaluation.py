@@ -1,0 +1,260 @@
+"""Evaluate one run on one dataset split: predictions, metrics, plots and a report.
+
+The calibration (bias correction, conformal intervals, out-of-distribution ranges)
+is fitted on the run's own training split, never on the evaluated data: the
+bias correction and the intervals on its validation subjects, the ranges on its
+training subjects. It is saved as `RUN_DIR/calibration.json` (or
+`calibration-last.json` for the last checkpoint) so that prediction can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brainage_tf import data
+from brainage_tf.evaluation import inference, metrics, plots, report
+from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
+from brainage_tf.evaluation.ood import ReferenceRanges
+from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.run_directory import RunDirectory
+from brainage_tf.training.trainer import selection_of
+
+PREDICTION_COLUMNS = (
+    "subject_id",
+    "session",
+    "site",
+    "sex",
+    "age",
+    "predicted_age",
+    "brain_age_gap",
+    "corrected_predicted_age",
+    "corrected_brain_age_gap",
+    "interval_low",
+    "interval_high",
+    "ood",
+    "ood_reason",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationRequest:
+    """What to evaluate and how.
+
+    Attributes:
+        run_dir: The training run directory.
+        dataset: TFDS name/config (None: the run's dataset).
+        split: Split to evaluate.
+        data_dir: TFDS data dir (None: the run's).
+        checkpoint: "best" or "last".
+        ages: (min, max) ages evaluated, inclusive (None: the run's training range).
+        age_edges: Age-group edges (None: the paper's groups for the age range).
+        cs_max_alpha: Largest error level of the CS curve, years.
+        conformal_level: Coverage the prediction intervals aim at.
+        conformal_by_age_bin: Calibrate one interval width per age group of the predicted age.
+        out_dir: Output folder (None: RUN_DIR/eval/<dataset>-<split>).
+    """
+
+    run_dir: Path
+    dataset: str | None = None
+    split: str = "test"
+    data_dir: str | None = None
+    checkpoint: str = "best"
+    ages: tuple[float, float] | None = None
+    age_edges: Sequence[float] | None = None
+    cs_max_alpha: float = metrics.CS_MAX_ALPHA
+    conformal_level: float = DEFAULT_CONFORMAL_LEVEL
+    conformal_by_age_bin: bool = False
+    out_dir: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Fits on the run's training split that evaluation and prediction apply."""
+
+    bias_correction: BiasCorrection | None
+    conformal: ConformalIntervals | None
+    reference: ReferenceRanges
+    n_validation: int
+
+    def to_json(self) -> dict:
+        return {
+            "n_validation": self.n_validation,
+            "bias_correction": self.bias_correction.to_json() if self.bias_correction else None,
+            "conformal": self.conformal.to_json() if self.conformal else None,
+            "reference": self.reference.to_json(),
+        }
+
+
+def calibrate(
+    run: RunDirectory, config: TrainConfig, model, request: EvaluationRequest, edges
+) -> Calibration:
+    """Fits bias correction and intervals on the validation subjects, ranges on the training subjects."""
+    source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
+    selection = selection_of(config)
+    trained_on = inference.predict(model, source, selection, "train")
+    ncc = trained_on.columns.get("registration_ncc")
+    reference = ReferenceRanges.measure(
+        trained_on.ages, ncc, trained_on.intensity_mean, trained_on.intensity_std
+    )
+    bias = conformal = None
+    validation = (
+        inference.predict(model, source, selection, "validation") if config.selects_best_epoch else None
+    )
+    if validation is not None:
+        usable = np.isfinite(validation.predicted)
+        ages, predicted = validation.ages[usable], validation.predicted[usable]
+        try:
+            bias = BiasCorrection.fit(ages, predicted)
+        except ValueError as error:
+            raise UsageError(
+                f"cannot fit the bias correction on {usable.sum()} validation scans: {error}"
+            ) from None
+        by_bin = edges if request.conformal_by_age_bin else None
+        conformal = ConformalIntervals.fit(ages, predicted, level=request.conformal_level, edges=by_bin)
+    calibration = Calibration(bias, conformal, reference, 0 if validation is None else len(validation))
+    name = "calibration.json" if request.checkpoint == "best" else f"calibration-{request.checkpoint}.json"
+    (run.path / name).write_text(json.dumps(calibration.to_json(), indent=2) + "\n")
+    return calibration
+
+
+def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> Path:
+    """Writes predictions.csv, metrics.json, the plots and report.md; returns the output folder.
+
+    Raises:
+        UsageError: A run without a finished model, an unknown dataset or split, no
+            subject in the age range, or a run trained on another grid.
+    """
+    run = RunDirectory(request.run_dir)
+    config = run.read_config()
+    dataset = request.dataset or config.dataset
+    try:
+        source = data.tfds_source(dataset, request.split, request.data_dir or config.data_dir)
+    except data.DatasetError as error:
+        raise UsageError(str(error)) from None
+    model = inference.load_run_model(run, config, source.volume_shape, request.checkpoint)
+    low_age, high_age = request.ages or (config.min_age, config.max_age)
+    labels = data.read_labels(source)
+    in_range = (labels.ages >= low_age) & (labels.ages <= high_age)
+    if not in_range.any():
+        raise UsageError(f"no subject of {source.description} is aged {low_age}-{high_age} y.")
+    # The paper's groups follow the evaluated cohort: one-year bins for a 0-6 y set (Tables 2-3).
+    edges = tuple(request.age_edges or metrics.default_age_edges(float(labels.ages[in_range].max())))
+
+    log(f"calibrating on the training split of {config.dataset} (bias correction, intervals, ranges)")
+    calibration = calibrate(run, config, model, request, edges)
+    log(f"predicting {int(in_range.sum())} scans of {source.description} aged {low_age}-{high_age} y")
+    result = inference.predict(model, source, data.Selection(low_age, high_age, 0.0), "all")
+    out_dir = request.out_dir or run.path / "eval" / f"{dataset.replace('/', '-')}-{request.split}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = prediction_table(result, calibration)
+    # Rows by subject for readers; the arrays below keep dataset order.
+    table.sort_values(["subject_id", "session"], kind="stable").to_csv(
+        out_dir / "predictions.csv", index=False
+    )
+
+    alphas = metrics.cs_alphas(request.cs_max_alpha)
+    summary = metrics.evaluation_metrics(result.ages, result.predicted, edges, alphas)
+    if calibration.bias_correction:
+        corrected = table["corrected_predicted_age"].to_numpy()
+        summary["bias_corrected"] = metrics.evaluation_metrics(result.ages, corrected, edges, alphas)
+    if calibration.conformal:
+        low, high = table["interval_low"].to_numpy(), table["interval_high"].to_numpy()
+        finite = np.isfinite(result.predicted)
+        summary["conformal"] = {
+            "level": calibration.conformal.level,
+            "coverage": float(np.mean((low <= result.ages) & (result.ages <= high) & finite)),
+            # None when too few validation scans make the interval unbounded (strict JSON has no inf).
+            "mean_width": _finite_or_none(np.mean(high[finite] - low[finite])) if finite.any() else None,
+        }
+    summary["ood_flagged"] = int(table["ood"].sum())
+    summary["evaluated"] = dict(
+        run=str(run.path),
+        checkpoint=request.checkpoint,
+        dataset=dataset,
+        split=request.split,
+        ages=[low_age, high_age],
+        n_outside_age_range=int((~in_range).sum()),
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_figures_and_report(out_dir, config.model, result, table, summary, edges, calibration)
+    if summary["n_nonfinite"]:
+        log(f"{summary['n_nonfinite']} scans have non-finite predictions; they are listed in predictions.csv")
+    return out_dir
+
+
+def prediction_table(result: inference.Predictions, calibration: Calibration) -> pd.DataFrame:
+    """predictions.csv as a DataFrame, one row per scan (non-finite predictions kept)."""
+    rows = len(result)
+    column = {
+        name: result.columns.get(name, np.full(rows, "")) for name in ("subject_id", "session", "site", "sex")
+    }
+    table = pd.DataFrame(column)
+    table["age"] = result.ages
+    table["predicted_age"] = result.predicted
+    table["brain_age_gap"] = result.predicted - result.ages
+    nan = np.full(rows, np.nan)
+    corrected = (
+        calibration.bias_correction.apply(result.predicted, result.ages)
+        if calibration.bias_correction
+        else nan
+    )
+    table["corrected_predicted_age"] = corrected
+    table["corrected_brain_age_gap"] = corrected - result.ages
+    low, high = calibration.conformal.interval(result.predicted) if calibration.conformal else (nan, nan)
+    table["interval_low"], table["interval_high"] = low, high
+    reasons = calibration.reference.reasons(
+        result.predicted, result.columns.get("registration_ncc"), result.intensity_mean, result.intensity_std
+    )
+    table["ood"] = [bool(reason) for reason in reasons]
+    table["ood_reason"] = reasons
+    return table[list(PREDICTION_COLUMNS)]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def write_figures_and_report(
+    out_dir: Path, model_name: str, result, table, summary, edges, calibration
+) -> None:
+    """The four plots and report.md of one evaluation."""
+    title = f"{model_name} on {summary['evaluated']['dataset']}:{summary['evaluated']['split']}"
+    corrected = table["corrected_predicted_age"].to_numpy() if calibration.bias_correction else None
+    figures = {
+        "CS curve": plots.plot_cs_curves({model_name: summary["cs"]}, out_dir / "cs_curve.png", title),
+        "Predicted against chronological age": plots.plot_predicted_vs_age(
+            result.ages, result.predicted, out_dir / "predicted_vs_age.png", title, corrected=corrected
+        ),
+        "Absolute error by age group": plots.plot_error_by_age_group(
+            result.ages,
+            result.predicted,
+            edges,
+            metrics.age_group_labels(edges),
+            out_dir / "error_by_age_group.png",
+            title,
+        ),
+        "Brain-age gap against age": plots.plot_gap_vs_age(
+            result.ages,
+            table["brain_age_gap"].to_numpy(),
+            out_dir / "gap_vs_age.png",
+            title,
+            corrected_gap=None if corrected is None else table["corrected_brain_age_gap"].to_numpy(),
+        ),
+    }
+    notes = [
+        "Average is the overall per-subject MAE, as in the paper, not the mean of the group MAEs.",
+        f"Run {summary['evaluated']['run']} ({summary['evaluated']['checkpoint']} checkpoint); "
+        f"ages {summary['evaluated']['ages'][0]:g}-{summary['evaluated']['ages'][1]:g} y; "
+        f"{summary['evaluated']['n_outside_age_range']} scans outside that range not evaluated.",
+        "Bias correction: de Lange & Cole 2020, fitted on the run's validation subjects."
+        if calibration.bias_correction
+        else "No bias correction or intervals: the run has no validation part (--validation-fraction 0).",
+        f"{summary['ood_flagged']} scans flagged out of distribution (predictions.csv, column ood_reason).",
+    ]
+    report.write_report(out_dir / "report.md", f"Evaluation: {title}", {model_name: summary}, figures, notes)

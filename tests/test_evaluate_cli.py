@@ -1,0 +1,201 @@
+"""`python -m brainage_tf.evaluate` end to end on a tiny trained run, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from toy_data import toy_cohort
+
+from brainage_tf import evaluate, train
+
+SHAPE = (16, 20, 14)
+TINY_TRAINING = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "4",
+    "--width-multiplier",
+    "0.125",
+    "--slice-size",
+    "40",
+    "40",
+    "--pool-size",
+    "2",
+    "--strategy",
+    "one_device",
+]
+
+
+def _store(data_dir, name: str, shape, splits: dict) -> None:
+    import tensorflow_datasets as tfds
+
+    features = tfds.features.FeaturesDict(
+        {
+            "volume": tfds.features.Tensor(shape=shape, dtype=np.float16, encoding="zlib"),
+            "age": np.float32,
+            "subject_id": tfds.features.Text(),
+            "session": tfds.features.Text(),
+            "site": tfds.features.Text(),
+            "sex": tfds.features.Text(),
+            "registration_ncc": np.float32,
+        }
+    )
+    split_examples = {}
+    for split, (volumes, ages, subject_ids) in splits.items():
+        split_examples[split] = [
+            (
+                index,
+                dict(
+                    volume=volume.astype(np.float16),
+                    age=age,
+                    subject_id=subject,
+                    session="",
+                    site="site-a",
+                    sex="F" if index % 2 else "M",
+                    registration_ncc=np.float32(0.9),
+                ),
+            )
+            for index, (volume, age, subject) in enumerate(zip(volumes, ages, subject_ids, strict=True))
+        ]
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name,
+        version="1.0.0",
+        features=features,
+        split_datasets=split_examples,
+        config="tiny",
+        data_dir=str(data_dir),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A 2-epoch slice_lstm run on a toy cohort with train, test and a test split holding one NaN scan."""
+    root = tmp_path_factory.mktemp("evaluate")
+    train_split = toy_cohort(40, SHAPE, seed=1)
+    volumes, ages, subjects = toy_cohort(12, SHAPE, seed=2)
+    subjects = np.array([f"test-{index:02d}" for index in range(12)])
+    broken = volumes.copy()
+    broken[3] = np.nan
+    _store(
+        root / "tfds",
+        "toy_eval",
+        SHAPE,
+        {"train": train_split, "test": (volumes, ages, subjects), "broken": (broken, ages, subjects)},
+    )
+    run_dir = root / "run"
+    assert (
+        train.main(
+            [
+                "--dataset",
+                "toy_eval/tiny",
+                "--data_dir",
+                str(root / "tfds"),
+                "--out",
+                str(run_dir),
+                *TINY_TRAINING,
+            ]
+        )
+        == 0
+    )
+    return run_dir, root
+
+
+def test_every_file_of_the_report_is_written(trained_run, capsys):
+    run_dir, _ = trained_run
+    assert evaluate.main(["--run", str(run_dir)]) == 0
+    out_dir = run_dir / "eval" / "toy_eval-tiny-test"
+    assert {path.name for path in out_dir.iterdir()} >= {
+        "predictions.csv",
+        "metrics.json",
+        "report.md",
+        "cs_curve.png",
+        "predicted_vs_age.png",
+        "error_by_age_group.png",
+        "gap_vs_age.png",
+    }
+    table = pd.read_csv(out_dir / "predictions.csv")
+    assert len(table) == 12 and table["subject_id"].tolist()[0] == "test-00"
+    assert table["predicted_age"].notna().all() and table["corrected_predicted_age"].notna().all()
+    assert (table["interval_low"] <= table["interval_high"]).all()
+    assert np.allclose(table["brain_age_gap"], table["predicted_age"] - table["age"])
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["n"] == 12 and metrics["n_nonfinite"] == 0
+    assert [group["label"] for group in metrics["age_groups"]] == ["0-5", "6-10", "11-15", "16-22"]
+    assert metrics["mae"] == pytest.approx(np.mean(np.abs(table["predicted_age"] - table["age"])), rel=1e-6)
+    assert 0.0 <= metrics["conformal"]["coverage"] <= 1.0 and "bias_corrected" in metrics
+    report = (out_dir / "report.md").read_text()
+    assert "Average" in report and "| slice_lstm |" in report
+    assert "](cs_curve.png)" in report
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    assert (
+        calibration["n_validation"] > 0
+        and calibration["bias_correction"]["n_fit"] == calibration["n_validation"]
+    )
+
+
+def test_a_corrupt_volume_gets_a_plausible_age_and_is_flagged_out_of_distribution(trained_run):
+    # ReLU maps NaN to 0 on CPU, so the model answers a NaN volume with an ordinary age:
+    # only the out-of-distribution check tells the user.
+    run_dir, _ = trained_run
+    assert evaluate.main(["--run", str(run_dir), "--split", "broken"]) == 0
+    table = pd.read_csv(run_dir / "eval" / "toy_eval-tiny-broken" / "predictions.csv")
+    assert len(table) == 12 and table["predicted_age"].notna().all()
+    flagged = table[table["ood"]]
+    assert flagged["subject_id"].tolist() == ["test-03"]
+    assert flagged["ood_reason"].str.contains("intensity mean nan outside the training range").all()
+
+
+def test_non_finite_predictions_are_kept_listed_and_counted():
+    from brainage_tf.evaluation.inference import Predictions
+    from brainage_tf.evaluation.metrics import evaluation_metrics
+    from brainage_tf.evaluation.ood import ReferenceRanges
+    from brainage_tf.evaluation.run_evaluation import Calibration, prediction_table
+
+    result = Predictions(
+        ages=np.array([3.0, 8.0, 15.0]),
+        predicted=np.array([4.0, np.nan, 14.0]),
+        columns={"subject_id": np.array(["a", "b", "c"])},
+        intensity_mean=np.zeros(3),
+        intensity_std=np.ones(3),
+    )
+    calibration = Calibration(None, None, ReferenceRanges((0.0, 22.0), None, (-1.0, 1.0), (0.5, 1.5)), 0)
+    table = prediction_table(result, calibration)
+    assert table["subject_id"].tolist() == ["a", "b", "c"] and table["predicted_age"].isna().tolist() == [
+        False,
+        True,
+        False,
+    ]
+    assert table["ood_reason"].tolist() == ["", "non-finite prediction", ""]
+    summary = evaluation_metrics(result.ages, result.predicted)
+    assert (summary["n"], summary["n_nonfinite"], summary["mae"]) == (2, 1, 1.0)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--split", "nope"], "has no split 'nope'"),
+        (["--ages", "40", "50"], "is aged 40.0-50.0"),
+        (["--dataset", "toy_other/tiny"], "the run's model takes volumes of shape (16, 20, 14)"),
+        (["--conformal-level", "1.5"], "--conformal-level"),
+    ],
+)
+def test_bad_requests_exit_with_one_line(flags, message, trained_run, capsys):
+    run_dir, root = trained_run
+    if "toy_other/tiny" in flags:
+        _store(root / "tfds", "toy_other", (16, 20, 12), {"test": toy_cohort(4, (16, 20, 12), seed=3)})
+        capsys.readouterr()  # the dataset writer's own progress bars
+    assert evaluate.main(["--run", str(run_dir), *flags]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+
+
+def test_run_without_a_finished_model_exits(tmp_path, trained_run, capsys):
+    run_dir, _ = trained_run
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((run_dir / "config.json").read_text())
+    assert evaluate.main(["--run", str(unfinished)]) == 2
+    assert "has no best_model.keras" in capsys.readouterr().err
