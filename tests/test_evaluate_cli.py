@@ -148,6 +148,15 @@ def test_a_corrupt_volume_gets_a_plausible_age_and_is_flagged_out_of_distributio
     assert flagged["ood_reason"].str.contains("intensity mean nan outside the training range").all()
 
 
+def test_last_checkpoint_is_evaluated_apart_from_the_best(trained_run):
+    run_dir, _ = trained_run
+    assert evaluate.main(["--run", str(run_dir), "--checkpoint", "last"]) == 0
+    assert (run_dir / "calibration-last.json").is_file()
+    assert (run_dir / "validation_predictions-last.csv").is_file()
+    last = json.loads((run_dir / "eval" / "toy_eval-tiny-test-last" / "metrics.json").read_text())
+    assert last["evaluated"]["checkpoint"] == "last" and last["n"] == 12
+
+
 def test_non_finite_predictions_are_kept_listed_and_counted():
     from brainage_tf.evaluation.inference import Predictions
     from brainage_tf.evaluation.metrics import evaluation_metrics

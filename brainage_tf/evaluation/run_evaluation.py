@@ -4,7 +4,9 @@ The calibration (bias correction, conformal intervals, out-of-distribution range
 is fitted on the run's own training split, never on the evaluated data: the
 bias correction and the intervals on its validation subjects, the ranges on its
 training subjects. It is saved as `RUN_DIR/calibration.json` (or
-`calibration-last.json` for the last checkpoint) so that prediction can use it.
+`calibration-last.json` for the last checkpoint) so that prediction can use it, and
+the validation predictions as `validation_predictions.csv`, on which ensembles fit
+their member weights.
 """
 
 from __future__ import annotations
@@ -117,10 +119,26 @@ def calibrate(
             ) from None
         by_bin = edges if request.conformal_by_age_bin else None
         conformal = ConformalIntervals.fit(ages, predicted, level=request.conformal_level, edges=by_bin)
+        # Kept for ensembles, whose member weights are fitted on these same subjects.
+        validation_table = pd.DataFrame({
+            "subject_id": validation.columns.get("subject_id", np.full(len(validation), "")),
+            "session": validation.columns.get("session", np.full(len(validation), "")),
+            "age": validation.ages,
+            "predicted_age": validation.predicted,
+        })  # fmt: skip
+        validation_table.to_csv(
+            run.path / checkpoint_file("validation_predictions.csv", request.checkpoint), index=False
+        )
     calibration = Calibration(bias, conformal, reference, 0 if validation is None else len(validation))
-    name = "calibration.json" if request.checkpoint == "best" else f"calibration-{request.checkpoint}.json"
-    (run.path / name).write_text(json.dumps(calibration.to_json(), indent=2) + "\n")
+    calibration_path = run.path / checkpoint_file("calibration.json", request.checkpoint)
+    calibration_path.write_text(json.dumps(calibration.to_json(), indent=2) + "\n")
     return calibration
+
+
+def checkpoint_file(name: str, checkpoint: str) -> str:
+    """A run file's name for a checkpoint: `name` for best, `<stem>-last.<ext>` for last."""
+    stem, _, extension = name.rpartition(".")
+    return name if checkpoint == "best" else f"{stem}-{checkpoint}.{extension}"
 
 
 def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> Path:
@@ -150,7 +168,8 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
     calibration = calibrate(run, config, model, request, edges)
     log(f"predicting {int(in_range.sum())} scans of {source.description} aged {low_age}-{high_age} y")
     result = inference.predict(model, source, data.Selection(low_age, high_age, 0.0), "all")
-    out_dir = request.out_dir or run.path / "eval" / f"{dataset.replace('/', '-')}-{request.split}"
+    folder = f"{dataset.replace('/', '-')}-{request.split}" + ("" if request.checkpoint == "best" else "-last")
+    out_dir = request.out_dir or run.path / "eval" / folder
     out_dir.mkdir(parents=True, exist_ok=True)
     table = prediction_table(result, calibration)
     # Rows by subject for readers; the arrays below keep dataset order.
