@@ -168,7 +168,8 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
     calibration = calibrate(run, config, model, request, edges)
     log(f"predicting {int(in_range.sum())} scans of {source.description} aged {low_age}-{high_age} y")
     result = inference.predict(model, source, data.Selection(low_age, high_age, 0.0), "all")
-    folder = f"{dataset.replace('/', '-')}-{request.split}" + ("" if request.checkpoint == "best" else "-last")
+    suffix = "" if request.checkpoint == "best" else f"-{request.checkpoint}"
+    folder = f"{dataset.replace('/', '-')}-{request.split}{suffix}"
     out_dir = request.out_dir or run.path / "eval" / folder
     out_dir.mkdir(parents=True, exist_ok=True)
     table = prediction_table(result, calibration)
