@@ -1,9 +1,21 @@
-"""Evaluate a trained run: `python -m brainage_tf.evaluate --run RUN_DIR [--split test]`.
+"""Evaluate trained runs: `python -m brainage_tf.evaluate --run RUN_DIR | --compare RUNS | --ensemble RUNS`.
 
-Writes RUN_DIR/eval/<dataset>-<split>/ with predictions.csv, metrics.json, the CS
-curve and three more plots, and report.md with the paper's tables (MAE per age
-group and Average, He et al. ISBI 2020 Tables 1-3). Call it once per evaluated set,
-e.g. the discovery `test` split and the `replication` split. See docs/evaluation.md.
+    --run RUN_DIR [--split test]          one run
+    --compare RUN_A RUN_B ... --out DIR   several runs side by side on one set
+    --ensemble RUN_A RUN_B ... --out DIR  their mean and age-weighted ensembles
+
+`--run` writes RUN_DIR/eval/<dataset>-<split>/ with predictions.csv, metrics.json,
+the CS curve and three more plots, and report.md with the paper's tables (MAE per
+age group and Average, He et al. ISBI 2020 Tables 1-3). Call it once per evaluated
+set, e.g. the discovery `test` split and the `replication` split.
+
+`--compare` evaluates each run on the same dataset and split (writing each run's
+own eval folder too) and writes into DIR report.md (one table row per model, paired
+Wilcoxon signed-rank tests of the absolute errors), cs_curves.png and metrics.json.
+`--ensemble` combines the runs as the paper's conclusion proposes (the mean, and
+weights per age group fitted on the runs' validation predictions) and writes
+predictions.csv, ensemble_weights.json, metrics.json, cs_curves.png and report.md.
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -26,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m brainage_tf.evaluate", description=__doc__.splitlines()[0]
     )
     add = parser.add_argument
-    add("--run", type=Path, required=True, help="Run directory written by python -m brainage_tf.train.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--run", type=Path, metavar="RUN_DIR", help="Run directory written by python -m brainage_tf.train."
+    )
+    what.add_argument("--compare", nargs="+", type=Path, metavar="RUN", help="Compare these runs (--out).")
+    what.add_argument("--ensemble", nargs="+", type=Path, metavar="RUN", help="Ensemble these runs (--out).")
     add("--dataset", help="TFDS name/config to evaluate (default: the run's dataset).")
     add("--split", default="test", help="Split to evaluate (default %(default)s; e.g. replication).")
     add("--data_dir", "--data-dir", dest="data_dir", help="TFDS data dir (default: the run's).")
@@ -36,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cs-max-alpha", type=float, default=CS_MAX_ALPHA, help="Largest CS error level (years).")
     add("--conformal-level", type=float, default=DEFAULT_CONFORMAL_LEVEL, help="Interval coverage aimed at.")
     add("--conformal-by-age-bin", action="store_true", help="One interval width per predicted-age group.")
-    add("--out", type=Path, help="Output folder (default RUN_DIR/eval/<dataset>-<split>).")
+    add(
+        "--out",
+        type=Path,
+        help="Output folder (--run: default RUN_DIR/eval/<dataset>-<split>; needed by --compare/--ensemble).",
+    )
     return parser
 
 
@@ -53,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--age-edges needs at least two increasing edges, got {args.age_edges}.")
         if args.ages is not None and args.ages[0] > args.ages[1]:
             raise UsageError(f"--ages: minimum {args.ages[0]} is above maximum {args.ages[1]}.")
+        runs = args.compare or args.ensemble
+        if runs is not None:
+            flag = "--compare" if args.compare else "--ensemble"
+            if len(runs) < 2:
+                raise UsageError(f"{flag} needs at least two runs, got {len(runs)}.")
+            if args.out is None:
+                raise UsageError(f"{flag} needs --out DIR for its report.")
         from brainage_tf.evaluation.run_evaluation import EvaluationRequest, evaluate
 
         request = EvaluationRequest(
@@ -68,11 +96,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             conformal_by_age_bin=args.conformal_by_age_bin,
             out_dir=args.out,
         )
-        out_dir = evaluate(request)
+        if args.compare:
+            from brainage_tf.evaluation.compare import compare
+
+            out_dir = compare(args.compare, args.out, request)
+        elif args.ensemble:
+            from brainage_tf.evaluation.ensemble import ensemble
+
+            out_dir = ensemble(args.ensemble, args.out, request)
+        else:
+            out_dir = evaluate(request)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    print(f"report: {out_dir / 'report.md'}\n  predictions.csv, metrics.json, *.png")
+    written = sorted(path.name for path in out_dir.iterdir() if path.name != "report.md")
+    print(f"report: {out_dir / 'report.md'}\n  {', '.join(written)}")
     return 0
 
 

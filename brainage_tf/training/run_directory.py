@@ -88,7 +88,9 @@ class RunDirectory:
             UsageError: The directory has no readable config.json.
         """
         if not self.config_path.is_file():
-            raise UsageError(f"--resume: {self.path} has no config.json; nothing to resume.")
+            raise UsageError(
+                f"{self.path} has no config.json: not a run directory, so nothing to resume or evaluate."
+            )
         try:
             return TrainConfig.from_json(json.loads(self.config_path.read_text()))
         except (json.JSONDecodeError, TypeError) as error:
