@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from toy_data import toy_cohort
+from toy_data import store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, train
 
@@ -29,47 +29,6 @@ TINY_TRAINING = [
 ]
 
 
-def _store(data_dir, name: str, shape, splits: dict) -> None:
-    import tensorflow_datasets as tfds
-
-    features = tfds.features.FeaturesDict(
-        {
-            "volume": tfds.features.Tensor(shape=shape, dtype=np.float16, encoding="zlib"),
-            "age": np.float32,
-            "subject_id": tfds.features.Text(),
-            "session": tfds.features.Text(),
-            "site": tfds.features.Text(),
-            "sex": tfds.features.Text(),
-            "registration_ncc": np.float32,
-        }
-    )
-    split_examples = {}
-    for split, (volumes, ages, subject_ids) in splits.items():
-        split_examples[split] = [
-            (
-                index,
-                dict(
-                    volume=volume.astype(np.float16),
-                    age=age,
-                    subject_id=subject,
-                    session="",
-                    site="site-a",
-                    sex="F" if index % 2 else "M",
-                    registration_ncc=np.float32(0.9),
-                ),
-            )
-            for index, (volume, age, subject) in enumerate(zip(volumes, ages, subject_ids, strict=True))
-        ]
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=name,
-        version="1.0.0",
-        features=features,
-        split_datasets=split_examples,
-        config="tiny",
-        data_dir=str(data_dir),
-    )
-
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A 2-epoch slice_lstm run on a toy cohort with train, test and a test split holding one NaN scan."""
@@ -79,7 +38,7 @@ def trained_run(tmp_path_factory):
     subjects = np.array([f"test-{index:02d}" for index in range(12)])
     broken = volumes.copy()
     broken[3] = np.nan
-    _store(
+    store_toy_tfds(
         root / "tfds",
         "toy_eval",
         SHAPE,
@@ -194,7 +153,9 @@ def test_non_finite_predictions_are_kept_listed_and_counted():
 def test_bad_requests_exit_with_one_line(flags, message, trained_run, capsys):
     run_dir, root = trained_run
     if "toy_other/tiny" in flags:
-        _store(root / "tfds", "toy_other", (16, 20, 12), {"test": toy_cohort(4, (16, 20, 12), seed=3)})
+        store_toy_tfds(
+            root / "tfds", "toy_other", (16, 20, 12), {"test": toy_cohort(4, (16, 20, 12), seed=3)}
+        )
         capsys.readouterr()  # the dataset writer's own progress bars
     assert evaluate.main(["--run", str(run_dir), *flags]) == 2
     error = capsys.readouterr().err

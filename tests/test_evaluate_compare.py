@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from toy_data import toy_cohort
+from toy_data import store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, train
 
@@ -17,46 +17,15 @@ TINY = ["--epochs", "2", "--batch-size", "4", "--width-multiplier", "0.125", "--
 TINY += ["--pool-size", "2", "--strategy", "one_device"]
 
 
-def store(data_dir, name: str, shape, splits: dict) -> None:
-    """Writes a TFDS dataset `name/tiny` with the features evaluation reads."""
-    import tensorflow_datasets as tfds
-
-    features = tfds.features.FeaturesDict(
-        {
-            "volume": tfds.features.Tensor(shape=shape, dtype=np.float16, encoding="zlib"),
-            "age": np.float32,
-            "subject_id": tfds.features.Text(),
-            "session": tfds.features.Text(),
-            "site": tfds.features.Text(),
-            "sex": tfds.features.Text(),
-            "registration_ncc": np.float32,
-        }
-    )
-    labels = dict(session="", site="site-a", sex="F", registration_ncc=np.float32(0.9))
-    examples = {
-        split: [
-            (i, dict(volume=volume.astype(np.float16), age=age, subject_id=subject, **labels))
-            for i, (volume, age, subject) in enumerate(zip(*cohort, strict=True))
-        ]
-        for split, cohort in splits.items()
-    }
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=name,
-        version="1.0.0",
-        features=features,
-        split_datasets=examples,
-        config="tiny",
-        data_dir=str(data_dir),
-    )
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """2-epoch runs on one toy dataset: slice_lstm, resnet3d, and a 0-15 y slice_lstm without validation."""
     root = tmp_path_factory.mktemp("compare")
     volumes, ages, _ = toy_cohort(12, SHAPE, seed=2)
     test = (volumes, ages, np.array([f"test-{index:02d}" for index in range(12)]))
-    store(root / "tfds", "toy_compare", SHAPE, {"train": toy_cohort(40, SHAPE, seed=1), "test": test})
+    store_toy_tfds(
+        root / "tfds", "toy_compare", SHAPE, {"train": toy_cohort(40, SHAPE, seed=1), "test": test}
+    )
     data = ["--dataset", "toy_compare/tiny", "--data_dir", str(root / "tfds")]
     trained = {
         "slice": ["--model", "slice_lstm"],
@@ -155,7 +124,7 @@ def test_ensemble_without_validation_is_the_mean_on_the_shared_subjects(runs):
 def test_bad_requests_exit_with_one_line(argv, message, runs, capsys):
     root, _ = runs
     if "toy_grid/tiny" in argv:  # the runs' data dir, another grid
-        store(root / "tfds", "toy_grid", (16, 20, 14), {"test": toy_cohort(4, (16, 20, 14), seed=3)})
+        store_toy_tfds(root / "tfds", "toy_grid", (16, 20, 14), {"test": toy_cohort(4, (16, 20, 14), seed=3)})
         capsys.readouterr()  # the dataset writer's progress bars
     assert evaluate.main(argv.format(r=root).split()) == 2
     error = capsys.readouterr().err

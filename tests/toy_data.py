@@ -46,3 +46,40 @@ def toy_cohort(
         volumes[index] = (volume - volume.mean()) / volume.std()
     subject_ids = np.array([f"sub-{index:04d}" for index in range(num_subjects)])
     return volumes, ages, subject_ids
+
+
+def store_toy_tfds(data_dir, name: str, shape, splits: dict) -> None:
+    """Writes a prepared TFDS dataset `<name>/tiny` with every feature training and evaluation read.
+
+    Args:
+        data_dir: TFDS data dir.
+        name: Dataset name.
+        shape: Volume shape (x, y, z).
+        splits: Split name -> (volumes, ages, subject_ids), e.g. from toy_cohort.
+    """
+    import tensorflow_datasets as tfds
+
+    features = tfds.features.FeaturesDict(
+        {
+            "volume": tfds.features.Tensor(shape=shape, dtype=np.float16, encoding="zlib"),
+            "age": np.float32,
+            "subject_id": tfds.features.Text(),
+            "session": tfds.features.Text(),
+            "site": tfds.features.Text(),
+            "sex": tfds.features.Text(),
+            "registration_ncc": np.float32,
+        }
+    )
+    labels = dict(session="", site="site-a", registration_ncc=np.float32(0.9))
+    examples = {
+        split: [
+            (index, dict(volume=volume.astype(np.float16), age=age, subject_id=subject,
+                         sex="F" if index % 2 else "M", **labels))
+            for index, (volume, age, subject) in enumerate(zip(*cohort, strict=True))
+        ]
+        for split, cohort in splits.items()
+    }  # fmt: skip
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version="1.0.0", features=features, split_datasets=examples, config="tiny",
+        data_dir=str(data_dir),
+    )  # fmt: skip
