@@ -28,8 +28,7 @@ from pathlib import Path
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
 from brainage_tf.evaluation.metrics import CS_MAX_ALPHA
 from brainage_tf.training.config import UsageError
-
-CHECKPOINTS = ("best", "last")
+from brainage_tf.training.run_directory import CHECKPOINTS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ from brainage_tf.training.config import TrainConfig, UsageError
 from brainage_tf.training.distribute import WorkerRole
 
 HISTORY_FIELDS = ("epoch", "train_mae", "val_mae", "learning_rate", "seconds")
+# A run's models: best_model.keras (the selected epoch) or the last epoch's checkpoint.
+CHECKPOINTS = ("best", "last")
 LISTING = "config.json, history.csv, results.json, best_model.keras, checkpoints/, tensorboard/"
 
 
