@@ -23,6 +23,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.evaluation.report",
     "brainage_tf.evaluate",
     "brainage_tf.export",
+    "brainage_tf.predict",
 ]
 # The library layer reads prepared datasets and never imports the builders, which import it.
 LIBRARY_MODULES = [
