@@ -168,17 +168,11 @@ def next_version(export_dir: Path) -> int:
 
 def _load_model(run: RunDirectory, config: TrainConfig, checkpoint: str):
     """The run's Keras model: best_model.keras, or the last checkpoint rebuilt on the dataset's grid."""
-    import keras
-
-    import brainage_tf.models  # noqa: F401  (registers the model classes best_model.keras names)
-
-    if checkpoint == "best":
-        if not run.best_model_path.is_file():
-            raise UsageError(f"{run.path} has no best_model.keras: the run has not finished an epoch.")
-        return keras.models.load_model(run.best_model_path)
     from brainage_tf import data
     from brainage_tf.evaluation.inference import load_run_model
 
+    if checkpoint == "best":
+        return load_run_model(run, config, None, checkpoint)
     try:
         source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
     except data.DatasetError as error:
@@ -214,7 +208,7 @@ def export_run(run_dir: str | os.PathLike, version: int | None = None, checkpoin
         raise UsageError(f"{target} exists; exports are never overwritten, choose another --version.")
     if checkpoint == "best" and not run.best_model_path.is_file():
         raise UsageError(f"{run.path} has no best_model.keras: the run has not finished an epoch.")
-    calibration_path = run.path / ("calibration.json" if checkpoint == "best" else "calibration-last.json")
+    calibration_path = run.checkpoint_file("calibration.json", checkpoint)
     calibration = {}
     if calibration_path.is_file():
         try:

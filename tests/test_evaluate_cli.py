@@ -7,26 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from toy_data import store_toy_tfds, toy_cohort
+from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, train
 
 SHAPE = (16, 20, 14)
-TINY_TRAINING = [
-    "--epochs",
-    "2",
-    "--batch-size",
-    "4",
-    "--width-multiplier",
-    "0.125",
-    "--slice-size",
-    "40",
-    "40",
-    "--pool-size",
-    "2",
-    "--strategy",
-    "one_device",
-]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +39,7 @@ def trained_run(tmp_path_factory):
                 str(root / "tfds"),
                 "--out",
                 str(run_dir),
-                *TINY_TRAINING,
+                *TINY_RUN_FLAGS,
             ]
         )
         == 0

@@ -7,14 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from toy_data import store_toy_tfds, toy_cohort
+from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, train
 
 # resnet3d needs at least 33 voxels along one axis (instance norm after a stride of 32).
 SHAPE = (36, 20, 14)
-TINY = ["--epochs", "2", "--batch-size", "4", "--width-multiplier", "0.125", "--slice-size", "40", "40"]
-TINY += ["--pool-size", "2", "--strategy", "one_device"]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +31,7 @@ def runs(tmp_path_factory):
         "young": ["--model", "slice_lstm", "--train-ages", "0", "15", "--validation-fraction", "0"],
     }
     for name, flags in trained.items():
-        assert train.main([*data, *flags, *TINY, "--out", str(root / name)]) == 0
+        assert train.main([*data, *flags, *TINY_RUN_FLAGS, "--out", str(root / name)]) == 0
     return root, ages
 
 

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from toy_data import store_toy_tfds, toy_cohort
+from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, export, train
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals
 
 SHAPE = (16, 20, 14)
-TINY_TRAINING = ["--epochs", "2", "--batch-size", "4", "--width-multiplier", "0.125", "--slice-size", "40"]
-TINY_TRAINING += ["40", "--pool-size", "2", "--strategy", "one_device"]
 
 # Runs in a fresh interpreter: only TensorFlow and numpy, never brainage_tf (nor TFDS).
 LOAD_EXPORT = """
@@ -74,7 +72,7 @@ def exported(tmp_path_factory):
     store_toy_tfds(root / "tfds", "toy_export", SHAPE, splits)
     run_dir = root / "run"
     flags = ["--dataset", "toy_export/tiny", "--data_dir", str(root / "tfds"), "--out", str(run_dir)]
-    assert train.main([*flags, *TINY_TRAINING]) == 0
+    assert train.main([*flags, *TINY_RUN_FLAGS]) == 0
     assert evaluate.main(["--run", str(run_dir)]) == 0
     assert export.main(["--run", str(run_dir)]) == 0
     (records_path,) = (root / "tfds" / "toy_export" / "tiny" / "1.0.0").glob("toy_export-test.tfrecord*")

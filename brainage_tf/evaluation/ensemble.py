@@ -26,6 +26,7 @@ import numpy as np
 
 from brainage_tf.evaluation import compare, metrics, plots
 from brainage_tf.training.config import UsageError
+from brainage_tf.training.run_directory import RunDirectory
 
 WEIGHT_STEP = 0.1
 MIN_GROUP_SIZE = 5
@@ -168,10 +169,11 @@ def verdict(name: str, rows: dict, errors: dict, members: Sequence[str]) -> tupl
 
 def validation_weights(members: Sequence[compare.Member], template, notes: list[str]) -> AgeWeights | None:
     """Age weights fitted on the members' validation predictions, or None (with a note saying why)."""
-    from brainage_tf.evaluation.run_evaluation import checkpoint_file
-
-    name = checkpoint_file("validation_predictions.csv", template.checkpoint)
-    missing = [m.label for m in members if not (m.run_dir / name).is_file()]
+    paths = {
+        m.label: RunDirectory(m.run_dir).checkpoint_file("validation_predictions.csv", template.checkpoint)
+        for m in members
+    }
+    missing = [label for label, path in paths.items() if not path.is_file()]
     if missing:
         notes.append(
             f"No age-weighted ensemble: no validation predictions for {', '.join(missing)} "
@@ -180,7 +182,7 @@ def validation_weights(members: Sequence[compare.Member], template, notes: list[
         return None
     try:
         validation, dropped = compare.pair_by_subject(
-            {m.label: compare.read_predictions(m.run_dir / name) for m in members}
+            {label: compare.read_predictions(path) for label, path in paths.items()}
         )
         if validation.empty:
             raise ValueError("the runs share no validation subject")

@@ -54,13 +54,14 @@ class Predictions:
         )
 
 
-def load_run_model(run: RunDirectory, config: TrainConfig, volume_shape, checkpoint: str = "best"):
+def load_run_model(run: RunDirectory, config: TrainConfig, volume_shape=None, checkpoint: str = "best"):
     """The run's trained model: `best_model.keras`, or the weights of its last checkpoint.
 
     Args:
         run: The run directory.
         config: The run's config (to rebuild the model for `last`).
-        volume_shape: Spatial shape of the volumes it will see; must match the model's.
+        volume_shape: Spatial shape of the volumes it will see; must match the model's. Needed
+            for `last` (to rebuild the model); None skips the check for `best`.
         checkpoint: "best" (the selected model) or "last" (the last epoch's checkpoint).
 
     Raises:
@@ -84,7 +85,7 @@ def load_run_model(run: RunDirectory, config: TrainConfig, volume_shape, checkpo
         )
         tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     model_shape = tuple(int(dim) for dim in model.input_shape[1:4])
-    if model_shape != tuple(volume_shape):
+    if volume_shape is not None and model_shape != tuple(volume_shape):
         raise UsageError(
             f"the run's model takes volumes of shape {model_shape}, the dataset has {tuple(volume_shape)}: "
             "evaluate on a dataset of the grid the run was trained on."

@@ -127,18 +127,12 @@ def calibrate(
             "predicted_age": validation.predicted,
         })  # fmt: skip
         validation_table.to_csv(
-            run.path / checkpoint_file("validation_predictions.csv", request.checkpoint), index=False
+            run.checkpoint_file("validation_predictions.csv", request.checkpoint), index=False
         )
     calibration = Calibration(bias, conformal, reference, 0 if validation is None else len(validation))
-    calibration_path = run.path / checkpoint_file("calibration.json", request.checkpoint)
+    calibration_path = run.checkpoint_file("calibration.json", request.checkpoint)
     calibration_path.write_text(json.dumps(calibration.to_json(), indent=2) + "\n")
     return calibration
-
-
-def checkpoint_file(name: str, checkpoint: str) -> str:
-    """A run file's name for a checkpoint: `name` for best, `<stem>-last.<ext>` for last."""
-    stem, _, extension = name.rpartition(".")
-    return name if checkpoint == "best" else f"{stem}-{checkpoint}.{extension}"
 
 
 def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> Path:

@@ -68,6 +68,16 @@ class RunDirectory:
             suffix += 1
         return candidate
 
+    def checkpoint_file(self, name: str, checkpoint: str) -> Path:
+        """A per-checkpoint file of the run: `name` for best, `<stem>-last.<ext>` for last.
+
+        Example:
+            >>> RunDirectory(Path("runs/demo")).checkpoint_file("calibration.json", "last")
+            PosixPath('runs/demo/calibration-last.json')
+        """
+        stem, _, extension = name.rpartition(".")
+        return self.path / (name if checkpoint == "best" else f"{stem}-{checkpoint}.{extension}")
+
     config_path = property(lambda self: self.path / "config.json")
     history_path = property(lambda self: self.path / "history.csv")
     results_path = property(lambda self: self.path / "results.json")
