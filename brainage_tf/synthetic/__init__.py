@@ -6,13 +6,15 @@ tempo) and site and scanner effects, so the whole pipeline runs without access-c
 docs/synthetic.md gives the curves, the literature behind them and what the tests measure.
 
 Modules: ``trajectories`` (developmental curves), ``sites`` (site profiles and scanner geometry),
-``anatomy`` (the template anatomy), ``rendering`` (one subject's scan at one age), ``cohort``
-(the BIDS writer) and ``__main__`` (the command line, ``python -m brainage_tf.synthetic``).
+``anatomy`` (the template anatomy), ``sampling`` (visit ages), ``rendering`` (one subject's scan at
+one age), ``cohort`` (the BIDS writer) and ``__main__`` (the command line,
+``python -m brainage_tf.synthetic``).
 """
 
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
-from brainage_tf.synthetic.cohort import generate_cohort, validate_arguments
+from brainage_tf.synthetic.cohort import generate_cohort, plan_visits, validate_arguments
 from brainage_tf.synthetic.rendering import SubjectTraits, draw_subject_traits, render_scan, write_nifti_gz
+from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS
 from brainage_tf.synthetic.sites import PROFILES, SITES, Site, scan_affine
 from brainage_tf.synthetic.trajectories import (
     MAX_SUPPORTED_AGE,
@@ -24,6 +26,7 @@ from brainage_tf.synthetic.trajectories import (
 )
 
 __all__ = [
+    "AGE_DISTRIBUTIONS",
     "MAX_SUPPORTED_AGE",
     "PROFILES",
     "SITES",
@@ -35,6 +38,7 @@ __all__ = [
     "load_template_anatomy",
     "main",
     "myelination",
+    "plan_visits",
     "relative_brain_volume",
     "render_scan",
     "scan_affine",

@@ -4,7 +4,7 @@ Usage::
 
     python -m brainage_tf.synthetic --out DIR --subjects N [--min-age A] [--max-age B]
         [--profile discovery|replication] [--seed S] [--sessions K] [--workers W]
-        [--voxel-scale F] [--no-progress]
+        [--voxel-scale F] [--age-distribution log_uniform|nihpd] [--no-progress]
 
 Bad arguments print a one-line ``error:`` and exit with status 2 before anything is written.
 """
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
 from brainage_tf.synthetic.cohort import generate_cohort, validate_arguments
+from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS, DEFAULT_AGE_DISTRIBUTION
 from brainage_tf.synthetic.sites import PROFILES
 
 
@@ -48,6 +49,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--voxel-scale", type=float, default=1.0, help="multiply voxel sizes, e.g. 2 for quick tests"
     )
+    parser.add_argument(
+        "--age-distribution",
+        choices=AGE_DISTRIBUTIONS,
+        default=DEFAULT_AGE_DISTRIBUTION,
+        help="first-visit ages: log_uniform (default) or nihpd, an NIH-PD-shaped infant arm (0-4.5 y, "
+        "visits 3-12 months apart) and school-age arm (4.5-18.5 y, visits about 2 years apart)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -73,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.sessions,
             args.workers,
             args.voxel_scale,
+            args.age_distribution,
         )
     except ValueError as error:
         parser.error(str(error))
@@ -87,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         voxel_scale=args.voxel_scale,
         progress=not args.no_progress,
+        age_distribution=args.age_distribution,
     )
     print(f"wrote {len(participants)} subjects to {args.out}")
     return 0

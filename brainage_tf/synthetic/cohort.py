@@ -20,12 +20,16 @@ import pandas as pd
 from brainage_tf import __version__
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
-from brainage_tf.synthetic.rendering import draw_subject_traits, render_scan, write_nifti_gz
+from brainage_tf.synthetic.rendering import SubjectTraits, draw_subject_traits, render_scan, write_nifti_gz
+from brainage_tf.synthetic.sampling import (
+    AGE_DISTRIBUTIONS,
+    DEFAULT_AGE_DISTRIBUTION,
+    draw_first_visit,
+    later_visits,
+    nihpd_arms,
+)
 from brainage_tf.synthetic.sites import PROFILES
 from brainage_tf.synthetic.trajectories import MAX_SUPPORTED_AGE
-
-# Ages are drawn log-uniformly in (age + AGE_SAMPLING_OFFSET): dense early sampling, as in NIH-PD Objective 2.
-AGE_SAMPLING_OFFSET = 0.5
 
 
 def validate_arguments(
@@ -37,6 +41,7 @@ def validate_arguments(
     sessions: int,
     workers: int | None,
     voxel_scale: float = 1.0,
+    age_distribution: str = DEFAULT_AGE_DISTRIBUTION,
 ) -> None:
     """Reject impossible cohort settings with a message naming the argument.
 
@@ -49,6 +54,7 @@ def validate_arguments(
         sessions: Visits per subject.
         workers: Parallel processes, or None for all CPUs.
         voxel_scale: Factor on every site's voxel size.
+        age_distribution: One of AGE_DISTRIBUTIONS (see brainage_tf.synthetic.sampling).
 
     Raises:
         ValueError: When an argument is out of range.
@@ -75,17 +81,12 @@ def validate_arguments(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if voxel_scale <= 0:
         raise ValueError(f"voxel-scale must be > 0, got {voxel_scale}")
-
-
-def _session_ages(rng: np.random.Generator, first_age: float, sessions: int, max_age: float) -> list[float]:
-    """First visit at ``first_age``, later visits 1-3 years apart; visits past max_age are not acquired."""
-    ages = [first_age]
-    for _ in range(sessions - 1):
-        next_age = ages[-1] + rng.uniform(1.0, 3.0)
-        if next_age > max_age:
-            break
-        ages.append(next_age)
-    return ages
+    if age_distribution not in AGE_DISTRIBUTIONS:
+        raise ValueError(
+            f"age-distribution must be one of {', '.join(AGE_DISTRIBUTIONS)}, got {age_distribution!r}"
+        )
+    if age_distribution == "nihpd":
+        nihpd_arms(min_age, max_age)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +101,7 @@ class _SubjectJob:
     sessions: int
     out_dir: str
     voxel_scale: float
+    age_distribution: str = DEFAULT_AGE_DISTRIBUTION
 
 
 # Set once per worker process so the template is pickled once per worker, not once per subject.
@@ -111,18 +113,21 @@ def _init_worker(anatomy: TemplateAnatomy) -> None:
     _WORKER_ANATOMY = anatomy
 
 
+def _subject_plan(job: _SubjectJob) -> tuple[SubjectTraits, list[float]]:
+    """One subject's traits and visit ages: cheap, and the same draws whether or not scans are rendered."""
+    profile_key = PROFILES.index(job.profile)
+    rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(profile_key, job.index)))
+    first_age, gap, last_age = draw_first_visit(rng, job.age_distribution, job.min_age, job.max_age)
+    traits = draw_subject_traits(rng, job.profile)
+    return traits, later_visits(rng, first_age, job.sessions, gap, last_age)
+
+
 def _generate_subject(job: _SubjectJob) -> dict:
     """Write every session of one subject; returns its participants.tsv row."""
     anatomy = _WORKER_ANATOMY
     profile_key = PROFILES.index(job.profile)
-    rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(profile_key, job.index)))
-    offset = AGE_SAMPLING_OFFSET
-    first_age = float(
-        np.exp(rng.uniform(np.log(job.min_age + offset), np.log(job.max_age + offset))) - offset
-    )
-    first_age = min(max(first_age, job.min_age), job.max_age)
-    traits = draw_subject_traits(rng, job.profile)
-    ages = _session_ages(rng, first_age, job.sessions, job.max_age)
+    traits, ages = _subject_plan(job)
+    first_age = ages[0]
     subject = f"sub-{job.index + 1:04d}"
     subject_dir = Path(job.out_dir) / subject
     for session_index, age in enumerate(ages):
@@ -149,6 +154,55 @@ def _generate_subject(job: _SubjectJob) -> dict:
     }
 
 
+def plan_visits(
+    n_subjects: int = 200,
+    min_age: float = MIN_AGE_YEARS,
+    max_age: float = MAX_AGE_YEARS,
+    profile: str = "discovery",
+    seed: int = 0,
+    sessions: int = 1,
+    age_distribution: str = DEFAULT_AGE_DISTRIBUTION,
+) -> pd.DataFrame:
+    """The visits `generate_cohort` would write with these arguments, without rendering a scan.
+
+    It makes the same draws as the generator, so a cohort's age groups can be counted in
+    milliseconds before minutes are spent on rendering.
+
+    Returns:
+        One row per visit: ``participant_id, session`` (1-based) ``, age`` (years, unrounded).
+
+    Raises:
+        ValueError: When an argument is out of range.
+    """
+    validate_arguments(n_subjects, min_age, max_age, profile, seed, sessions, None, 1.0, age_distribution)
+    rows = [
+        (f"sub-{job.index + 1:04d}", session + 1, age)
+        for job in _jobs(n_subjects, min_age, max_age, profile, seed, sessions, "", 1.0, age_distribution)
+        for session, age in enumerate(_subject_plan(job)[1])
+    ]
+    return pd.DataFrame(rows, columns=["participant_id", "session", "age"])
+
+
+def _jobs(
+    n_subjects, min_age, max_age, profile, seed, sessions, out_dir, voxel_scale, age_distribution
+) -> list[_SubjectJob]:
+    """One job per subject, with every argument in its canonical type."""
+    return [
+        _SubjectJob(
+            i,
+            int(seed),
+            profile,
+            float(min_age),
+            float(max_age),
+            int(sessions),
+            str(out_dir),
+            float(voxel_scale),
+            age_distribution,
+        )
+        for i in range(int(n_subjects))
+    ]
+
+
 def generate_cohort(
     out_dir: str | os.PathLike,
     n_subjects: int = 200,
@@ -160,6 +214,7 @@ def generate_cohort(
     workers: int | None = None,
     voxel_scale: float = 1.0,
     progress: bool = True,
+    age_distribution: str = DEFAULT_AGE_DISTRIBUTION,
 ) -> pd.DataFrame:
     """Write a synthetic BIDS cohort of T1-weighted scans.
 
@@ -178,6 +233,8 @@ def generate_cohort(
         workers: Parallel processes; defaults to ``os.cpu_count()``.
         voxel_scale: Multiplies every site's voxel size; 2 makes small scans for fast tests.
         progress: Show a tqdm progress bar on stderr.
+        age_distribution: "log_uniform" (default) or "nihpd" (an NIH-PD-shaped infant arm and
+            school-age arm; see brainage_tf.synthetic.sampling and docs/synthetic.md).
 
     Returns:
         The participants table (``participant_id, age, sex, site``) as written to participants.tsv.
@@ -187,24 +244,16 @@ def generate_cohort(
     """
     from tqdm import tqdm
 
-    validate_arguments(n_subjects, min_age, max_age, profile, seed, sessions, workers, voxel_scale)
+    validate_arguments(
+        n_subjects, min_age, max_age, profile, seed, sessions, workers, voxel_scale, age_distribution
+    )
     out_path = Path(out_dir)
     out_path.mkdir(parents=True, exist_ok=True)
     workers = min(workers or os.cpu_count() or 1, n_subjects)
     anatomy = load_template_anatomy()
-    jobs = [
-        _SubjectJob(
-            i,
-            int(seed),
-            profile,
-            float(min_age),
-            float(max_age),
-            int(sessions),
-            str(out_path),
-            float(voxel_scale),
-        )
-        for i in range(int(n_subjects))
-    ]
+    jobs = _jobs(
+        n_subjects, min_age, max_age, profile, seed, sessions, out_path, voxel_scale, age_distribution
+    )
     bar = tqdm(
         total=len(jobs), desc=f"synthetic {profile}", unit="subject", file=sys.stderr, disable=not progress
     )
@@ -227,6 +276,10 @@ def generate_cohort(
     bar.close()
     participants = pd.DataFrame(rows, columns=["participant_id", "age", "sex", "site"])
     participants.to_csv(out_path / "participants.tsv", sep="\t", index=False)
+    # Named only when not the default, so earlier cohorts keep their exact bytes.
+    distribution = (
+        "" if age_distribution == DEFAULT_AGE_DISTRIBUTION else f" age_distribution={age_distribution}"
+    )
     description = {
         "Name": f"brainage_tf synthetic developmental cohort ({profile})",
         "BIDSVersion": "1.9.0",
@@ -238,7 +291,7 @@ def generate_cohort(
                 "Version": __version__,
                 "Description": f"profile={profile} seed={seed} subjects={n_subjects} "
                 f"ages={min_age}-{max_age} "
-                f"sessions={sessions} voxel_scale={voxel_scale}; "
+                f"sessions={sessions} voxel_scale={voxel_scale}{distribution}; "
                 "built from the MNI152 2009a template shipped by nilearn",
             }
         ],

@@ -19,6 +19,11 @@ from brainage_tf.synthetic.__main__ import main
         (["--subjects", "2", "--min-age", "-1"], "min-age must be >= 0"),
         (["--subjects", "2", "--min-age", "12", "--max-age", "5"], "min-age (12.0) is above max-age (5.0)"),
         (["--subjects", "2", "--profile", "hospital"], "invalid choice: 'hospital'"),
+        (["--subjects", "2", "--age-distribution", "flat"], "invalid choice: 'flat'"),
+        (
+            ["--subjects", "2", "--age-distribution", "nihpd", "--min-age", "19"],
+            "age-distribution nihpd enrols first visits at 0-18.5 years; the range 19-22 has none",
+        ),
     ],
 )
 def test_bad_arguments_give_clear_cli_errors(

@@ -13,9 +13,13 @@ from etils import epath
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.ingest import AGE_BIN_WIDTH_YEARS, TEST_FRACTION, ScanRecord, assign_splits, read_bids
+from brainage_tf.synthetic.sampling import DEFAULT_AGE_DISTRIBUTION
 from tfds_builders.cohort_builder import CohortBuilder, CohortConfig, make_configs
 
 GENERATED_FOLDER = "synthetic_bids"
+# The configs of `python -m pipelines.paper_experiment --cohort synthetic [--size tiny]`.
+EXPERIMENT_CONFIG = "experiment"
+EXPERIMENT_TINY_CONFIG = "experiment_tiny"
 
 
 class SyntheticConfig(CohortConfig):
@@ -32,6 +36,8 @@ class SyntheticConfig(CohortConfig):
         seed: int = 0,
         voxel_scale: float = 1.0,
         generator_workers: int | None = None,
+        discovery_age_distribution: str = DEFAULT_AGE_DISTRIBUTION,
+        replication_sessions: int | None = None,
         **kwargs,
     ):
         """Creates the config.
@@ -46,6 +52,10 @@ class SyntheticConfig(CohortConfig):
           voxel_scale: Multiplies the generated scans' voxel size (> 1 for fast tests).
           generator_workers: Processes of the generator (default: all CPUs); the
             generated files do not depend on it.
+          discovery_age_distribution: First-visit ages of the discovery profile,
+            "log_uniform" or "nihpd" (brainage_tf.synthetic.sampling); the replication
+            profile is always log-uniform.
+          replication_sessions: Visits per replication subject (None: `sessions`).
           **kwargs: CohortConfig arguments (name, grid, registration, strict).
         """
         super().__init__(**kwargs)
@@ -57,6 +67,8 @@ class SyntheticConfig(CohortConfig):
         self.seed = seed
         self.voxel_scale = voxel_scale
         self.generator_workers = generator_workers
+        self.discovery_age_distribution = discovery_age_distribution
+        self.replication_sessions = sessions if replication_sessions is None else replication_sessions
 
     def cohorts(self) -> list[tuple[str, dict]]:
         """(profile, generate_cohort keyword arguments) of both generated cohorts."""
@@ -71,6 +83,7 @@ class SyntheticConfig(CohortConfig):
                     seed=self.seed,
                     sessions=self.sessions,
                     voxel_scale=self.voxel_scale,
+                    age_distribution=self.discovery_age_distribution,
                 ),
             ),
             (
@@ -81,8 +94,9 @@ class SyntheticConfig(CohortConfig):
                     max_age=self.replication_ages[1],
                     profile="replication",
                     seed=self.seed + 1,
-                    sessions=self.sessions,
+                    sessions=self.replication_sessions,
                     voxel_scale=self.voxel_scale,
+                    age_distribution=DEFAULT_AGE_DISTRIBUTION,
                 ),
             ),
         ]
@@ -90,9 +104,12 @@ class SyntheticConfig(CohortConfig):
 
 def cohort_folder_name(arguments: dict) -> str:
     """Folder name that encodes every generation argument, so a reuse is always exact."""
+    distribution = arguments.get("age_distribution", DEFAULT_AGE_DISTRIBUTION)
     return (
         f"{arguments['profile']}_n{arguments['n_subjects']}_age{arguments['min_age']:g}-{arguments['max_age']:g}"
         f"_ses{arguments['sessions']}_seed{arguments['seed']}_vox{arguments['voxel_scale']:g}"
+        # Named only when not the default, so folders generated before the option are reused.
+        + ("" if distribution == DEFAULT_AGE_DISTRIBUTION else f"_{distribution}")
     )
 
 
@@ -132,7 +149,32 @@ class Builder(CohortBuilder):
 
     # Synthetic scans are in MNI space already; affine configs would only cost
     # `tfds build` (which builds every listed config) 15-30 min each.
-    BUILDER_CONFIGS = make_configs(SyntheticConfig, registrations=("none",))
+    BUILDER_CONFIGS = make_configs(SyntheticConfig, registrations=("none",)) + [
+        # The paper's experiment (docs/paper_experiment.md): an NIH-PD-shaped discovery cohort
+        # (infant arm + school-age arm, 3 visits) and a cross-sectional 0-6 y replication cohort.
+        SyntheticConfig(
+            name=EXPERIMENT_CONFIG,
+            grid="small",
+            registration="none",
+            discovery_subjects=300,
+            replication_subjects=100,
+            sessions=3,
+            replication_sessions=1,
+            discovery_age_distribution="nihpd",
+        ),
+        # The same design in seconds, for tests: 16 + 6 subjects, 4 mm voxels, the tiny grid.
+        SyntheticConfig(
+            name=EXPERIMENT_TINY_CONFIG,
+            grid="tiny",
+            registration="none",
+            discovery_subjects=16,
+            replication_subjects=6,
+            sessions=2,
+            replication_sessions=1,
+            discovery_age_distribution="nihpd",
+            voxel_scale=3.9,
+        ),
+    ]
     DEFAULT_BUILDER_CONFIG_NAME = "small"
     SPLIT_NAMES = ("train", "test", "replication")
 
