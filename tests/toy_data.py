@@ -52,14 +52,15 @@ def toy_cohort(
     return volumes, ages, subject_ids
 
 
-def store_toy_tfds(data_dir, name: str, shape, splits: dict) -> None:
-    """Writes a prepared TFDS dataset `<name>/tiny` with every feature training and evaluation read.
+def store_toy_tfds(data_dir, name: str, shape, splits: dict, config: str = "tiny") -> None:
+    """Writes a prepared TFDS dataset `<name>/<config>` with every feature training and evaluation read.
 
     Args:
         data_dir: TFDS data dir.
         name: Dataset name.
         shape: Volume shape (x, y, z).
         splits: Split name -> (volumes, ages, subject_ids), e.g. from toy_cohort.
+        config: Config name.
     """
     import tensorflow_datasets as tfds
 
@@ -84,6 +85,6 @@ def store_toy_tfds(data_dir, name: str, shape, splits: dict) -> None:
         for split, cohort in splits.items()
     }  # fmt: skip
     tfds.dataset_builders.store_as_tfds_dataset(
-        name=name, version="1.0.0", features=features, split_datasets=examples, config="tiny",
+        name=name, version="1.0.0", features=features, split_datasets=examples, config=config,
         data_dir=str(data_dir),
     )  # fmt: skip

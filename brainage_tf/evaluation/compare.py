@@ -204,7 +204,11 @@ def shared_subjects(members: Sequence[Member]) -> tuple[pd.DataFrame, list[str]]
 
 def compare(run_dirs: Sequence[Path], out_dir: Path, template, log: Callable[[str], None] = print) -> Path:
     """Writes report.md, cs_curves.png and metrics.json comparing the runs on one set; returns out_dir."""
-    members = evaluate_members(run_dirs, template, log)
+    return compare_members(evaluate_members(run_dirs, template, log), out_dir, template)
+
+
+def compare_members(members: Sequence[Member], out_dir: Path, template) -> Path:
+    """`compare` for runs already evaluated by `evaluate_members`: one evaluation, several reports."""
     paired, notes = shared_subjects(members)
     ages = paired["age"].to_numpy()
     edges = tuple(template.age_edges or metrics.default_age_edges(float(ages.max())))

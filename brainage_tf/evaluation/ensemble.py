@@ -205,7 +205,11 @@ def validation_weights(members: Sequence[compare.Member], template, notes: list[
 
 def ensemble(run_dirs: Sequence[Path], out_dir: Path, template, log: Callable[[str], None] = print) -> Path:
     """Writes predictions.csv, ensemble_weights.json, metrics.json, cs_curves.png and report.md."""
-    members = compare.evaluate_members(run_dirs, template, log)
+    return ensemble_members(compare.evaluate_members(run_dirs, template, log), out_dir, template)
+
+
+def ensemble_members(members: Sequence[compare.Member], out_dir: Path, template) -> Path:
+    """`ensemble` for runs already evaluated by `compare.evaluate_members`: one evaluation, many reports."""
     labels = [m.label for m in members]
     paired, notes = compare.shared_subjects(members)
     ages, predictions = paired["age"].to_numpy(), paired[labels].to_numpy()

@@ -23,7 +23,8 @@ def paper_table(rows: Mapping[str, Mapping], key: str | None = None) -> str:
     The columns are the age-group labels in order of first appearance, then
     "Average": the overall per-subject MAE (`mae`), not the mean of the group MAEs.
     A closing "n" row gives the subjects per group and in all; where models differ
-    it lists each model's count in row order, joined by "/".
+    it lists each model's count in row order, joined by "/". Rows without "n" (published
+    figures quoted beside ours) add no count.
 
     Args:
       rows: Model name -> its metrics dict.
@@ -44,10 +45,11 @@ def paper_table(rows: Mapping[str, Mapping], key: str | None = None) -> str:
         groups = {g["label"]: g for g in m["age_groups"]} if m else {}
         maes = [groups.get(label, {}).get("mae") for label in labels]
         lines.append(_line([_escape(name), *map(_number, maes), _number(m["mae"] if m else None)]))
+        # A row without counts (a paper's published MAEs) adds nothing to the n row.
         for column, label in enumerate(labels):
-            if label in groups:
+            if groups.get(label, {}).get("n") is not None:
                 counts[column].append(str(groups[label]["n"]))
-        if m:
+        if m and m.get("n") is not None:
             counts[-1].append(str(m["n"]))
     # One count where all models agree; otherwise each model's, so none is hidden.
     lines.append(_line(["n", *("/".join(c) if len(set(c)) > 1 else (c[0] if c else EMPTY) for c in counts)]))

@@ -54,6 +54,17 @@ def test_paper_table_has_the_papers_layout_with_average_from_overall_mae():
     )
 
 
+def test_paper_table_quotes_published_rows_without_counts_beside_ours():
+    published = {"mae": 1.07, "age_groups": [{"label": "0-5", "mae": 0.30}, {"label": "16-22", "mae": 1.85}]}
+    assert report.paper_table({"paper: 3D-ResNet18": published, "ours": RESNET3D}) == (
+        "| Method | 0-5 | 16-22 | 6-10 | 11-15 | Average |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: |\n"
+        "| paper: 3D-ResNet18 | 0.30 | 1.85 | – | – | 1.07 |\n"
+        "| ours | 0.30 | 1.85 | – | 1.19 | 1.07 |\n"
+        "| n | 2 | 1 | 0 | 3 | 6 |\n"
+    )
+
+
 def test_paper_table_of_bias_corrected_metrics_marks_rows_without_them():
     assert report.paper_table(ROWS, key="bias_corrected") == (
         "| Method | 0-5 | 6-10 | 11-15 | 16-22 | Average |\n"

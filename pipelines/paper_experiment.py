@@ -1,0 +1,260 @@
+"""The paper's whole experiment with both models in one command: `python -m pipelines.paper_experiment`.
+
+    python -m pipelines.paper_experiment --cohort synthetic --out DIR [--size full|tiny] [--data-dir D]
+    python -m pipelines.paper_experiment --cohort real --out DIR [--discovery nihpd/paper]
+        [--replication mghbch/paper] [--data-dir D] [--replication-data-dir D2] [--replication-split test]
+
+He et al. (ISBI 2020, section 3), for slice_lstm (2D-ResNet18+LSTM) and resnet3d (3D-ResNet18):
+1. train on the discovery cohort's 0-22 y training split; evaluate on its test split
+   (Table 1, Fig. 4) and on the replication cohort (Table 2, Fig. 5);
+2. train on discovery subjects aged 0-6 y only; evaluate on the replication cohort (Table 3);
+3. record each model's training wall time (the paper: 3 h against 7 h on a K80);
+4. evaluate the 2D+3D ensembles.
+It writes DIR/report.md (docs/paper_experiment.md). Training is `Trainer`, evaluation is
+`compare.evaluate_members` with `compare_members` and `ensemble_members`; a rerun with the
+same flags reuses finished runs and resumes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, YOUNG_MAX_AGE_YEARS
+from brainage_tf.training.config import TrainConfig, UsageError
+from pipelines.paper_report import TABLES, epoch_seconds, write_experiment_report
+
+COHORTS = ("synthetic", "real")
+# --size of the synthetic cohort: (TFDS config, changes to the demo preset). The sizes are
+# measured in docs/paper_experiment.md; "tiny" is the end-to-end test's (seconds per run).
+SYNTHETIC_SIZES = {
+    "full": ("synthetic_cohort/experiment", dict(epochs=30)),
+    "tiny": (
+        "synthetic_cohort/experiment_tiny",
+        dict(epochs=2, batch_size=4, width_multiplier=0.125, slice_size=(40, 40), pool_size=2),
+    ),
+}
+# The paper's two training settings: the discovery cohort's whole range, and 0-6 y (Table 3).
+SETTINGS = {"0-22": (MIN_AGE_YEARS, MAX_AGE_YEARS), "0-6": (MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS)}
+PLAN_NAME = "experiment.json"
+TIMING_NAME = "experiment_timing.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.paper_experiment",
+        description="He et al. (ISBI 2020) Tables 1-3, CS curves, training times and 2D+3D ensembles "
+        "for slice_lstm and resnet3d, in one report.md.",
+    )
+    add = parser.add_argument
+    add("--cohort", choices=COHORTS, required=True, help="The embedded synthetic cohort, or your own builds.")
+    add("--out", type=Path, required=True, help="Experiment folder (a rerun with the same flags resumes).")
+    add("--size", choices=tuple(SYNTHETIC_SIZES), help="synthetic: full (about an hour) or tiny (a test).")
+    add("--data-dir", "--data_dir", dest="data_dir", help="TFDS data dir (of the discovery dataset).")
+    add("--discovery", help="real: TFDS name/config of your discovery build (default nihpd/paper).")
+    add("--replication", help="real: TFDS name/config of your replication build (default mghbch/paper).")
+    add("--replication-data-dir", help="real: its TFDS data dir (default: --data-dir).")
+    add("--replication-split", help="real: its split (default test; the synthetic cohort's is replication).")
+    add("--seed", type=int, default=TrainConfig.seed, help="Weights and shuffle seed of every run.")
+    return parser
+
+
+def experiment_plan(args: argparse.Namespace) -> dict:
+    """The datasets and the base training config the flags ask for (no TensorFlow; UsageError if wrong)."""
+    from brainage_tf import data
+
+    data_dir = args.data_dir or data.default_data_dir()
+    if args.cohort == "synthetic":
+        given = [flag for flag in ("discovery", "replication", "replication_data_dir", "replication_split")
+                 if getattr(args, flag) is not None]  # fmt: skip
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} applies to --cohort real only.")
+        dataset, changes = SYNTHETIC_SIZES[args.size or "full"]
+        base = TrainConfig.demo().replace(**changes)
+        replication = (dataset, "replication", data_dir)
+    else:
+        if args.size is not None:
+            raise UsageError(
+                "--size applies to --cohort synthetic only; --cohort real trains the paper preset."
+            )
+        dataset = args.discovery or "nihpd/paper"
+        base = TrainConfig.paper()
+        replication = (
+            args.replication or "mghbch/paper",
+            args.replication_split or "test",
+            args.replication_data_dir or data_dir,
+        )
+    for name in (dataset, replication[0]):
+        if name.count("/") != 1:
+            raise UsageError(f"dataset {name!r} must be a TFDS name/config, e.g. nihpd/paper.")
+    # One device per run: the GPU if there is one (tf.distribute setups run brainage_tf.train).
+    base = base.replace(dataset=dataset, data_dir=data_dir, seed=args.seed, strategy="one_device")
+    base.validate()
+    return {
+        "cohort": args.cohort,
+        "size": args.size,
+        "discovery": dataset,
+        "replication": {"dataset": replication[0], "split": replication[1], "data_dir": replication[2]},
+        "config": base.to_json(),
+    }
+
+
+def check_out_dir(out: Path, plan: dict) -> None:
+    """A new or empty folder, or an experiment with the same plan (resumed); UsageError otherwise."""
+    saved = out / PLAN_NAME
+    if saved.is_file():
+        if json.loads(saved.read_text()) != plan:
+            raise UsageError(f"{out} holds an experiment with other flags ({saved}); choose another --out.")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an experiment folder; choose a new --out.")
+
+
+def check_datasets(plan: dict, log: Callable[[str], None]) -> None:
+    """Builds the embedded cohort if absent, then checks every split the experiment reads exists."""
+    from brainage_tf import data
+    from tfds_builders.embedded import ensure_prepared
+
+    data_dir, replication = plan["config"]["data_dir"], plan["replication"]
+    try:
+        if plan["cohort"] == "synthetic":
+            ensure_prepared(plan["discovery"], data_dir, log=log)
+        for name, split, where in (
+            (plan["discovery"], "train", data_dir),
+            (plan["discovery"], "test", data_dir),
+            (replication["dataset"], replication["split"], replication["data_dir"]),
+        ):
+            data.tfds_source(name, split, where)
+    except data.DatasetError as error:
+        raise UsageError(str(error)) from None
+
+
+def train(config: TrainConfig, run_dir: Path, strategy, setting: str, log: Callable[[str], None]) -> dict:
+    """Trains one run (or reuses it when finished, resumes it when interrupted); returns its timing."""
+    import keras
+
+    from brainage_tf import data
+    from brainage_tf.training.run_directory import RunDirectory
+    from brainage_tf.training.trainer import Trainer
+
+    run = RunDirectory(run_dir)
+    timing_path = run_dir / TIMING_NAME
+    if timing_path.is_file():
+        log(f"{config.model} {setting} y: finished earlier, reusing {run_dir}")
+        return json.loads(timing_path.read_text())
+    resume = run.config_path.is_file()
+    if resume and run.read_config().to_json() != config.to_json():
+        raise UsageError(f"{run_dir} holds a run with another config; choose another --out.")
+    keras.backend.clear_session()  # the previous run's graphs
+    source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
+    started = time.perf_counter()
+    results = Trainer(
+        config, source, strategy, run, log=lambda line: log(f"[{config.model} {setting}] {line}")
+    )
+    results = results.fit(resume=resume)
+    timing = {
+        "model": config.model,
+        "setting": setting,
+        "dataset": config.dataset,
+        "num_train": results["num_train"],
+        "epochs": results["completed_epochs"],
+        "epoch_seconds": epoch_seconds(run.read_history()),
+        "wall_seconds": time.perf_counter() - started,
+        "resumed": resume,
+    }
+    timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    return timing
+
+
+def evaluate(plan: dict, out: Path, run_dirs: dict, log: Callable[[str], None]) -> dict:
+    """The three evaluations: each run evaluated once, then compared and ensembled; returns their folders."""
+    from brainage_tf.evaluation import compare, ensemble
+    from brainage_tf.evaluation.run_evaluation import EvaluationRequest
+
+    evaluations = {}
+    for spec in TABLES:
+        replication = plan["replication"]
+        dataset, split, data_dir = (
+            (replication["dataset"], replication["split"], replication["data_dir"])
+            if spec.on_replication
+            else (plan["discovery"], "test", plan["config"]["data_dir"])
+        )
+        log(f"{spec.title}: evaluating on {dataset}:{split}")
+        template = EvaluationRequest(
+            run_dir=None, dataset=dataset, split=split, data_dir=data_dir, age_edges=spec.edges
+        )
+        members = compare.evaluate_members([run_dirs[spec.setting, m] for m in MODEL_NAMES], template, log)
+        folder = out / spec.key
+        evaluations[spec.key] = {
+            "set": f"{dataset}:{split}",
+            "compare_dir": compare.compare_members(members, folder / "compare", template),
+            "ensemble_dir": ensemble.ensemble_members(members, folder / "ensemble", template),
+        }
+    return evaluations
+
+
+def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) -> Path:
+    """Trains the four runs, evaluates them and writes out/report.md; returns its path."""
+    from brainage_tf.training.distribute import make_strategy, worker_role_from_env
+
+    started = time.perf_counter()
+    check_datasets(plan, log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PLAN_NAME).write_text(json.dumps(plan, indent=2) + "\n")
+    base = TrainConfig.from_json(plan["config"])
+    strategy = make_strategy(base.strategy, worker_role_from_env())
+    run_dirs, timings = {}, []
+    for setting, (min_age, max_age) in SETTINGS.items():
+        for model in MODEL_NAMES:
+            run_dirs[setting, model] = out / "runs" / f"{model}_{setting}"
+            config = base.replace(model=model, min_age=min_age, max_age=max_age)
+            timings.append(train(config, run_dirs[setting, model], strategy, setting, log))
+    evaluations = evaluate(plan, out, run_dirs, log)
+    replication = plan["replication"]
+    context = [
+        f"Discovery cohort `{plan['discovery']}` (splits train, test) in `{base.data_dir}`; replication "
+        f"cohort `{replication['dataset']}` (split {replication['split']}) in `{replication['data_dir']}`.",
+        f"Preset `{base.preset}`"
+        + (f", size `{plan['size'] or 'full'}`" if plan["cohort"] == "synthetic" else "")
+        + f": {base.epochs} epochs, batch {base.batch_size}, Adam {base.learning_rate:g} halved every "
+        f"{base.halve_every_epochs} epochs, ResNet18 width x{base.width_multiplier:g}, slices "
+        f"{base.slice_size[0]}x{base.slice_size[1]}, pooling k = {base.pool_size}, validation fraction "
+        f"{base.validation_fraction:g} ({'best' if base.selects_best_epoch else 'final'} epoch kept), "
+        f"seed {base.seed}.",
+        "Runs: " + ", ".join(f"`{path.relative_to(out)}`" for path in run_dirs.values()) + ".",
+        f"Total wall time {(time.perf_counter() - started) / 60:.1f} min (reused runs count as zero).",
+    ]
+    cohort = plan["discovery"]
+    if plan["cohort"] == "real":
+        cohort += f" + {replication['dataset']}"
+    return write_experiment_report(out, cohort, context, evaluations, timings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m pipelines.paper_experiment`; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    started = time.perf_counter()
+
+    def log(line: str) -> None:
+        print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {line}", flush=True)
+
+    try:
+        plan = experiment_plan(args)
+        check_out_dir(args.out, plan)
+        path = run_experiment(plan, args.out, log)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    log(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

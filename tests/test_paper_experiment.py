@@ -1,0 +1,139 @@
+"""`python -m pipelines.paper_experiment`: the tiny synthetic experiment end to end, and bad flags."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from toy_data import store_toy_tfds, toy_cohort
+
+from pipelines import paper_experiment
+
+# resnet3d needs at least 33 voxels along one axis (instance norm after a stride of 32).
+SHAPE = (36, 20, 14)
+TABLE_1_HEADER = "| Method | 0-5 | 6-10 | 11-15 | 16-22 | Average |"
+YOUNG_HEADER = "| Method | 0-1 | 1-2 | 2-3 | 3-4 | 4-5 | 5-6 | Average |"
+# The paper's rows, typed from He et al. 2020 (Tables 1-3) independently of pipelines/paper_report.py.
+PAPER_LINES = (
+    "| paper (He et al. 2020, NIH-PD test split): 3D-ResNet18 | 0.30 | 1.12 | 1.19 | 1.85 | 1.07 |",
+    "| paper (He et al. 2020, NIH-PD test split): 2D-ResNet18+LSTM | 0.32 | 0.92 | 1.02 | 1.79 | 0.96 |",
+    "| paper (He et al. 2020, MGHBCH, trained on NIH-PD 0-22 y): 3D-ResNet18 "
+    "| 2.57 | 2.43 | 2.80 | 2.64 | 2.85 | 2.75 | 2.64 |",
+    "| paper (He et al. 2020, MGHBCH, trained on NIH-PD 0-22 y): 2D-ResNet18+LSTM "
+    "| 0.83 | 1.65 | 1.40 | 1.36 | 1.21 | 0.83 | 1.14 |",
+    "| paper (He et al. 2020, MGHBCH, trained on NIH-PD 0-6 y): 3D-ResNet18 "
+    "| 0.66 | 0.48 | 0.43 | 0.75 | 1.26 | 2.10 | 0.79 |",
+    "| paper (He et al. 2020, MGHBCH, trained on NIH-PD 0-6 y): 2D-ResNet18+LSTM "
+    "| 0.24 | 1.34 | 1.43 | 1.25 | 0.69 | 0.92 | 0.78 |",
+)
+CELL = r"(\d+\.\d\d|–)"
+
+
+@pytest.fixture(scope="module")
+def toy_experiment_data(tmp_path_factory):
+    """A learnable toy dataset prepared as synthetic_cohort/experiment_tiny, so nothing is generated."""
+    data_dir = tmp_path_factory.mktemp("paper") / "tfds"
+    volumes, ages, _ = toy_cohort(16, SHAPE, max_age=6.0, seed=3)
+    replication = (volumes, ages, np.array([f"rep-{index:02d}" for index in range(16)]))
+    volumes, ages, _ = toy_cohort(12, SHAPE, seed=2)
+    test = (volumes, ages, np.array([f"test-{index:02d}" for index in range(12)]))
+    # Extra 0-6 y subjects, so the 0-6 y runs have a validation part of several subjects.
+    everyone, young = toy_cohort(32, SHAPE, seed=1), toy_cohort(24, SHAPE, max_age=6.0, seed=4)
+    train = [np.concatenate(parts) for parts in zip(everyone, young, strict=True)]
+    train[2] = np.array([f"train-{index:02d}" for index in range(len(train[2]))])
+    splits = {"train": tuple(train), "test": test, "replication": replication}
+    store_toy_tfds(data_dir, "synthetic_cohort", SHAPE, splits, config="experiment_tiny")
+    return data_dir
+
+
+@pytest.mark.slow
+def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(toy_experiment_data, tmp_path):
+    out = tmp_path / "experiment"
+    flags = [
+        "--cohort",
+        "synthetic",
+        "--size",
+        "tiny",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(toy_experiment_data),
+    ]
+    assert paper_experiment.main(flags) == 0
+    report = (out / "report.md").read_text()
+    lines = report.splitlines()
+
+    assert lines.count(TABLE_1_HEADER) == 1 and lines.count(YOUNG_HEADER) == 2
+    for line in PAPER_LINES:
+        assert line in lines
+    assert "on **NIH-PD** (discovery) and **MGHBCH** (replication)" in report
+    assert "this run on **synthetic_cohort/experiment_tiny**" in report
+    tables = report.split("\n## ")[2:5]
+    expected = (("test", 4, "12"), ("replication", 6, "16"), ("replication", 6, "16"))
+    for table, (split, groups, n) in zip(tables, expected, strict=True):
+        for model in ("slice_lstm", "resnet3d", "ensemble (mean)", "ensemble (age-weighted)"):
+            row = rf"\| ours \(synthetic_cohort/experiment_tiny:{split}\): {re.escape(model)} \|"
+            assert re.search(row + rf"( {CELL} \|){{{groups + 1}}}$", table, re.MULTILINE), (model, table)
+        assert re.search(rf"^\| n \|.* \| {n} \|$", table, re.MULTILINE), table
+        (figure,) = re.findall(r"!\[CS curves[^]]*\]\(([^)]+)\)", table)
+        assert (out / figure).stat().st_size > 10_000
+        assert "2D+3D ensembles (the paper's closing proposal): ensemble (mean):" in table
+
+    timing = report.split("## Training time")[1]
+    for model in ("slice_lstm", "resnet3d"):
+        for setting in ("0-22", "0-6"):
+            dataset = "synthetic_cohort/experiment_tiny"
+            assert re.search(
+                rf"^\| ours: {model} \| {dataset} {setting} y \| \d+ \| 2 \| \d+\.\d \| \d+\.\d min \|$",
+                timing,
+                re.MULTILINE,
+            ), (model, setting, timing)
+    paper = "| paper (He et al. 2020, NVIDIA K80): {} | NIH-PD (setting of Table 3) | – | 60 | – | {} |"
+    assert paper.format("2D-ResNet18+LSTM", "3 h") in timing and paper.format("3D-ResNet18", "7 h") in timing
+
+    # The 0-6 runs trained on discovery scans aged 0-6 only.
+    young = (out / "runs" / "slice_lstm_0-6" / "config.json").read_text()
+    assert '"max_age": 6.0' in young
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--cohort", "real", "--size", "tiny"], "--size applies to --cohort synthetic only"),
+        (
+            ["--cohort", "synthetic", "--discovery", "nihpd/paper"],
+            "--discovery applies to --cohort real only",
+        ),
+        (["--cohort", "real", "--discovery", "nihpd"], "dataset 'nihpd' must be a TFDS name/config"),
+        (["--cohort", "hospital"], "argument --cohort: invalid choice: 'hospital'"),
+        (["--cohort", "synthetic", "--size", "huge"], "argument --size: invalid choice: 'huge'"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_2(tmp_path, flags, message):
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipelines.paper_experiment", *flags, "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert (
+        completed.stderr.strip().splitlines()[-1].startswith("python -m pipelines.paper_experiment: error:")
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_unprepared_real_cohort_and_foreign_out_folder_are_usage_errors(tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    assert paper_experiment.main(["--cohort", "real", "--out", str(tmp_path / "taken")]) == 2
+    assert f"{tmp_path / 'taken'} exists and is not an experiment folder" in capsys.readouterr().err
+    flags = ["--cohort", "real", "--out", str(tmp_path / "new"), "--data-dir", str(tmp_path / "empty")]
+    assert paper_experiment.main(flags) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "nihpd/paper" in error
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
