@@ -66,10 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def experiment_plan(args: argparse.Namespace) -> dict:
-    """The datasets and the base training config the flags ask for (no TensorFlow; UsageError if wrong)."""
-    from brainage_tf import data
-
-    data_dir = args.data_dir or data.default_data_dir()
+    """The datasets and base training config the flags ask for; UsageError (before TensorFlow) if wrong."""
     if args.cohort == "synthetic":
         given = [flag for flag in ("discovery", "replication", "replication_data_dir", "replication_split")
                  if getattr(args, flag) is not None]  # fmt: skip
@@ -77,7 +74,7 @@ def experiment_plan(args: argparse.Namespace) -> dict:
             raise UsageError(f"--{given[0].replace('_', '-')} applies to --cohort real only.")
         dataset, changes = SYNTHETIC_SIZES[args.size or "full"]
         base = TrainConfig.demo().replace(**changes)
-        replication = (dataset, "replication", data_dir)
+        replication = (dataset, "replication", None)
     else:
         if args.size is not None:
             raise UsageError(
@@ -88,11 +85,14 @@ def experiment_plan(args: argparse.Namespace) -> dict:
         replication = (
             args.replication or "mghbch/paper",
             args.replication_split or "test",
-            args.replication_data_dir or data_dir,
+            args.replication_data_dir,
         )
     for name in (dataset, replication[0]):
         if name.count("/") != 1:
             raise UsageError(f"dataset {name!r} must be a TFDS name/config, e.g. nihpd/paper.")
+    from brainage_tf import data  # TensorFlow: only once the flags are known to be usable
+
+    data_dir = args.data_dir or data.default_data_dir()
     # One device per run: the GPU if there is one (tf.distribute setups run brainage_tf.train).
     base = base.replace(dataset=dataset, data_dir=data_dir, seed=args.seed, strategy="one_device")
     base.validate()
@@ -100,7 +100,11 @@ def experiment_plan(args: argparse.Namespace) -> dict:
         "cohort": args.cohort,
         "size": args.size,
         "discovery": dataset,
-        "replication": {"dataset": replication[0], "split": replication[1], "data_dir": replication[2]},
+        "replication": {
+            "dataset": replication[0],
+            "split": replication[1],
+            "data_dir": replication[2] or data_dir,
+        },
         "config": base.to_json(),
     }
 

@@ -184,7 +184,7 @@ def write_experiment_report(
         figure = f"the paper's {spec.paper_figure}" if spec.paper_figure else "no figure in the paper"
         verdicts = [
             f"{e['ensemble']}: {'beats' if e['beats_every_member'] else 'does not beat'} every member "
-            f"(best member {e['best_member']}, Wilcoxon p = {_p_value(e['wilcoxon']['p_value'])})"
+            f"(best member {e['best_member']}, {_wilcoxon(e['wilcoxon'])})"
             for e in summary["ensembles"]
         ]
         parts += [
@@ -209,5 +209,8 @@ def write_experiment_report(
     return path
 
 
-def _p_value(p: float | None) -> str:
-    return report.EMPTY if p is None else f"{p:.3g}"
+def _wilcoxon(test: Mapping) -> str:
+    """The ensemble's paired test against its best member, in a few words."""
+    if test["p_value"] is None:
+        return "the same errors, no test"
+    return f"Wilcoxon p = {test['p_value']:.3g}"
