@@ -144,6 +144,13 @@ def ensure_generated(
     return folder
 
 
+# What both experiment configs share. The small grid, since resnet3d needs 33 voxels along one
+# axis and the tiny grid has at most 30.
+_EXPERIMENT = dict(
+    grid="small", registration="none", replication_sessions=1, discovery_age_distribution="nihpd"
+)
+
+
 class Builder(CohortBuilder):
     """Synthetic T1w developmental cohort written as BIDS and ingested like real data."""
 
@@ -151,29 +158,22 @@ class Builder(CohortBuilder):
     # `tfds build` (which builds every listed config) 15-30 min each.
     BUILDER_CONFIGS = make_configs(SyntheticConfig, registrations=("none",)) + [
         # The paper's experiment (docs/paper_experiment.md): an NIH-PD-shaped discovery cohort
-        # (infant arm + school-age arm, 3 visits) and a cross-sectional 0-6 y replication cohort.
+        # (infant arm + school-age arm, up to 3 visits) and a cross-sectional 0-6 y replication cohort.
         SyntheticConfig(
             name=EXPERIMENT_CONFIG,
-            grid="small",
-            registration="none",
             discovery_subjects=300,
             replication_subjects=100,
             sessions=3,
-            replication_sessions=1,
-            discovery_age_distribution="nihpd",
+            **_EXPERIMENT,
         ),
-        # The same design in seconds: 16 + 6 subjects with 4 mm voxels. The small grid, since
-        # resnet3d needs 33 voxels along one axis and the tiny grid has at most 30.
+        # The same design in seconds: 16 + 6 subjects with 4 mm voxels.
         SyntheticConfig(
             name=EXPERIMENT_TINY_CONFIG,
-            grid="small",
-            registration="none",
             discovery_subjects=16,
             replication_subjects=6,
             sessions=2,
-            replication_sessions=1,
-            discovery_age_distribution="nihpd",
             voxel_scale=3.9,
+            **_EXPERIMENT,
         ),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "small"
