@@ -33,7 +33,7 @@ COHORTS = ("synthetic", "real")
 # --size of the synthetic cohort: (TFDS config, changes to the demo preset). The sizes are
 # measured in docs/paper_experiment.md; "tiny" is the end-to-end test's (seconds per run).
 SYNTHETIC_SIZES = {
-    "full": ("synthetic_cohort/experiment", dict(epochs=30)),
+    "full": ("synthetic_cohort/experiment", dict(epochs=20)),
     "tiny": (
         "synthetic_cohort/experiment_tiny",
         dict(epochs=2, batch_size=4, width_multiplier=0.125, slice_size=(40, 40), pool_size=2),
