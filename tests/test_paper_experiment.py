@@ -34,7 +34,11 @@ CELL = r"(\d+\.\d\d|–)"
 
 @pytest.fixture(scope="module")
 def toy_experiment_data(tmp_path_factory):
-    """A learnable toy dataset prepared as synthetic_cohort/experiment_tiny, so nothing is generated."""
+    """A learnable toy dataset `toy_experiment/tiny` with the synthetic cohort's three splits.
+
+    A name of its own: when the synthetic_cohort builder is registered in the process (other
+    tests import it), TFDS would read a toy `synthetic_cohort` with that builder's features.
+    """
     data_dir = tmp_path_factory.mktemp("paper") / "tfds"
     volumes, ages, _ = toy_cohort(16, SHAPE, max_age=6.0, seed=3)
     replication = (volumes, ages, np.array([f"rep-{index:02d}" for index in range(16)]))
@@ -45,12 +49,16 @@ def toy_experiment_data(tmp_path_factory):
     train = [np.concatenate(parts) for parts in zip(everyone, young, strict=True)]
     train[2] = np.array([f"train-{index:02d}" for index in range(len(train[2]))])
     splits = {"train": tuple(train), "test": test, "replication": replication}
-    store_toy_tfds(data_dir, "synthetic_cohort", SHAPE, splits, config="experiment_tiny")
+    store_toy_tfds(data_dir, "toy_experiment", SHAPE, splits)
     return data_dir
 
 
 @pytest.mark.slow
-def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(toy_experiment_data, tmp_path):
+def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(
+    toy_experiment_data, tmp_path, monkeypatch
+):
+    tiny = paper_experiment.SYNTHETIC_SIZES["tiny"][1]
+    monkeypatch.setitem(paper_experiment.SYNTHETIC_SIZES, "tiny", ("toy_experiment/tiny", tiny))
     out = tmp_path / "experiment"
     flags = [
         "--cohort",
@@ -70,12 +78,12 @@ def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(t
     for line in PAPER_LINES:
         assert line in lines
     assert "on **NIH-PD** (discovery) and **MGHBCH** (replication)" in report
-    assert "this run on **synthetic_cohort/experiment_tiny**" in report
+    assert "this run on **toy_experiment/tiny**" in report
     tables = report.split("\n## ")[2:5]
     expected = (("test", 4, "12"), ("replication", 6, "16"), ("replication", 6, "16"))
     for table, (split, groups, n) in zip(tables, expected, strict=True):
         for model in ("slice_lstm", "resnet3d", "ensemble (mean)", "ensemble (age-weighted)"):
-            row = rf"\| ours \(synthetic_cohort/experiment_tiny:{split}\): {re.escape(model)} \|"
+            row = rf"\| ours \(toy_experiment/tiny:{split}\): {re.escape(model)} \|"
             assert re.search(row + rf"( {CELL} \|){{{groups + 1}}}$", table, re.MULTILINE), (model, table)
         assert re.search(rf"^\| n \|.* \| {n} \|$", table, re.MULTILINE), table
         (figure,) = re.findall(r"!\[CS curves[^]]*\]\(([^)]+)\)", table)
@@ -85,7 +93,7 @@ def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(t
     timing = report.split("## Training time")[1]
     for model in ("slice_lstm", "resnet3d"):
         for setting in ("0-22", "0-6"):
-            dataset = "synthetic_cohort/experiment_tiny"
+            dataset = "toy_experiment/tiny"
             assert re.search(
                 rf"^\| ours: {model} \| {dataset} {setting} y \| \d+ \| 2 \| \d+\.\d \| \d+\.\d min \|$",
                 timing,

@@ -14,7 +14,7 @@ from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
 
 # `python -m brainage_tf.train` flags for a run of seconds: 2 epochs of an eighth-width ResNet18.
 TINY_RUN_FLAGS = "--epochs 2 --batch-size 4 --width-multiplier 0.125 --slice-size 40 40 --pool-size 2".split()
-TINY_RUN_FLAGS += ["--strategy", "one_device"]
+TINY_RUN_FLAGS += ["--strategy", "one_device", "--no-export"]  # tests that need the export ask for it
 
 
 def toy_cohort(
@@ -52,15 +52,14 @@ def toy_cohort(
     return volumes, ages, subject_ids
 
 
-def store_toy_tfds(data_dir, name: str, shape, splits: dict, config: str = "tiny") -> None:
-    """Writes a prepared TFDS dataset `<name>/<config>` with every feature training and evaluation read.
+def store_toy_tfds(data_dir, name: str, shape, splits: dict) -> None:
+    """Writes a prepared TFDS dataset `<name>/tiny` with every feature training and evaluation read.
 
     Args:
         data_dir: TFDS data dir.
         name: Dataset name.
         shape: Volume shape (x, y, z).
         splits: Split name -> (volumes, ages, subject_ids), e.g. from toy_cohort.
-        config: Config name.
     """
     import tensorflow_datasets as tfds
 
@@ -85,6 +84,6 @@ def store_toy_tfds(data_dir, name: str, shape, splits: dict, config: str = "tiny
         for split, cohort in splits.items()
     }  # fmt: skip
     tfds.dataset_builders.store_as_tfds_dataset(
-        name=name, version="1.0.0", features=features, split_datasets=examples, config=config,
+        name=name, version="1.0.0", features=features, split_datasets=examples, config="tiny",
         data_dir=str(data_dir),
     )  # fmt: skip
