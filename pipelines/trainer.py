@@ -76,10 +76,9 @@ def run(
         argv = ["--dataset", dataset, "--data_dir", examples_path, "--model", model, "--preset", preset]
         code, errors = _call_keeping_stderr(driver.main, [*argv, *train_args, "--out", str(folder)])
         if code != 0:
-            last = [line for line in errors.splitlines() if line.strip()]
-            raise ComponentError(
-                f"python -m brainage_tf.train exited with code {code}: {last[-1] if last else 'no message'}"
-            )
+            lines = [line for line in errors.splitlines() if line.strip()]
+            reason = lines[-1].split(": error: ", 1)[-1] if lines else "no message"
+            raise ComponentError(f"training exited with code {code}: {reason}")
         results = json.loads((folder / "results.json").read_text())
         details = {
             "config": json.loads((folder / "config.json").read_text()),
