@@ -57,6 +57,36 @@ def served_mae(export_dir: Path, dataset: str, split: str, data_dir: str, ages: 
     return metrics.evaluation_metrics(np.concatenate(true_ages), np.concatenate(predicted))["mae"]
 
 
+def blessing_reasons(
+    mae: float,
+    max_mae: float,
+    baseline_version: int | None = None,
+    baseline_mae: float | None = None,
+    baseline_error: str | None = None,
+) -> list[str]:
+    """Why a candidate is not blessed; an empty list blesses it.
+
+    Args:
+        mae: The candidate's MAE (years) on the split.
+        max_mae: Largest MAE blessed.
+        baseline_version: Pushed version compared with (None: no other model serves).
+        baseline_mae: That version's MAE on the same scans.
+        baseline_error: Why that version could not be evaluated on them.
+
+    Example:
+        >>> blessing_reasons(1.2, 3.0, 4, 1.1)
+        ['MAE 1.200 y is worse than pushed version 4 (1.100 y)']
+    """
+    reasons = [f"MAE {mae:.3f} y is above the maximum {max_mae:g} y"] if not mae <= max_mae else []
+    if baseline_error is not None:
+        reasons.append(f"cannot compare with pushed version {baseline_version}: {baseline_error}")
+    elif baseline_mae is not None and not mae <= baseline_mae:
+        reasons.append(
+            f"MAE {mae:.3f} y is worse than pushed version {baseline_version} ({baseline_mae:.3f} y)"
+        )
+    return reasons
+
+
 def run(
     store_dir: str,
     model_path: str,
@@ -113,18 +143,15 @@ def run(
             raise ComponentError(str(error)) from None
         summary = json.loads((folder / "eval" / "metrics.json").read_text())
         mae, ages = summary["mae"], tuple(summary["evaluated"]["ages"])
-        reasons = [f"MAE {mae:.3f} y is above the maximum {max_mae:g} y"] if mae > max_mae else []
-        baseline_mae = None
+        baseline_mae = baseline_error = None
         if baseline:
-            version, export_dir, _ = baseline
             try:
-                baseline_mae = served_mae(export_dir, dataset, split, examples_path, ages)
+                baseline_mae = served_mae(baseline[1], dataset, split, examples_path, ages)
             except ValueError as error:  # UsageError and DatasetError are ValueErrors too
-                reasons.append(f"cannot compare with pushed version {version}: {error}")
-            if baseline_mae is not None and mae > baseline_mae:
-                reasons.append(
-                    f"MAE {mae:.3f} y is worse than pushed version {version} ({baseline_mae:.3f} y)"
-                )
+                baseline_error = str(error)
+        reasons = blessing_reasons(
+            mae, max_mae, baseline[0] if baseline else None, baseline_mae, baseline_error
+        )
         blessing = {
             "blessed": not reasons,
             "reasons": reasons,

@@ -8,6 +8,7 @@ every other test reuses its store, so only the work a test is about runs again.
 import hashlib
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -191,23 +192,32 @@ def test_each_component_alone(first_run, tmp_path):
     )["model"]  # fmt: skip
     assert model == {**outputs["trainer"]["model"], "reused": True}
 
-    # Evaluated on another split: new work. The serving dir holds only this model: no baseline.
+    # Evaluated on another split: new work. The serving dir holds the same weights pushed as "another"
+    # model, so the pushed-model comparison runs through the export and must find the same MAE.
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(out / "serving" / "1", relabelled / "1")
+    record = json.loads((relabelled / "1" / "push.json").read_text())
+    (relabelled / "1" / "push.json").write_text(json.dumps({**record, "model_fingerprint": "another model"}))
     imported_model = (dsl.Model, str(store / "Trainer" / model["fingerprint"]), model)
     evaluation = run_alone(
         tmp_path / "kfp", evaluator, {"model": imported_model, "examples": imported_examples},
-        store_dir=str(store), split="replication", max_mae=30.0, serving_dir=str(out / "serving"),
+        store_dir=str(store), split="replication", max_mae=30.0, serving_dir=str(relabelled),
     )  # fmt: skip
     blessing = evaluation["blessing"]
     assert blessing["reused"] is False and blessing["split"] == "replication"
-    assert (blessing["baseline_version"], blessing["blessed"]) == (None, True)
+    assert blessing["inputs"]["baseline"] == "another model" and blessing["baseline_version"] == 1
+    assert blessing["baseline_mae"] == pytest.approx(blessing["mae"], abs=1e-4)
     assert evaluation["metrics"]["n"] == 4 and evaluation["metrics"]["mae"] == blessing["mae"]
-    blessing_folder = store / "Evaluator" / blessing["fingerprint"] / "blessing"
-    assert (blessing_folder / "BLESSED").is_file()
+    verdict = "BLESSED" if blessing["blessed"] else "NOT_BLESSED"
+    assert (store / "Evaluator" / blessing["fingerprint"] / "blessing" / verdict).is_file()
 
+    # The first run's blessing (test split) pushed into a serving dir that has versions 1 and 2.
     serving = tmp_path / "serving"
     (serving / "1").mkdir(parents=True)
     (serving / "2").mkdir()
-    imported_blessing = (dsl.Artifact, str(blessing_folder), blessing)
+    first_blessing = outputs["evaluator"]["blessing"]
+    blessing_folder = store / "Evaluator" / first_blessing["fingerprint"] / "blessing"
+    imported_blessing = (dsl.Artifact, str(blessing_folder), first_blessing)
     decision = run_alone(
         tmp_path / "kfp", pusher, {"model": imported_model, "blessing": imported_blessing},
         store_dir=str(store), serving_dir=str(serving),
