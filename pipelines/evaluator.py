@@ -127,7 +127,7 @@ def run(
         "baseline": baseline[2] if baseline else "",
     }
 
-    def evaluate(folder: Path) -> dict:
+    def evaluate_and_bless(folder: Path) -> dict:
         from brainage_tf.evaluation.run_evaluation import EvaluationRequest, evaluate
 
         run_copy = folder / "run"
@@ -177,4 +177,4 @@ def run(
             "blessing": ("blessing", blessing),
         }
 
-    return OutputStore(store_dir).run_or_reuse(COMPONENT, parameters, inputs, evaluate)
+    return OutputStore(store_dir).run_or_reuse(COMPONENT, parameters, inputs, evaluate_and_bless)

@@ -68,6 +68,7 @@ def run(
         from brainage_tf.ingest.summary import IngestSummaryError
         from tfds_builders.prepare import BuildError, prepare_dataset
 
+        print(f"{COMPONENT}: building {builder} config {config} into {folder}")
         try:
             prepared = prepare_dataset(
                 builder,
