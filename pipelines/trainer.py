@@ -74,6 +74,7 @@ def run(
         from brainage_tf import train as driver
 
         argv = ["--dataset", dataset, "--data_dir", examples_path, "--model", model, "--preset", preset]
+        argv.append("--no-export")  # the Evaluator calibrates and the Pusher exports the blessed model
         code, errors = _call_keeping_stderr(driver.main, [*argv, *train_args, "--out", str(folder)])
         if code != 0:
             lines = [line for line in errors.splitlines() if line.strip()]
