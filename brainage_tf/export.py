@@ -83,6 +83,7 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
         "checkpoint": checkpoint,
         "bias_correction": calibration.get("bias_correction"),
         "conformal": calibration.get("conformal"),
+        "reference": calibration.get("reference"),
     }
 
 

@@ -7,9 +7,11 @@
 The export's `assets/brainage_metadata.json` names the grid and the registration the
 model was trained with; every scan goes through the same
 `brainage_tf.preprocessing.preprocess_scan` (brain_mask False) as the TFDS builders,
-in parallel processes, and the volumes are fed to `serving_default` in batches of 8.
-A scan that cannot be preprocessed gets a "failed" row with its reason; the exit code
-is 1 when any scan failed, 0 otherwise, 2 for a usage error. See docs/serving.md.
+in parallel processes, is rounded to the builders' stored dtype, and the volumes are
+fed to `serving_default` in batches of 8. Each row carries the out-of-distribution
+flag against the training scans' ranges that the export carries. A scan that cannot
+be preprocessed gets a "failed" row with its reason; the exit code is 1 when any scan
+failed, 0 otherwise, 2 for a usage error. See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, ScanError
 from brainage_tf.training.config import UsageError
 
@@ -35,6 +39,7 @@ METADATA_ASSET = "brainage_metadata.json"  # as brainage_tf.export writes it
 BATCH_SIZE = 8
 OPTIONAL_OUTPUTS = ("corrected_predicted_age", "interval_low", "interval_high")
 BASE_COLUMNS = ("path", "subject_id", "session", "age", "predicted_age", "brain_age_gap")
+SCAN_COLUMNS = ("non_finite_voxels", "registration_ncc", "ood", "ood_reason", "status", "reason")
 OK, FAILED = "ok", "failed"
 
 
@@ -100,6 +105,9 @@ class ExportedModel:
             found = None if spec is None else tuple(spec.shape)
             raise UsageError(f"{export_dir}: serving_default input {found} is not [batch, *{shape}]")
         self.outputs = [name for name in OPTIONAL_OUTPUTS if name in self._serve.structured_outputs]
+        # Exports made before evaluation (or without a training split) have no ranges to flag against.
+        reference = self.metadata.get("reference")
+        self.reference = ReferenceRanges.from_json(reference) if reference else None
 
     def predict(self, volumes: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs of `serving_default` for float32 volumes [batch, x, y, z] on the export's grid."""
@@ -115,24 +123,33 @@ def _one_line(error: object) -> str:
     return " ".join(str(error).split())
 
 
-def preprocess_path(path: str, config: PreprocessConfig) -> tuple[np.ndarray | None, str]:
-    """(volume, "") or (None, reason) for one scan; runs in a worker process."""
+def preprocess_path(path: str, config: PreprocessConfig) -> tuple[np.ndarray | None, dict, str]:
+    """(volume, scan facts, "") or (None, {}, reason) for one scan; runs in a worker process.
+
+    The float32 volume is rounded to the builders' stored dtype, so the model gets
+    exactly the tensor it was trained and evaluated on for the same file.
+    """
     if not path:
-        return None, "no scan file listed for this visit"
+        return None, {}, "no scan file listed for this visit"
     try:
-        volume = np.asarray(preprocess_scan_volume(path, config), np.float32)
+        scan = preprocess_scan_file(path, config)
     except ScanError as error:
-        return None, _one_line(error)
+        return None, {}, _one_line(error)
     except Exception as error:  # any other failure is this scan's, not the run's
-        return None, _one_line(f"{path}: {type(error).__name__}: {error}")
-    return volume, ""
+        return None, {}, _one_line(f"{path}: {type(error).__name__}: {error}")
+    volume = np.asarray(scan.volume).astype(STORED_VOLUME_DTYPE).astype(np.float32)
+    facts = {
+        "non_finite_voxels": scan.metadata.non_finite_voxels,
+        "registration_ncc": scan.metadata.registration_ncc,
+    }
+    return volume, facts, ""
 
 
-def preprocess_scan_volume(path: str, config: PreprocessConfig) -> np.ndarray:
-    """The model input of one scan: exactly what the TFDS builders store (before float16)."""
+def preprocess_scan_file(path: str, config: PreprocessConfig):
+    """`brainage_tf.preprocessing.preprocess_scan`, imported in the worker (nilearn loads late)."""
     from brainage_tf.preprocessing import preprocess_scan
 
-    return preprocess_scan(path, config).volume
+    return preprocess_scan(path, config)
 
 
 def scan_items(paths: Sequence[str], bids: str | None, manifest: str | None) -> list[ScanItem]:
@@ -153,8 +170,8 @@ def scan_items(paths: Sequence[str], bids: str | None, manifest: str | None) -> 
 
 def _volumes(
     items: Sequence[ScanItem], config: PreprocessConfig, workers: int
-) -> Iterator[tuple[np.ndarray | None, str]]:
-    """(volume, reason) of every item, in order; preprocessed by `workers` spawned processes."""
+) -> Iterator[tuple[np.ndarray | None, dict, str]]:
+    """(volume, scan facts, reason) of every item, in order; preprocessed by `workers` spawned processes."""
     paths = [item.path for item in items]
     if workers <= 1:
         for path in paths:
@@ -178,7 +195,15 @@ def predict_items(
     def flush():
         if not pending:
             return
-        outputs = model.predict(np.stack([volume for _, volume in pending]))
+        volumes = np.stack([volume for _, volume in pending])
+        outputs = model.predict(volumes)
+        if model.reference is not None:
+            reasons = model.reference.reasons(
+                outputs["predicted_age"],
+                [row["registration_ncc"] for row, _ in pending],
+                volumes.mean(axis=(1, 2, 3), dtype=np.float64),
+                volumes.std(axis=(1, 2, 3), dtype=np.float64),
+            )
         for index, (row, _) in enumerate(pending):
             predicted = float(outputs["predicted_age"][index])
             row["predicted_age"] = predicted
@@ -186,14 +211,16 @@ def predict_items(
                 row["brain_age_gap"] = predicted - row["age"]
             for name in model.outputs:
                 row[name] = float(outputs[name][index])
+            if model.reference is not None:
+                row.update(ood=bool(reasons[index]), ood_reason=reasons[index])
         pending.clear()
 
     with tqdm(total=len(items), desc="predict", unit="scan", disable=not progress) as bar:
-        for item, (volume, reason) in zip(
+        for item, (volume, facts, reason) in zip(
             items, _volumes(items, model.preprocess_config, workers), strict=True
         ):
             row = {"path": item.path, "subject_id": item.subject_id, "session": item.session, "age": item.age}
-            row.update(status=OK, reason="")
+            row.update(facts, status=OK, reason="")
             if volume is not None and volume.shape != model.grid_shape:  # never fed silently
                 volume, reason = (
                     None,
@@ -220,8 +247,8 @@ def _cell(value) -> str:
 
 
 def write_rows(rows: Iterable[dict], out: Path, outputs: Sequence[str]) -> None:
-    """Writes the rows as CSV with the base columns, the export's optional outputs, status, reason."""
-    columns = [*BASE_COLUMNS, *outputs, "status", "reason"]
+    """Writes the rows as CSV: the base columns, the export's optional outputs, then the scan columns."""
+    columns = [*BASE_COLUMNS, *outputs, *SCAN_COLUMNS]
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)

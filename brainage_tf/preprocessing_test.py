@@ -202,12 +202,49 @@ def test_single_slice_is_rejected(tmp_path):
         prep.preprocess_scan(_save(tmp_path, "slice.nii.gz", _noise((30, 30, 1))), TINY)
 
 
-def test_non_finite_voxels_are_rejected(tmp_path):
+def _small_mnc_with(value: float, *patches) -> nib.Nifti1Image:
+    # small.mnc is an MNI-space head (axes S, A, R): its corners lie outside the atlas brain.
+    image = nib.load(NIBABEL_DATA / "small.mnc")
+    data = image.get_fdata(dtype=np.float32)
+    for patch in patches:
+        data[patch] = value
+    return nib.Nifti1Image(data, image.affine)
+
+
+def test_non_finite_background_is_read_as_zero_and_counted():
+    corners = (slice(0, 3), slice(0, 4), slice(0, 4)), (slice(-2, None), slice(-3, None), slice(-3, None))
+    with_nan = _small_mnc_with(np.nan, corners[0])
+    np.asarray(with_nan.dataobj)[corners[1]] = np.inf
+    result = prep.preprocess_image(with_nan, TINY, "spm.nii")
+    _assert_model_ready(result)
+    assert result.metadata.non_finite_voxels == 3 * 4 * 4 + 2 * 3 * 3
+    zeroed = prep.preprocess_image(_small_mnc_with(0.0, *corners), TINY, "zeroed.nii")
+    np.testing.assert_array_equal(result.volume, zeroed.volume)
+    assert zeroed.metadata.non_finite_voxels == 0
+
+
+def test_non_finite_voxels_inside_the_brain_are_rejected():
+    centre = (slice(8, 10), slice(13, 15), slice(13, 15))
+    with pytest.raises(
+        prep.NonFiniteVoxelsError, match=r"^hole\.nii: 8 voxels are NaN .* reach into the brain"
+    ):
+        prep.preprocess_image(_small_mnc_with(np.nan, centre), TINY, "hole.nii")
+
+
+def test_mostly_non_finite_image_is_rejected(tmp_path):
     data = _noise()
-    data[3, 4, 5] = np.nan
-    data[1, 1, 1] = np.inf
-    with pytest.raises(prep.NonFiniteVoxelsError, match=r"nan\.nii\.gz: 2 voxels are NaN or infinite"):
+    data[: data.shape[0] * 2 // 3] = np.nan
+    with pytest.raises(
+        prep.NonFiniteVoxelsError,
+        match=r"nan\.nii\.gz: \d+ of \d+ voxels are NaN or infinite \(more than 50%",
+    ):
         prep.preprocess_scan(_save(tmp_path, "nan.nii.gz", data), TINY)
+
+
+def test_nibabel_resampled_file_with_nan_inside_its_slab_is_rejected():
+    # Its 153 NaN voxels fill the corners of a 3-slice slab through the brain.
+    with pytest.raises(prep.NonFiniteVoxelsError, match="153 voxels are NaN or infinite and they reach"):
+        prep.preprocess_scan(NIBABEL_DATA / "resampled_anat_moved.nii", TINY)
 
 
 def test_constant_image_is_rejected(tmp_path):

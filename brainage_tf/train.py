@@ -52,15 +52,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(str(error)) from None
         started = time.perf_counter()
         results = Trainer(config, source, strategy, run, progress_bar=interactive).fit(resume=args.resume)
+        trained = time.perf_counter() - started
+        exported = export_for_serving(run) if args.export and role.is_chief else None
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     if role.is_chief:
         print(
-            f"done in {time.perf_counter() - started:.0f} s: {closing_figure(results)}\n"
+            f"done in {trained:.0f} s: {closing_figure(results)}\n"
             f"run directory: {run.path.resolve()}\n  {LISTING}"
         )
+        if exported:
+            print(f"  export for serving: {exported} (python -m brainage_tf.predict --model {exported} ...)")
     return 0
+
+
+def export_for_serving(run: RunDirectory):
+    """Fits the run's calibration, then exports its selected model; returns the export folder."""
+    from brainage_tf.evaluation.run_evaluation import calibrate_run
+    from brainage_tf.export import export_run
+
+    calibrate_run(run.path)
+    return export_run(run.path).resolve()
 
 
 def closing_figure(results: dict) -> str:

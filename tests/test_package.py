@@ -24,6 +24,10 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.evaluate",
     "brainage_tf.export",
     "brainage_tf.predict",
+    # A reused pipeline component starts without TensorFlow (pipelines.evaluator imports the pusher).
+    "pipelines.example_gen",
+    "pipelines.trainer",
+    "pipelines.evaluator",
 ]
 # The library layer reads prepared datasets and never imports the builders, which import it.
 LIBRARY_MODULES = [

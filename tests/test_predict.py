@@ -8,23 +8,29 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, export, predict, train
-from brainage_tf.preprocessing import GRIDS
+from brainage_tf.preprocessing import GRIDS, PreprocessConfig
 
 TINY = GRIDS["tiny"].shape  # (24, 30, 21)
-# One epoch is enough here: the predictions only have to exist.
-TINY_TRAINING = [*TINY_RUN_FLAGS, "--epochs", "1"]
+# One epoch is enough here: the predictions only have to exist. Training ends with the export.
+TINY_TRAINING = [*TINY_RUN_FLAGS, "--epochs", "1", "--export"]
+SYNTHETIC = "synthetic_cohort/tiny_predict"
 
 
-def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
+def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
     """3 synthetic subjects written by generate_cohort, built by the synthetic_cohort builder (tiny grid).
 
-    Returns the discovery BIDS folder and source_path -> stored float16 volume of every example.
+    Built twice from the same files: without registration (`tiny_predict`) and with
+    affine registration (`tiny_predict_affine`).
+
+    Returns the discovery BIDS folder and, per registration mode, source_path -> stored
+    float16 volume of every example.
     """
     import tensorflow_datasets as tfds
 
@@ -36,24 +42,28 @@ def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
         cohort_folder_name,
     )
 
-    config = SyntheticConfig(name="tiny_predict", grid="tiny", registration="none", discovery_subjects=3,
-                             replication_subjects=1, voxel_scale=3.9, generator_workers=1)  # fmt: skip
-    (_, discovery), *_ = config.cohorts()
-    bids = root / "downloads" / GENERATED_FOLDER / cohort_folder_name(discovery)
-    generate_cohort(bids, workers=1, progress=False, **discovery)  # the builder reuses this folder
-    builder = Builder(config=config, data_dir=str(root / "data"))
-    builder.download_and_prepare(download_dir=str(root / "downloads"))
-    stored = {}
-    for split in ("train", "test"):  # the discovery subjects
-        for example in tfds.as_numpy(builder.as_dataset(split=split)):
-            stored[str(bids / example["source_path"].decode())] = example["volume"]
-    assert len(stored) == 3 and all(v.dtype == np.float16 and v.shape == TINY for v in stored.values())
+    stored: dict[str, dict[str, np.ndarray]] = {}
+    for registration, suffix in (("none", ""), ("affine", "_affine")):
+        config = SyntheticConfig(name=f"tiny_predict{suffix}", grid="tiny", registration=registration,
+                                 discovery_subjects=3, replication_subjects=1, voxel_scale=3.9,
+                                 generator_workers=1)  # fmt: skip
+        (_, discovery), *_ = config.cohorts()
+        bids = root / "downloads" / GENERATED_FOLDER / cohort_folder_name(discovery)
+        if not bids.exists():  # the builder reuses this folder
+            generate_cohort(bids, workers=1, progress=False, **discovery)
+        builder = Builder(config=config, data_dir=str(root / "data"))
+        builder.download_and_prepare(download_dir=str(root / "downloads"))
+        volumes = stored.setdefault(registration, {})
+        for split in ("train", "test"):  # the discovery subjects
+            for example in tfds.as_numpy(builder.as_dataset(split=split)):
+                volumes[str(bids / example["source_path"].decode())] = example["volume"]
+        assert len(volumes) == 3 and all(v.dtype == np.float16 and v.shape == TINY for v in volumes.values())
     return bids, stored
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """The built synthetic cohort and a 1-epoch run on toy volumes of the tiny grid, evaluated, exported."""
+    """The built synthetic cohort and a 1-epoch run on toy volumes of the tiny grid, exported by training."""
     root = tmp_path_factory.mktemp("predict")
     bids, stored = build_synthetic_cohort(root)
     splits = {"train": toy_cohort(24, TINY, seed=1), "test": toy_cohort(6, TINY, seed=2)}
@@ -61,11 +71,10 @@ def setup(tmp_path_factory):
     run_dir = root / "run"
     flags = ["--dataset", "toy_predict/tiny", "--data_dir", str(root / "tfds"), "--out", str(run_dir)]
     assert train.main([*flags, *TINY_TRAINING]) == 0
-    assert evaluate.main(["--run", str(run_dir)]) == 0
-    assert export.main(["--run", str(run_dir)]) == 0
     model = run_dir / "export" / "1"
     assert json.loads((model / "assets" / export.METADATA_ASSET).read_text())["grid"] == "tiny"
-    return dict(root=root, bids=bids, stored=stored, model=model)
+    return dict(root=root, bids=bids, stored=stored["none"], stored_affine=stored["affine"], model=model,
+                run=run_dir)  # fmt: skip
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -89,49 +98,143 @@ def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_pa
     for path, volume in zip(paths, fed, strict=True):
         stored = setup["stored"][path]
         assert volume.dtype == np.float32 and volume.shape == stored.shape == TINY
-        # The builder stores float16: the served float32 volume rounds to exactly the stored bytes.
-        assert np.array_equal(volume.astype(np.float16), stored), path
-        np.testing.assert_allclose(volume, stored.astype(np.float32), rtol=2**-10, atol=2**-14)
+        # The builder stores float16; predict feeds the same rounding, so the tensors are equal.
+        assert np.array_equal(volume, stored.astype(np.float32)), path
         assert volume.std() > 0.5  # a real z-scored scan, not zeros
 
 
-def test_corrupt_scan_fails_alone_and_bids_ages_give_the_gap(setup, tmp_path):
-    corrupt = tmp_path / "x.nii.gz"
-    corrupt.write_bytes(b"this is not a NIfTI file" * 10)
-    paths = [*sorted(setup["stored"]), str(corrupt)]
+def test_with_affine_registration_predict_preprocesses_as_the_builder_stored(setup):
+    config = PreprocessConfig(grid="tiny", registration="affine", brain_mask=False)
+    for path, stored in setup["stored_affine"].items():
+        volume, facts, reason = predict.preprocess_path(path, config)
+        assert reason == "" and np.array_equal(volume, stored.astype(np.float32)), path
+        assert not np.array_equal(stored, setup["stored"][path])  # registration changed the volume
+        assert 0.0 < facts["registration_ncc"] <= 1.0
+
+
+def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
+    out_dir = tmp_path / "eval"
+    argv = ["--run", str(setup["run"]), "--dataset", SYNTHETIC, "--data_dir", str(setup["root"] / "data")]
+    assert evaluate.main([*argv, "--split", "train", "--ages", "0", "30", "--out", str(out_dir)]) == 0
+    evaluated = {(row["subject_id"], row["session"]): float(row["predicted_age"])
+                 for row in read_csv(out_dir / "predictions.csv")}  # fmt: skip
+    out = tmp_path / "p.csv"
+    assert predict.main(["--model", str(setup["model"]), "--bids", str(setup["bids"]), "--out", str(out),
+                         "--workers", "1"]) == 0  # fmt: skip
+    served = {(row["subject_id"], row["session"]): float(row["predicted_age"]) for row in read_csv(out)}
+    assert len(evaluated) >= 2 and set(evaluated) <= set(served)
+    for key, age in evaluated.items():
+        assert abs(served[key] - age) < 1e-4, key
+
+
+def bad_and_odd_scans(good: str, folder: Path) -> dict[str, Path]:
+    """Scan files made from one good synthetic scan: NaN background, NaN brain, 4D, corrupt, missing."""
+    import nibabel as nib
+
+    image = nib.load(good)
+    data = image.get_fdata(dtype=np.float32)
+    centre = tuple(size // 2 for size in data.shape)
+    files = {name: folder / f"{name}.nii.gz" for name in ("nan_background", "nan_brain", "4d", "corrupt")}
+    background = data.copy()
+    background[:3, :3, :3] = np.nan  # a corner of the field of view: air
+    nib.save(nib.Nifti1Image(background, image.affine), files["nan_background"])
+    brain = data.copy()
+    brain[centre[0] - 1 : centre[0] + 1, centre[1] - 1 : centre[1] + 1, centre[2]] = np.nan
+    nib.save(nib.Nifti1Image(brain, image.affine), files["nan_brain"])
+    nib.save(nib.Nifti1Image(np.stack([data, data], axis=-1), image.affine), files["4d"])
+    files["corrupt"].write_bytes(b"this is not a NIfTI file" * 10)
+    files["missing"] = folder / "missing.nii.gz"
+    return files
+
+
+def test_bad_scans_fail_alone_with_their_reason_and_the_rest_finish(setup, tmp_path):
+    goods = sorted(setup["stored"])
+    odd = bad_and_odd_scans(goods[0], tmp_path)
+    paths = [*goods, *(str(path) for path in odd.values())]
     out = tmp_path / "predictions.csv"
     command = [sys.executable, "-m", "brainage_tf.predict", "--model", str(setup["model"]), *paths]
     done = subprocess.run([*command, "--out", str(out), "--workers", "2"], capture_output=True, text=True,
                           timeout=180)  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stdout.strip().endswith(f"4 predicted, 4 failed: {out}")
     rows = read_csv(out)
     assert [row["path"] for row in rows] == paths
-    assert list(rows[0]) == [*predict.BASE_COLUMNS, *predict.OPTIONAL_OUTPUTS, "status", "reason"]
-    *good, bad = rows
-    assert bad["status"] == "failed" and str(corrupt) in bad["reason"] and "\n" not in bad["reason"]
-    assert bad["predicted_age"] == "" and "cannot read" in bad["reason"]
-    for row in good:
+    assert list(rows[0]) == [*predict.BASE_COLUMNS, *predict.OPTIONAL_OUTPUTS, *predict.SCAN_COLUMNS]
+    by_name = dict(zip([*goods, *odd], rows, strict=True))
+    expected_failures = {
+        "nan_brain": "reach into the brain",
+        "4d": "expected one 3D volume, got a 4D image",
+        "corrupt": "cannot read as a nibabel image",
+        "missing": "file not found",
+    }
+    for name, reason in expected_failures.items():
+        row = by_name[name]
+        assert row["status"] == "failed" and row["predicted_age"] == "" and "\n" not in row["reason"]
+        assert row["reason"].startswith(f"{odd[name]}: ") and reason in row["reason"], row["reason"]
+    for name in [*goods, "nan_background"]:
+        row = by_name[name]
         assert (
             row["status"] == "ok" and row["reason"] == "" and row["age"] == "" and row["brain_age_gap"] == ""
         )
-        assert np.isfinite(float(row["predicted_age"]))
         assert float(row["interval_low"]) <= float(row["predicted_age"]) <= float(row["interval_high"])
+        assert 0.0 < float(row["registration_ncc"]) <= 1.0
+    assert by_name["nan_background"]["non_finite_voxels"] == "27"
+    assert {by_name[name]["non_finite_voxels"] for name in goods} == {"0"}
+    # Background zeros barely move the prediction of the scan they were made from.
+    assert (
+        abs(float(by_name["nan_background"]["predicted_age"]) - float(by_name[goods[0]]["predicted_age"]))
+        < 0.5
+    )
 
+
+def test_bids_and_manifest_ages_give_the_gap(setup, tmp_path):
     by_bids = tmp_path / "bids.csv"
     assert predict.main(["--model", str(setup["model"]), "--bids", str(setup["bids"]), "--out", str(by_bids),
                          "--workers", "1"]) == 0  # fmt: skip
     bids_rows = read_csv(by_bids)
     assert sorted(row["path"] for row in bids_rows) == sorted(setup["stored"])
-    served = {row["path"]: float(row["predicted_age"]) for row in good}
     for row in bids_rows:
         assert row["status"] == "ok" and row["subject_id"].startswith("sub-") and row["age"] != ""
         age, predicted = float(row["age"]), float(row["predicted_age"])
-        assert 0 <= age <= 22 and abs(predicted - served[row["path"]]) < 1e-4  # same volume, same age
-        assert abs(float(row["brain_age_gap"]) - (predicted - age)) < 1e-5
+        assert 0 <= age <= 22 and abs(float(row["brain_age_gap"]) - (predicted - age)) < 1e-5
+
+    manifest = tmp_path / "scans.csv"
+    goods = sorted(setup["stored"])
+    manifest.write_text("subject_id,age_months,path\n" + "".join(
+        f"m{index},{12 * (index + 1)},{path}\n" for index, path in enumerate(goods)))  # fmt: skip
+    by_manifest = tmp_path / "manifest.csv"
+    argv = ["--model", str(setup["model"]), "--manifest", str(manifest), "--out", str(by_manifest)]
+    assert predict.main([*argv, "--workers", "1"]) == 0
+    rows = read_csv(by_manifest)
+    assert [(row["subject_id"], float(row["age"])) for row in rows] == [("m0", 1.0), ("m1", 2.0), ("m2", 3.0)]
+    served = {row["path"]: float(row["predicted_age"]) for row in bids_rows}
+    for row in rows:
+        assert abs(float(row["predicted_age"]) - served[row["path"]]) < 1e-4  # same volume, same age
+        assert abs(float(row["brain_age_gap"]) - (float(row["predicted_age"]) - float(row["age"]))) < 1e-5
+
+
+def test_rows_carry_the_out_of_distribution_flag_of_the_export(setup, tmp_path):
+    # The model was trained on toy volumes z-scored over the whole box; the synthetic scans,
+    # z-scored inside the brain, have a whole-volume mean outside that range.
+    model = predict.ExportedModel(setup["model"])
+    items = [predict.ScanItem(path) for path in sorted(setup["stored"])]
+    rows = predict.predict_items(model, items)
+    assert all(row["ood"] and "intensity mean" in row["ood_reason"] for row in rows), rows
+    wide = tmp_path / "wide_export"
+    shutil.copytree(setup["model"], wide)
+    asset = wide / "assets" / export.METADATA_ASSET
+    metadata = json.loads(asset.read_text())
+    metadata["reference"] = {"age": [0.0, 22.0], "registration_ncc_min": 0.0,
+                             "intensity_mean": [-10.0, 10.0], "intensity_std": [0.0, 10.0]}  # fmt: skip
+    asset.write_text(json.dumps(metadata))
+    rows = predict.predict_items(predict.ExportedModel(wide), items)
+    assert [(row["ood"], row["ood_reason"]) for row in rows] == [(False, "")] * 3
 
 
 def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):
-    monkeypatch.setattr(predict, "preprocess_scan_volume", lambda path, config: np.zeros((16, 20, 14)))
+    metadata = SimpleNamespace(non_finite_voxels=0, registration_ncc=0.9)
+    off_grid = SimpleNamespace(volume=np.zeros((16, 20, 14)), metadata=metadata)
+    monkeypatch.setattr(predict, "preprocess_scan_file", lambda path, config: off_grid)
     model = predict.ExportedModel(setup["model"])
     rows = predict.predict_items(model, [predict.ScanItem(path) for path in sorted(setup["stored"])])
     assert all(row["status"] == "failed" and "is not the export's grid" in row["reason"] for row in rows)

@@ -37,6 +37,7 @@ TINY_FLAGS = [
     "40",
     "--pool-size",
     "2",
+    "--no-export",  # the main-job test covers the export at the end of training
 ]
 PROCESS_TIMEOUT_S = 300
 
@@ -269,11 +270,20 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
     assert any(line.startswith("generating the discovery cohort: 12 subjects") for line in lines)
     assert any(line.startswith("14 rows in, 14 examples written, 0 skipped") for line in lines)
     assert len(epoch_lines(output)) == 2
-    assert lines[-3].startswith("done in ") and "best validation MAE" in lines[-3]
-    run_dir = Path(lines[-2].removeprefix("run directory: "))
+    assert lines[-4].startswith("done in ") and "best validation MAE" in lines[-4]
+    run_dir = Path(lines[-3].removeprefix("run directory: "))
     assert run_dir.parent == tmp_path / "runs" and (run_dir / "best_model.keras").is_file()
-    # A second run finds the dataset prepared and goes straight to training.
-    assert train.main([]) == 0
+    # Training ends with a calibrated export for serving.
+    export_dir = run_dir / "export" / "1"
+    assert (
+        lines[-1]
+        == f"  export for serving: {export_dir} (python -m brainage_tf.predict --model {export_dir} ...)"
+    )
+    asset = json.loads((run_dir / "export" / "1" / "assets" / "brainage_metadata.json").read_text())
+    assert asset["grid"] == "tiny" and asset["bias_correction"]["slope"] != 0
+    assert asset["reference"]["age"][0] >= 0 and asset["conformal"]["level"] == 0.9
+    # A second run finds the dataset prepared and goes straight to training (export tested above).
+    assert train.main(["--no-export"]) == 0
     assert "building the embedded" not in capfd.readouterr().out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, ScanRecord
 from brainage_tf.preprocessing import GRID_NAMES, REGISTRATION_MODES, PreprocessConfig, get_grid
 
@@ -131,7 +132,9 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             features=tfds.features.FeaturesDict(
                 {
                     "volume": tfds.features.Tensor(
-                        shape=grid.shape, dtype=np.float16, encoding=tfds.features.Encoding.ZLIB
+                        shape=grid.shape,
+                        dtype=np.dtype(STORED_VOLUME_DTYPE),
+                        encoding=tfds.features.Encoding.ZLIB,
                     ),
                     "age": tfds.features.Scalar(dtype=np.float32, doc="Age at scan in years."),
                     "sex": tfds.features.Text(doc="M, F or n/a."),

@@ -6,7 +6,7 @@ Run from the repository root after changing it:
 
 * nihpd/dummy_data: a manifest (`manifest.tsv`, ages with an `age_unit` column)
   over NIfTI, MINC1, MINC2 and MGZ scans, a longitudinal subject, and bad rows:
-  a corrupt file, a 4D image, a NaN image, a missing file, a duplicate
+  a corrupt file, a 4D image, an image with NaN inside the brain, a missing file, a duplicate
   (subject, session), a negative, a missing and an implausible age.
 * mghbch/dummy_data: the release layout (`demographics.csv` with `age_days` and
   scans named `mghbch_<subject>_<visit>_t1w.*`), with a truncated gzip, a listed
@@ -85,7 +85,9 @@ def make_nihpd(template: nib.Nifti1Image) -> None:
     (root / "scans" / "s07_corrupt.nii.gz").write_bytes(b"this is not a NIfTI file\n")
     _copy(NIBABEL_DATA / "minc1_4d.mnc", root / "scans" / "s08_4d.mnc")
     nan_data, affine = _scaled(template, 1.0, dtype=np.float32)
-    nan_data[3, 3, 3] = np.nan
+    # NaN in the middle of the brain: rejected (NaN outside the brain would be read as 0).
+    centre = tuple(size // 2 for size in nan_data.shape)
+    nan_data[centre[0] - 1 : centre[0] + 1, centre[1] - 1 : centre[1] + 1, centre[2]] = np.nan
     _write_nifti(root / "scans" / "s09_nan.nii.gz", nan_data, affine)
     _write_nifti(root / "scans" / "s12.nii.gz", *_scaled(template, 1.05))
     header = ["subject_id", "session", "age", "age_unit", "sex", "site", "path"]

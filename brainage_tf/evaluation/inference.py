@@ -9,6 +9,7 @@ with the training cohort's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
@@ -93,6 +94,13 @@ def load_run_model(run: RunDirectory, config: TrainConfig, volume_shape=None, ch
     return model
 
 
+@functools.lru_cache(maxsize=4)
+def _forward_function(model):
+    """One traced forward pass per model for every split it predicts (a new one per call retraced)."""
+    return tf.function(lambda volumes: model(volumes, training=False)[:, 0], autograph=False,
+                       reduce_retracing=True)  # fmt: skip
+
+
 def predict(model, source: data.ExampleSource, selection: data.Selection, role: str) -> Predictions:
     """Predicts every selected scan of a source.
 
@@ -106,10 +114,7 @@ def predict(model, source: data.ExampleSource, selection: data.Selection, role: 
         The predictions with each scan's labels and intensity statistics.
     """
 
-    @tf.function(autograph=False)
-    def forward(volumes):
-        return model(volumes, training=False)[:, 0]
-
+    forward = _forward_function(model)
     ages, predicted, means, stds = [], [], [], []
     columns: dict[str, list] = {}
     for volumes, labels in data.prediction_dataset(source, selection, role, PREDICTION_BATCH_SIZE):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -133,6 +134,18 @@ def calibrate(
     calibration_path = run.checkpoint_file("calibration.json", request.checkpoint)
     calibration_path.write_text(json.dumps(calibration.to_json(), indent=2) + "\n")
     return calibration
+
+
+def calibrate_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> Calibration:
+    """Fits and writes a finished run's calibration with the default settings, evaluating no split.
+
+    Training calls it before its export, so the export carries the bias correction,
+    the intervals and the out-of-distribution ranges.
+    """
+    run = RunDirectory(Path(run_dir))
+    config = run.read_config()
+    model = inference.load_run_model(run, config, None, checkpoint)
+    return calibrate(run, config, model, EvaluationRequest(run_dir=run.path, checkpoint=checkpoint), ())
 
 
 def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> Path:

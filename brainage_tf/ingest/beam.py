@@ -20,6 +20,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
+from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.ingest.ages import age_problem
 from brainage_tf.ingest.records import ScanRecord
 from brainage_tf.ingest.skips import (
@@ -46,8 +47,8 @@ def _count_skip(kind: str) -> None:
 
 
 def content_hash(volume: np.ndarray) -> str:
-    """SHA-256 of a float16 model-input volume: equal for a copy in any format or orientation."""
-    return hashlib.sha256(np.ascontiguousarray(volume, dtype=np.float16).tobytes()).hexdigest()
+    """SHA-256 of a stored model-input volume: equal for a copy in any format or orientation."""
+    return hashlib.sha256(np.ascontiguousarray(volume, dtype=STORED_VOLUME_DTYPE).tobytes()).hexdigest()
 
 
 def _example(record: ScanRecord, volume: np.ndarray, registration_ncc: float) -> dict:
@@ -118,7 +119,7 @@ class PreprocessRecordFn(beam.DoFn):
         except ScanError as error:
             yield self._skip(record, skip_kind_of_error(error), error.reason)
             return
-        volume = scan.volume.astype(np.float16)
+        volume = scan.volume.astype(STORED_VOLUME_DTYPE)
         if not np.all(np.isfinite(volume)):
             yield self._skip(record, "float16_overflow", "preprocessed volume does not fit float16")
             return

@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Split the CPU into this many logical devices (mirrored without GPUs).",
     )
     add("--jit-compile", action="store_true", help="XLA (GPUs; slower on CPU).")
+    add(
+        "--export",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="After training, fit the calibration and export the selected model for serving "
+        "(RUN_DIR/calibration.json, RUN_DIR/export/<version>/).",
+    )
     add("--verbose", action="store_true", help="Show Beam's and TFDS's INFO logs while building a dataset.")
     return parser
 
