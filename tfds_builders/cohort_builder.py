@@ -20,6 +20,7 @@ from absl import logging
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, ScanRecord
+from brainage_tf.ingest.skips import IngestError
 from brainage_tf.preprocessing import GRID_NAMES, REGISTRATION_MODES, PreprocessConfig, get_grid
 
 
@@ -160,6 +161,7 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
         keep_direct_runner_offline(pipeline)
         records = self._split_records(dl_manager)
+        self._rows_listed = len(records)  # checked against the counts after the run
         logging.info(
             "%s: %d rows read; %s",
             self.name,
@@ -183,6 +185,12 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         from brainage_tf.ingest.beam import summarize
 
         summary = summarize(pipeline_result)
+        problem = summary.accounting_problem(self._rows_listed)
+        if problem is not None:  # raised before TFDS finalizes: no dataset with lost rows is kept
+            raise IngestError(
+                f"{self.name}: {problem}; the Beam run lost them (seen once with the multi-process "
+                "DirectRunner), so the build stopped; rebuild it, e.g. with --direct_num_workers=1"
+            )
         summary.write(self.data_path / INGEST_SUMMARY_NAME)
         if summary.skipped:
             logging.warning(

@@ -41,6 +41,20 @@ class IngestSummary:
     skipped_by_reason: Mapping[str, int]
     skip_report: str = SKIP_REPORT_NAME
 
+    def accounting_problem(self, rows_listed: int) -> str | None:
+        """Why the counts do not account for every listed row, or None when they do.
+
+        Args:
+          rows_listed: Records the builder handed to the ingest.
+        """
+        lost = rows_listed - self.examples_written - self.skipped
+        if self.rows_in == rows_listed and lost == 0:
+            return None
+        return (
+            f"{rows_listed} rows listed, {self.rows_in} counted in, {self.examples_written} written, "
+            f"{self.skipped} skipped: {lost} rows are neither written nor skipped"
+        )
+
     def line(self) -> str:
         """The closing log line: "N rows in, M examples written, K skipped"."""
         return f"{self.rows_in} rows in, {self.examples_written} examples written, {self.skipped} skipped"

@@ -45,3 +45,22 @@ def test_bad_file_raises_one_line_naming_it(tmp_path, content, message):
         IngestSummary.read(path)
     assert str(raised.value).startswith(f"{path}: ")
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "counts, listed, message",
+    [
+        ((971, 952, 0), 971, "971 rows listed, 971 counted in, 952 written, 0 skipped: 19 rows are neither"),
+        ((10, 8, 1), 10, ": 1 rows are neither written nor skipped"),
+        ((9, 8, 1), 10, "10 rows listed, 9 counted in"),  # a runner that lost a counter
+    ],
+)
+def test_counts_that_miss_a_row_are_a_problem(counts, listed, message):
+    rows_in, written, skipped = counts
+    summary = IngestSummary(rows_in, written, skipped, {"missing_age": skipped} if skipped else {})
+    assert message in summary.accounting_problem(listed)
+
+
+def test_counts_that_account_for_every_row_are_no_problem():
+    assert IngestSummary(10, 8, 2, {"missing_age": 2}).accounting_problem(10) is None
+    assert IngestSummary(0, 0, 0, {}).accounting_problem(0) is None
