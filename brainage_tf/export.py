@@ -76,6 +76,8 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
         "registration": registration,
         "normalization": NORMALIZATION,
         "slice_axis": config.slice_axis if config.model == "slice_lstm" else None,
+        # The pooled slabs of slices: what `brainage_tf.explain` occludes.
+        "pool_size": config.pool_size if config.model == "slice_lstm" else None,
         "model": config.model,
         "training_age_range": [float(config.min_age), float(config.max_age)],
         "package_version": importlib.metadata.version("brainage_tf"),

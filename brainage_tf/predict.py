@@ -24,9 +24,10 @@ import math
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -41,6 +42,7 @@ OPTIONAL_OUTPUTS = ("corrected_predicted_age", "interval_low", "interval_high")
 BASE_COLUMNS = ("path", "subject_id", "session", "age", "predicted_age", "brain_age_gap")
 SCAN_COLUMNS = ("non_finite_voxels", "registration_ncc", "ood", "ood_reason", "status", "reason")
 OK, FAILED = "ok", "failed"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class ExportedModel:
         try:
             self.metadata = json.loads(asset.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise UsageError(f"{asset}: unreadable export metadata ({_one_line(error)})") from None
+            raise UsageError(f"{asset}: unreadable export metadata ({one_line(error)})") from None
         name, shape = self.metadata.get("grid"), tuple(self.metadata.get("grid_shape") or ())
         if not name:
             raise UsageError(
@@ -89,7 +91,7 @@ class ExportedModel:
         try:
             self.preprocess_config = PreprocessConfig(grid=name, registration=registration, brain_mask=False)
         except ValueError as error:
-            raise UsageError(f"{asset}: {_one_line(error)}") from None
+            raise UsageError(f"{asset}: {one_line(error)}") from None
         self.grid_shape = shape
 
         import tensorflow as tf
@@ -98,7 +100,7 @@ class ExportedModel:
             loaded = tf.saved_model.load(str(export_dir))
             self._serve = loaded.signatures["serving_default"]
         except Exception as error:  # TF raises many types for one cause: an unreadable export
-            raise UsageError(f"{export_dir}: cannot load the SavedModel ({_one_line(error)})") from None
+            raise UsageError(f"{export_dir}: cannot load the SavedModel ({one_line(error)})") from None
         self._loaded = loaded  # keeps the variables alive
         spec = self._serve.structured_input_signature[1].get("volume")
         if spec is None or tuple(spec.shape[1:]) != shape:
@@ -118,31 +120,56 @@ class ExportedModel:
             )
         return {key: value.numpy() for key, value in self._serve(volume=volumes).items()}
 
+    def age_tensor(self, volumes):
+        """`predicted_age` of float32 volumes [batch, x, y, z] as a tensor `tf.GradientTape` differentiates.
 
-def _one_line(error: object) -> str:
+        The loaded `serving_default` keeps the model's gradients, so explanation
+        works from the export alone, without the run directory.
+        """
+        return self._serve(volume=volumes)["predicted_age"]
+
+
+def one_line(error: object) -> str:
+    """An error message on one line, as every bad-input message of the package is printed."""
     return " ".join(str(error).split())
 
 
-def preprocess_path(path: str, config: PreprocessConfig) -> tuple[np.ndarray | None, dict, str]:
-    """(volume, scan facts, "") or (None, {}, reason) for one scan; runs in a worker process.
-
-    The float32 volume is rounded to the builders' stored dtype, so the model gets
-    exactly the tensor it was trained and evaluated on for the same file.
-    """
+def guarded(
+    step: Callable[[str, PreprocessConfig], T], path: str, config: PreprocessConfig
+) -> tuple[T | None, str]:
+    """(step(path, config), "") or (None, one-line reason): a failure is this scan's, not the run's."""
     if not path:
-        return None, {}, "no scan file listed for this visit"
+        return None, "no scan file listed for this visit"
     try:
-        scan = preprocess_scan_file(path, config)
+        return step(path, config), ""
     except ScanError as error:
-        return None, {}, _one_line(error)
+        return None, one_line(error)
     except Exception as error:  # any other failure is this scan's, not the run's
-        return None, {}, _one_line(f"{path}: {type(error).__name__}: {error}")
-    volume = np.asarray(scan.volume).astype(STORED_VOLUME_DTYPE).astype(np.float32)
-    facts = {
+        return None, one_line(f"{path}: {type(error).__name__}: {error}")
+
+
+def model_input(scan) -> np.ndarray:
+    """A preprocessed scan's float32 volume rounded to the builders' stored dtype.
+
+    So the model gets exactly the tensor it was trained and evaluated on for the same file.
+    """
+    return np.asarray(scan.volume).astype(STORED_VOLUME_DTYPE).astype(np.float32)
+
+
+def scan_facts(scan) -> dict:
+    """The preprocessing facts a prediction row reports beside the age."""
+    return {
         "non_finite_voxels": scan.metadata.non_finite_voxels,
         "registration_ncc": scan.metadata.registration_ncc,
     }
-    return volume, facts, ""
+
+
+def preprocess_path(path: str, config: PreprocessConfig) -> tuple[np.ndarray | None, dict, str]:
+    """(volume, scan facts, "") or (None, {}, reason) for one scan; runs in a worker process."""
+    scan, reason = guarded(preprocess_scan_file, path, config)
+    if scan is None:
+        return None, {}, reason
+    return model_input(scan), scan_facts(scan), ""
 
 
 def preprocess_scan_file(path: str, config: PreprocessConfig):
@@ -163,7 +190,7 @@ def scan_items(paths: Sequence[str], bids: str | None, manifest: str | None) -> 
         try:
             records = reader(source)
         except (CohortLayoutError, OSError, ValueError) as error:
-            raise UsageError(_one_line(error)) from None
+            raise UsageError(one_line(error)) from None
         items += [ScanItem(r.path, r.subject_id, r.session, r.age_years) for r in records]
     return items
 
@@ -256,14 +283,16 @@ def write_rows(rows: Iterable[dict], out: Path, outputs: Sequence[str]) -> None:
             writer.writerow([_cell(row.get(column)) for column in columns])
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit with status 2."""
+
     def error(self, message):  # one line, status 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = _Parser(prog="python -m brainage_tf.predict", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m brainage_tf.predict", description=__doc__.splitlines()[0])
     parser.add_argument("scans", nargs="*", metavar="SCAN", help="Scan files (age unknown).")
     parser.add_argument("--model", required=True, metavar="EXPORT_DIR", help="An export version folder.")
     parser.add_argument("--bids", metavar="DIR", help="BIDS folder: its T1w scans with their ages.")
@@ -291,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("no scans: give SCAN paths, --bids or --manifest")
         model = ExportedModel(args.model, args.grid)
     except UsageError as error:
-        print(f"{parser.prog}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
         return 2
     rows = predict_items(model, items, args.workers, progress=sys.stderr.isatty())
     write_rows(rows, args.out, model.outputs)

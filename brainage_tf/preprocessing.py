@@ -176,6 +176,9 @@ class ScanMetadata:
         grid: Name of the output grid.
         non_finite_voxels: NaN or infinite voxels of the stored image, all outside the
             atlas brain, that were read as 0.
+        world_to_atlas: 4x4 affine from the scan's world millimetres to MNI152
+            millimetres (identity without registration), so that a map on the
+            grid can be resampled back into the scan's own space.
     """
 
     source_path: str
@@ -186,6 +189,7 @@ class ScanMetadata:
     registration_ncc: float
     grid: str
     non_finite_voxels: int = 0
+    world_to_atlas: tuple[tuple[float, ...], ...] = tuple(map(tuple, np.eye(4)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,9 +264,12 @@ def preprocess_image(
     data, non_finite = _validated_volume(image, source_path)
     voxel_size = tuple(float(v) for v in nib.affines.voxel_sizes(image.affine))
     canonical = nib.as_closest_canonical(nib.Nifti1Image(data, image.affine))
+    world_to_atlas = np.eye(4)
     if config.registration == "affine":
-        canonical = register_to_template(canonical, source_path)
-    volume = _resample_to_grid(canonical, grid)
+        registered = register_to_template(canonical, source_path)
+        world_to_atlas = registered.affine @ np.linalg.inv(canonical.affine)
+        canonical = registered
+    volume = resample_image(canonical, grid.shape, grid.affine)
     template, mask = _template_on_grid(grid)
     if non_finite.any():
         _check_non_finite_outside_brain(non_finite, image.affine, canonical.affine, grid, mask, source_path)
@@ -288,6 +295,7 @@ def preprocess_image(
         registration_ncc=ncc,
         grid=grid.name,
         non_finite_voxels=int(non_finite.sum()),
+        world_to_atlas=tuple(tuple(float(v) for v in row) for row in world_to_atlas),
     )
     return PreprocessedScan(volume=volume.astype(np.float32), metadata=metadata)
 
@@ -373,13 +381,27 @@ def _check_non_finite_outside_brain(
         )
 
 
-def _resample_to_grid(image: nib.Nifti1Image, grid: Grid) -> np.ndarray:
-    """Anti-aliases, then trilinearly resamples ``image`` onto ``grid``."""
-    fwhm = _antialias_fwhm(image, grid.voxel_size_mm)
+def resample_image(image: nib.Nifti1Image, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """Anti-aliases, then trilinearly resamples ``image`` onto the voxel grid ``(shape, affine)``.
+
+    The one resampling of the package: scans onto the model grid here, and
+    explanation maps from the model grid back into a scan's own space
+    (`brainage_tf.explanation`), so both directions interpolate alike.
+
+    Args:
+        image: A 3D image with its voxel-to-world affine.
+        shape: Voxel shape of the target grid.
+        affine: Voxel-to-world affine of the target grid, in the image's world space.
+
+    Returns:
+        float32 voxels of shape ``shape``; 0 outside the image.
+    """
+    # The finest target edge: anisotropic targets lose no detail they can hold.
+    fwhm = _antialias_fwhm(image, float(nib.affines.voxel_sizes(affine).min()))
     if fwhm.max() > 0:
         image = nibabel.processing.smooth_image(image, fwhm, mode="nearest")
     resampled = nibabel.processing.resample_from_to(
-        image, (grid.shape, grid.affine), order=1, mode="constant", cval=0.0
+        image, (tuple(shape), affine), order=1, mode="constant", cval=0.0
     )
     return np.asarray(resampled.dataobj, dtype=np.float32)
 
@@ -402,7 +424,7 @@ def _template_on_grid(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """The template and its boolean brain mask resampled onto ``grid``, cached per grid."""
     template, mask = _template_images()
     mask_on_grid = nibabel.processing.resample_from_to(mask, (grid.shape, grid.affine), order=1, cval=0.0)
-    return _resample_to_grid(template, grid), np.asarray(mask_on_grid.dataobj) >= 0.5
+    return resample_image(template, grid.shape, grid.affine), np.asarray(mask_on_grid.dataobj) >= 0.5
 
 
 def _normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:

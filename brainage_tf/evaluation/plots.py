@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from brainage_tf.evaluation.metrics import age_group_index
 
 DPI = 120
-_STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9}
+STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9}
 _RAW, _CORRECTED = "tab:blue", "tab:orange"
 
 
@@ -33,7 +33,7 @@ def plot_cs_curves(curves: Mapping[str, Mapping], path: str | os.PathLike, title
     Returns:
       `path` as a `Path`.
     """
-    return _save(_cs_figure(curves, title), path)
+    return save_figure(_cs_figure(curves, title), path)
 
 
 def plot_predicted_vs_age(
@@ -55,7 +55,7 @@ def plot_predicted_vs_age(
     Returns:
       `path` as a `Path`.
     """
-    return _save(_predicted_figure(ages, predicted, title, corrected), path)
+    return save_figure(_predicted_figure(ages, predicted, title, corrected), path)
 
 
 def plot_error_by_age_group(
@@ -86,7 +86,7 @@ def plot_error_by_age_group(
     Raises:
       ValueError: `edges` is not one longer than `labels`.
     """
-    return _save(_error_figure(ages, predicted, edges, labels, title), path)
+    return save_figure(_error_figure(ages, predicted, edges, labels, title), path)
 
 
 def plot_gap_vs_age(
@@ -108,12 +108,12 @@ def plot_gap_vs_age(
     Returns:
       `path` as a `Path`.
     """
-    return _save(_gap_figure(ages, gap, title, corrected_gap), path)
+    return save_figure(_gap_figure(ages, gap, title, corrected_gap), path)
 
 
 def _cs_figure(curves: Mapping[str, Mapping], title: str) -> Figure:
     """The CS figure: one line per model, y from 0 to 100 %."""
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(6.4, 4.8), layout="constrained")
         ax = fig.subplots()
         for index, (name, cs) in enumerate(curves.items()):
@@ -140,7 +140,7 @@ def _predicted_figure(
     series = [("predicted", predicted, _RAW, "o")]
     if corrected is not None:
         series.append(("bias-corrected", corrected, _CORRECTED, "^"))
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(5.6, 5.6), layout="constrained")
         ax = fig.subplots()
         shown = [np.asarray(ages, dtype=float)]
@@ -178,7 +178,7 @@ def _error_figure(
     groups = [errors[index == i] for i in range(len(labels))]
     outside = errors.size - sum(group.size for group in groups)
     positions = np.arange(len(groups))
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(7.2, 4.8), layout="constrained")
         ax = fig.subplots()
         # Black medians: orange marks bias-corrected series in the other figures.
@@ -213,7 +213,7 @@ def _gap_figure(
     series = [("gap", gap, _RAW, "o")]
     if corrected_gap is not None:
         series.append(("bias-corrected gap", corrected_gap, _CORRECTED, "^"))
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(7.2, 4.8), layout="constrained")
         ax = fig.subplots()
         ax.axhline(0.0, color="grey", linewidth=1)
@@ -246,7 +246,7 @@ def _finite(ages: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray,
     return x[keep], y[keep]
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Writes `fig` as a PNG at `path` (creating folders) and returns the path.
 
     Figures are built without pyplot, so they draw with Agg (no display needed) and

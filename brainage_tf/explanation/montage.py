@@ -1,0 +1,153 @@
+"""PNG montages of saliency over brains: one scan's three views, and age groups side by side.
+
+Views follow the neurological convention on the RAS+ grid: the subject's left on
+the image's left, superior and anterior up or right. The saliency is shown as its
+normalised magnitude (1 = the map's mean), smoothed for display with a Gaussian of
+one voxel (voxel gradients of strided convolutions alternate from voxel to voxel),
+and drawn only above its 90th percentile so the anatomy underneath stays visible;
+the colour scale is printed on each figure. The NIfTI maps are never smoothed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import scipy.ndimage
+from matplotlib.figure import Figure
+
+from brainage_tf.evaluation.plots import STYLE, save_figure
+from brainage_tf.explanation.saliency import normalised_magnitude
+
+# (name, voxel axis cut, horizontal axis, vertical axis, world letter, (left, right) labels)
+VIEWS = (
+    ("axial", 2, 0, 1, "z", ("L", "R")),
+    ("coronal", 1, 0, 2, "y", ("L", "R")),
+    ("sagittal", 0, 1, 2, "x", ("P", "A")),
+)
+# Slices shown per view, as fractions of the grid: the grids frame the MNI brain box.
+SLICE_FRACTIONS = (0.3, 0.45, 0.6, 0.75)
+DISPLAY_SMOOTHING_VOXELS = 1.0
+OVERLAY_PERCENTILE = 90.0
+COLOUR_PERCENTILE = 99.5
+_CMAP = "hot"
+
+
+def _cut(volume: np.ndarray, axis: int, index: int, horizontal: int, vertical: int) -> np.ndarray:
+    """The 2D slice at `index` along `axis`, rows vertical (bottom first), columns horizontal."""
+    plane = np.take(volume, index, axis=axis)
+    kept = [a for a in range(3) if a != axis]
+    return plane if kept.index(vertical) == 0 and kept.index(horizontal) == 1 else plane.T
+
+
+def _panel(ax, background, overlay, view, index, scale, affine) -> object:
+    """Draws one slice in grey with the overlay above its threshold; returns the overlay image."""
+    name, axis, horizontal, vertical, letter, (left, right) = view
+    grey = _cut(background, axis, index, horizontal, vertical)
+    low, high = np.percentile(background, [1, 99])
+    ax.imshow(grey, cmap="gray", origin="lower", vmin=low, vmax=high, interpolation="nearest")
+    heat = _cut(overlay, axis, index, horizontal, vertical)
+    threshold, top = scale
+    shown = np.ma.masked_less(heat, threshold)
+    image = ax.imshow(
+        shown, cmap=_CMAP, origin="lower", vmin=threshold, vmax=top, alpha=0.85, interpolation="nearest"
+    )
+    millimetres = affine[axis, axis] * index + affine[axis, 3]
+    ax.set_title(f"{name} {letter}={millimetres:.0f} mm", fontsize=9)
+    ax.text(0.02, 0.02, left, transform=ax.transAxes, color="white", fontsize=8, va="bottom")
+    ax.text(0.98, 0.02, right, transform=ax.transAxes, color="white", fontsize=8, ha="right", va="bottom")
+    ax.set_axis_off()
+    return image
+
+
+def _indices(shape: Sequence[int], axis: int, fractions: Sequence[float]) -> list[int]:
+    return [min(int(round(f * (shape[axis] - 1))), shape[axis] - 1) for f in fractions]
+
+
+def _scale(magnitudes: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(overlay threshold, colour maximum) shared by all panels of a figure."""
+    values = np.concatenate([np.ravel(m) for m in magnitudes])
+    threshold, top = np.percentile(values, [OVERLAY_PERCENTILE, COLOUR_PERCENTILE])
+    return float(threshold), float(max(top, threshold * 1.01, 1e-6))
+
+
+def scan_montage(
+    volume: np.ndarray, saliency: np.ndarray, affine: np.ndarray, path: str | os.PathLike, title: str
+) -> Path:
+    """Writes a 3 x 4 montage: axial, coronal, sagittal rows of the scan with its saliency overlaid.
+
+    Args:
+        volume: The preprocessed scan (x, y, z) on the model grid.
+        saliency: Its signed saliency map, same shape.
+        affine: The grid's voxel-to-MNI affine (slice positions in mm).
+        path: PNG file to write.
+        title: Figure title (scan, model, predicted age).
+
+    Returns:
+        `path` as a `Path`.
+    """
+    return save_figure(_scan_figure(volume, saliency, affine, title), path)
+
+
+def _scan_figure(volume, saliency, affine, title) -> Figure:
+    magnitude = scipy.ndimage.gaussian_filter(normalised_magnitude(saliency), DISPLAY_SMOOTHING_VOXELS)
+    scale = _scale([magnitude])
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(
+            figsize=(2.2 * len(SLICE_FRACTIONS) + 1.0, 2.35 * len(VIEWS) + 0.6), layout="constrained"
+        )
+        axes = fig.subplots(len(VIEWS), len(SLICE_FRACTIONS), squeeze=False)
+        for row, view in zip(axes, VIEWS, strict=True):
+            for ax, index in zip(row, _indices(volume.shape, view[1], SLICE_FRACTIONS), strict=True):
+                image = _panel(ax, volume, magnitude, view, index, scale, affine)
+        bar = fig.colorbar(image, ax=axes, shrink=0.6, location="right")
+        bar.set_label("|saliency| / its mean, smoothed (top 10 % shown)")
+        fig.suptitle(title)
+    return fig
+
+
+def group_montage(
+    groups: Mapping[str, tuple[np.ndarray, np.ndarray, int]],
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    title: str,
+) -> Path:
+    """Writes one row per age group: its mean normalised saliency over its mean scan, three views.
+
+    Args:
+        groups: Group label -> (mean normalised saliency, mean preprocessed scan, number of scans);
+            groups with no scan are left out by the caller.
+        affine: The grid's voxel-to-MNI affine.
+        path: PNG file to write.
+        title: Figure title.
+
+    Returns:
+        `path` as a `Path`.
+
+    Raises:
+        ValueError: No group.
+    """
+    if not groups:
+        raise ValueError("no age group holds a scan: nothing to draw")
+    return save_figure(_group_figure(groups, affine, title), path)
+
+
+def _group_figure(groups, affine, title) -> Figure:
+    # One colour scale for all groups, so a brighter group is a more concentrated map.
+    scale = _scale([magnitude for magnitude, _, _ in groups.values()])
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(2.3 * len(VIEWS) + 1.4, 2.3 * len(groups) + 0.6), layout="constrained")
+        axes = fig.subplots(len(groups), len(VIEWS), squeeze=False)
+        for row, (label, (magnitude, background, count)) in zip(axes, groups.items(), strict=True):
+            for ax, view in zip(row, VIEWS, strict=True):
+                (index,) = _indices(background.shape, view[1], (0.5,))
+                image = _panel(ax, background, magnitude, view, index, scale, affine)
+            row[0].text(-0.08, 0.5, f"{label} y\nn={count}", transform=row[0].transAxes, rotation=90,
+                        ha="right", va="center", fontsize=11)  # fmt: skip
+        bar = fig.colorbar(image, ax=axes, shrink=0.6, location="right")
+        bar.set_label("mean |saliency| / mean |saliency| (top 10 %)")
+        fig.suptitle(title)
+    return fig
