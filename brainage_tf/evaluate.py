@@ -7,7 +7,9 @@
 `--run` writes RUN_DIR/eval/<dataset>-<split>/ with predictions.csv, metrics.json,
 the CS curve and three more plots, and report.md with the paper's tables (MAE per
 age group and Average, He et al. ISBI 2020 Tables 1-3). Call it once per evaluated
-set, e.g. the discovery `test` split and the `replication` split.
+set, e.g. the discovery `test` split and the `replication` split. `--explain` adds
+`explain/`: the mean normalised saliency map per age group (NIfTI) and a montage
+comparing the groups (docs/explain.md).
 
 `--compare` evaluates each run on the same dataset and split (writing each run's
 own eval folder too) and writes into DIR report.md (one table row per model, paired
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cs-max-alpha", type=float, default=CS_MAX_ALPHA, help="Largest CS error level (years).")
     add("--conformal-level", type=float, default=DEFAULT_CONFORMAL_LEVEL, help="Interval coverage aimed at.")
     add("--conformal-by-age-bin", action="store_true", help="One interval width per predicted-age group.")
+    add("--explain", action="store_true", help="--run: also saliency maps per age group (explain/).")
     add(
         "--out",
         type=Path,
@@ -74,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ages is not None and args.ages[0] > args.ages[1]:
             raise UsageError(f"--ages: minimum {args.ages[0]} is above maximum {args.ages[1]}.")
         runs = args.compare or args.ensemble
+        if runs is not None and args.explain:
+            raise UsageError("--explain applies to --run only.")
         if runs is not None:
             flag = "--compare" if args.compare else "--ensemble"
             if len(runs) < 2:
@@ -94,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             conformal_level=args.conformal_level,
             conformal_by_age_bin=args.conformal_by_age_bin,
             out_dir=args.out,
+            explain=args.explain,
         )
         if args.compare:
             from brainage_tf.evaluation.compare import compare

@@ -24,6 +24,8 @@ from brainage_tf import data
 from brainage_tf.evaluation import inference, metrics, plots, report
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
 from brainage_tf.evaluation.ood import ReferenceRanges
+from brainage_tf.export import grid_and_registration
+from brainage_tf.preprocessing import GRIDS
 from brainage_tf.training.config import TrainConfig, UsageError
 from brainage_tf.training.run_directory import RunDirectory
 from brainage_tf.training.trainer import selection_of
@@ -61,6 +63,7 @@ class EvaluationRequest:
         conformal_level: Coverage the prediction intervals aim at.
         conformal_by_age_bin: Calibrate one interval width per age group of the predicted age.
         out_dir: Output folder (None: RUN_DIR/eval/<dataset>-<split>).
+        explain: Also write saliency maps per age group into `<out_dir>/explain/`.
     """
 
     run_dir: Path
@@ -74,6 +77,7 @@ class EvaluationRequest:
     conformal_level: float = DEFAULT_CONFORMAL_LEVEL
     conformal_by_age_bin: bool = False
     out_dir: Path | None = None
+    explain: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +214,16 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
     )
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_figures_and_report(out_dir, config.model, result, table, summary, edges, calibration)
+    if request.explain:
+        from brainage_tf.explanation.group_maps import explain_split
+
+        log(f"saliency maps of {len(result)} scans, averaged per age group (--explain)")
+        grid = grid_and_registration(dataset, source.volume_shape)[0]
+        # A dataset on no preset grid has no MNI placement: its maps keep voxel coordinates.
+        affine = GRIDS[grid].affine if grid else np.eye(4)
+        title = f"{config.model} saliency by age group, {dataset}:{request.split}"
+        selection = data.Selection(low_age, high_age, 0.0)
+        explain_split(model, source, selection, edges, affine, out_dir / "explain", title)
     if summary["n_nonfinite"]:
         log(f"{summary['n_nonfinite']} scans have non-finite predictions; they are listed in predictions.csv")
     return out_dir

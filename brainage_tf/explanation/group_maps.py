@@ -98,3 +98,32 @@ def write_group_maps(
     (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     panels = {label: (g.mean_saliency, g.mean_volume, g.count) for label, g in filled.items()}
     return montage.group_montage(panels, affine, out_dir / MONTAGE, title)
+
+
+def explain_split(
+    model, source, selection, edges: Sequence[float], affine: np.ndarray, out_dir: Path, title: str
+) -> Path:
+    """Group maps of every selected scan of a dataset split, with the default saliency settings.
+
+    Args:
+        model: The run's Keras model.
+        source: The evaluated `brainage_tf.data.ExampleSource`.
+        selection: Its age selection (`brainage_tf.data.Selection`).
+        edges: Age-group edges of the evaluation.
+        affine: Voxel-to-MNI affine of the dataset's grid.
+        out_dir: Folder for the group NIfTIs, the montage and the summary.
+        title: Montage title.
+
+    Returns:
+        The montage's path.
+    """
+    from brainage_tf import data
+    from brainage_tf.explanation.saliency import keras_age_function
+
+    settings = SaliencySettings()
+    batches = (
+        (volumes.numpy()[..., 0], labels["age"].numpy())
+        for volumes, labels in data.prediction_dataset(source, selection, "all", settings.batch_size)
+    )
+    groups = group_saliency(keras_age_function(model), batches, edges, settings)
+    return write_group_maps(groups, affine, out_dir, settings, title)

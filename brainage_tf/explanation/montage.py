@@ -55,8 +55,8 @@ def _panel(ax, background, overlay, view, index, scale, affine) -> object:
     image = ax.imshow(
         shown, cmap=_CMAP, origin="lower", vmin=threshold, vmax=top, alpha=0.85, interpolation="nearest"
     )
-    millimetres = affine[axis, axis] * index + affine[axis, 3]
-    ax.set_title(f"{name} {letter}={millimetres:.0f} mm", fontsize=9)
+    millimetres = round(float(affine[axis, axis] * index + affine[axis, 3]))  # an int: never "-0"
+    ax.set_title(f"{name} {letter}={millimetres} mm", fontsize=9)
     ax.text(0.02, 0.02, left, transform=ax.transAxes, color="white", fontsize=8, va="bottom")
     ax.text(0.98, 0.02, right, transform=ax.transAxes, color="white", fontsize=8, ha="right", va="bottom")
     ax.set_axis_off()
@@ -65,6 +65,16 @@ def _panel(ax, background, overlay, view, index, scale, affine) -> object:
 
 def _indices(shape: Sequence[int], axis: int, fractions: Sequence[float]) -> list[int]:
     return [min(int(round(f * (shape[axis] - 1))), shape[axis] - 1) for f in fractions]
+
+
+def _smoothed(magnitude: np.ndarray) -> np.ndarray:
+    return scipy.ndimage.gaussian_filter(np.asarray(magnitude, np.float32), DISPLAY_SMOOTHING_VOXELS)
+
+
+def _peak_index(magnitude: np.ndarray, axis: int) -> int:
+    """The slice along `axis` holding the most saliency: where the groups differ is worth showing."""
+    others = tuple(a for a in range(3) if a != axis)
+    return int(np.argmax(magnitude.sum(axis=others)))
 
 
 def _scale(magnitudes: Sequence[np.ndarray]) -> tuple[float, float]:
@@ -93,7 +103,7 @@ def scan_montage(
 
 
 def _scan_figure(volume, saliency, affine, title) -> Figure:
-    magnitude = scipy.ndimage.gaussian_filter(normalised_magnitude(saliency), DISPLAY_SMOOTHING_VOXELS)
+    magnitude = _smoothed(normalised_magnitude(saliency))
     scale = _scale([magnitude])
     with matplotlib.rc_context(STYLE):
         fig = Figure(
@@ -136,18 +146,21 @@ def group_montage(
 
 
 def _group_figure(groups, affine, title) -> Figure:
-    # One colour scale for all groups, so a brighter group is a more concentrated map.
-    scale = _scale([magnitude for magnitude, _, _ in groups.values()])
+    shown = {
+        label: (_smoothed(magnitude), background, n) for label, (magnitude, background, n) in groups.items()
+    }
+    # One colour scale and one slice per view for all groups, so the rows compare directly.
+    scale = _scale([magnitude for magnitude, _, _ in shown.values()])
+    pooled = sum(magnitude for magnitude, _, _ in shown.values())
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(2.3 * len(VIEWS) + 1.4, 2.3 * len(groups) + 0.6), layout="constrained")
         axes = fig.subplots(len(groups), len(VIEWS), squeeze=False)
-        for row, (label, (magnitude, background, count)) in zip(axes, groups.items(), strict=True):
+        for row, (label, (magnitude, background, count)) in zip(axes, shown.items(), strict=True):
             for ax, view in zip(row, VIEWS, strict=True):
-                (index,) = _indices(background.shape, view[1], (0.5,))
-                image = _panel(ax, background, magnitude, view, index, scale, affine)
+                image = _panel(ax, background, magnitude, view, _peak_index(pooled, view[1]), scale, affine)
             row[0].text(-0.08, 0.5, f"{label} y\nn={count}", transform=row[0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=11)  # fmt: skip
         bar = fig.colorbar(image, ax=axes, shrink=0.6, location="right")
-        bar.set_label("mean |saliency| / mean |saliency| (top 10 %)")
-        fig.suptitle(title)
+        bar.set_label("mean normalised |saliency|, smoothed (top 10 % shown)")
+        fig.suptitle(f"{title}\nslices through the peak of all groups together")
     return fig

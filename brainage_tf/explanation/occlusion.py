@@ -149,7 +149,7 @@ def _slab_figure(table: pd.DataFrame, slice_axis: str, title: str) -> Figure:
             ax.barh(centres[chosen], change[chosen], height=height, color=colour, label=label)
         ax.axvline(0.0, color="grey", linewidth=1)
         ax.set_yticks(
-            centres, [f"{row.slab}: {row.from_mm:.0f}..{row.to_mm:.0f}" for row in table.itertuples()]
+            centres, [f"{row.slab}: {row.from_mm:.0f} to {row.to_mm:.0f}" for row in table.itertuples()]
         )
         ax.set(
             xlabel="change in predicted age when the slab is occluded (years)",

@@ -1,0 +1,58 @@
+"""Montage layout and orientation: the subject's left on the image's left, superior up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainage_tf.explanation import montage
+from brainage_tf.preprocessing import GRIDS
+
+GRID = GRIDS["tiny"]
+
+
+def ramp(axis: int) -> np.ndarray:
+    """A volume whose value is the voxel index along `axis`."""
+    return np.broadcast_to(np.arange(GRID.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)]),
+                           GRID.shape).astype(np.float32)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("view", "horizontal", "vertical"), [("axial", 0, 1), ("coronal", 0, 2), ("sagittal", 1, 2)]
+)
+def test_each_view_puts_its_axes_right_and_up(view, horizontal, vertical):
+    _, axis, h, v, _, _ = next(entry for entry in montage.VIEWS if entry[0] == view)
+    assert (h, v) == (horizontal, vertical)
+    across, up = montage._cut(ramp(horizontal), axis, 3, h, v), montage._cut(ramp(vertical), axis, 3, h, v)
+    # Columns step along `horizontal` (x: left to right; y: back to front), rows bottom-up along `vertical`.
+    assert np.all(np.diff(across, axis=1) == 1) and np.all(np.diff(across, axis=0) == 0)
+    assert np.all(np.diff(up, axis=0) == 1) and np.all(np.diff(up, axis=1) == 0)
+    assert across.shape == (GRID.shape[vertical], GRID.shape[horizontal])
+
+
+def test_scan_montage_has_three_views_of_four_slices_and_a_colour_scale(tmp_path):
+    rng = np.random.default_rng(0)
+    volume, saliency = rng.normal(size=GRID.shape), rng.normal(size=GRID.shape)
+    fig = montage._scan_figure(volume, saliency, GRID.affine, "scan")
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 12 and all(len(ax.images) == 2 for ax in images)
+    assert [ax.get_title().split()[0] for ax in images[::4]] == ["axial", "coronal", "sagittal"]
+    assert "z=" in images[0].get_title() and images[0].get_title().endswith(" mm")
+    assert any("saliency" in ax.get_ylabel() for ax in fig.axes if not ax.images)  # the colour bar
+    path = montage.scan_montage(volume, saliency, GRID.affine, tmp_path / "m.png", "scan")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_group_montage_one_row_per_group_on_one_scale(tmp_path):
+    rng = np.random.default_rng(1)
+    groups = {label: (rng.random(GRID.shape) * scale, rng.normal(size=GRID.shape), n)
+              for label, scale, n in (("0-5", 1.0, 4), ("6-10", 3.0, 2))}  # fmt: skip
+    fig = montage._group_figure(groups, GRID.affine, "groups")
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 6
+    limits = {ax.images[1].get_clim() for ax in images}
+    assert len(limits) == 1  # one colour scale for every group
+    labels = [text.get_text() for ax in images[::3] for text in ax.texts if "n=" in text.get_text()]
+    assert labels == ["0-5 y\nn=4", "6-10 y\nn=2"]
+    with pytest.raises(ValueError, match="no age group"):
+        montage.group_montage({}, GRID.affine, tmp_path / "g.png", "none")
