@@ -105,6 +105,10 @@ def test_affine_perturbed_template_registers_back_within_two_millimetres():
     unaligned = prep.preprocess_image(moved, TINY)
     assert result.metadata.registration_ncc > 0.98
     assert unaligned.metadata.registration_ncc < 0.6
+    # world_to_atlas takes the moved scan's world positions back to MNI (explanation maps go the other way).
+    back = nib.affines.apply_affine(np.array(result.metadata.world_to_atlas), unregistered)
+    assert np.linalg.norm(back - truth, axis=1).mean() < 2.0
+    assert np.array_equal(unaligned.metadata.world_to_atlas, np.eye(4))
 
 
 def test_failed_registration_raises_registration_error_naming_the_file(monkeypatch):
