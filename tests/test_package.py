@@ -24,6 +24,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.evaluate",
     "brainage_tf.export",
     "brainage_tf.predict",
+    "brainage_tf.explain",
     # A reused pipeline component starts without TensorFlow (pipelines.evaluator imports the pusher).
     "pipelines.example_gen",
     "pipelines.trainer",
@@ -38,6 +39,7 @@ LIBRARY_MODULES = [
     "brainage_tf.training.trainer",
     "brainage_tf.synthetic",
     "brainage_tf.evaluation.run_evaluation",
+    "brainage_tf.explanation.group_maps",
 ]
 BUILDER_MODULES = [
     "tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder",

@@ -1,7 +1,8 @@
 """PNG montages of saliency over brains: one scan's three views, and age groups side by side.
 
 Views follow the neurological convention on the RAS+ grid: the subject's left on
-the image's left, superior and anterior up or right. The saliency is shown as its
+the image's left, superior and anterior up or right. Panels cut through the planes
+where the map is strongest (its peaks, spaced apart). The saliency is shown as its
 normalised magnitude (1 = the map's mean), smoothed for display with a Gaussian of
 one voxel (voxel gradients of strided convolutions alternate from voxel to voxel),
 and drawn only above its 90th percentile so the anatomy underneath stays visible;
@@ -28,8 +29,7 @@ VIEWS = (
     ("coronal", 1, 0, 2, "y", ("L", "R")),
     ("sagittal", 0, 1, 2, "x", ("P", "A")),
 )
-# Slices shown per view, as fractions of the grid: the grids frame the MNI brain box.
-SLICE_FRACTIONS = (0.3, 0.45, 0.6, 0.75)
+SLICES_PER_VIEW = 4
 DISPLAY_SMOOTHING_VOXELS = 1.0
 OVERLAY_PERCENTILE = 90.0
 COLOUR_PERCENTILE = 99.5
@@ -63,18 +63,25 @@ def _panel(ax, background, overlay, view, index, scale, affine) -> object:
     return image
 
 
-def _indices(shape: Sequence[int], axis: int, fractions: Sequence[float]) -> list[int]:
-    return [min(int(round(f * (shape[axis] - 1))), shape[axis] - 1) for f in fractions]
-
-
 def _smoothed(magnitude: np.ndarray) -> np.ndarray:
     return scipy.ndimage.gaussian_filter(np.asarray(magnitude, np.float32), DISPLAY_SMOOTHING_VOXELS)
 
 
-def _peak_index(magnitude: np.ndarray, axis: int) -> int:
-    """The slice along `axis` holding the most saliency: where the groups differ is worth showing."""
-    others = tuple(a for a in range(3) if a != axis)
-    return int(np.argmax(magnitude.sum(axis=others)))
+def _peak_planes(magnitude: np.ndarray, axis: int, count: int) -> list[int]:
+    """The `count` planes along `axis` with the most saliency, a tenth of the axis apart, in order.
+
+    Where the map is strongest is what a reader looks for; the spacing keeps one
+    bright band from filling every panel.
+    """
+    profile = magnitude.sum(axis=tuple(a for a in range(3) if a != axis))
+    gap = max(1, magnitude.shape[axis] // 10)
+    chosen: list[int] = []
+    for index in np.argsort(profile)[::-1]:
+        if all(abs(int(index) - other) >= gap for other in chosen):
+            chosen.append(int(index))
+        if len(chosen) == count:
+            break
+    return sorted(chosen)
 
 
 def _scale(magnitudes: Sequence[np.ndarray]) -> tuple[float, float]:
@@ -87,7 +94,7 @@ def _scale(magnitudes: Sequence[np.ndarray]) -> tuple[float, float]:
 def scan_montage(
     volume: np.ndarray, saliency: np.ndarray, affine: np.ndarray, path: str | os.PathLike, title: str
 ) -> Path:
-    """Writes a 3 x 4 montage: axial, coronal, sagittal rows of the scan with its saliency overlaid.
+    """Writes a 3 x 4 montage: axial, coronal, sagittal rows through the map's strongest planes.
 
     Args:
         volume: The preprocessed scan (x, y, z) on the model grid.
@@ -106,12 +113,10 @@ def _scan_figure(volume, saliency, affine, title) -> Figure:
     magnitude = _smoothed(normalised_magnitude(saliency))
     scale = _scale([magnitude])
     with matplotlib.rc_context(STYLE):
-        fig = Figure(
-            figsize=(2.2 * len(SLICE_FRACTIONS) + 1.0, 2.35 * len(VIEWS) + 0.6), layout="constrained"
-        )
-        axes = fig.subplots(len(VIEWS), len(SLICE_FRACTIONS), squeeze=False)
+        fig = Figure(figsize=(2.2 * SLICES_PER_VIEW + 1.0, 2.35 * len(VIEWS) + 0.6), layout="constrained")
+        axes = fig.subplots(len(VIEWS), SLICES_PER_VIEW, squeeze=False)
         for row, view in zip(axes, VIEWS, strict=True):
-            for ax, index in zip(row, _indices(volume.shape, view[1], SLICE_FRACTIONS), strict=True):
+            for ax, index in zip(row, _peak_planes(magnitude, view[1], SLICES_PER_VIEW), strict=True):
                 image = _panel(ax, volume, magnitude, view, index, scale, affine)
         bar = fig.colorbar(image, ax=axes, shrink=0.6, location="right")
         bar.set_label("|saliency| / its mean, smoothed (top 10 % shown)")
@@ -157,7 +162,8 @@ def _group_figure(groups, affine, title) -> Figure:
         axes = fig.subplots(len(groups), len(VIEWS), squeeze=False)
         for row, (label, (magnitude, background, count)) in zip(axes, shown.items(), strict=True):
             for ax, view in zip(row, VIEWS, strict=True):
-                image = _panel(ax, background, magnitude, view, _peak_index(pooled, view[1]), scale, affine)
+                (index,) = _peak_planes(pooled, view[1], 1)
+                image = _panel(ax, background, magnitude, view, index, scale, affine)
             row[0].text(-0.08, 0.5, f"{label} y\nn={count}", transform=row[0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=11)  # fmt: skip
         bar = fig.colorbar(image, ax=axes, shrink=0.6, location="right")

@@ -56,3 +56,11 @@ def test_group_montage_one_row_per_group_on_one_scale(tmp_path):
     assert labels == ["0-5 y\nn=4", "6-10 y\nn=2"]
     with pytest.raises(ValueError, match="no age group"):
         montage.group_montage({}, GRID.affine, tmp_path / "g.png", "none")
+
+
+def test_panels_go_through_the_strongest_planes_spaced_apart():
+    magnitude = np.ones(GRID.shape)
+    magnitude[:, :, 10], magnitude[:, :, 11] = 50.0, 45.0  # one bright band two slices thick
+    magnitude[:, :, 3], magnitude[:, :, 17] = 20.0, 10.0
+    assert montage._peak_planes(magnitude, 2, 3) == [3, 10, 17]  # 11 is too close to 10 to get a panel
+    assert montage._peak_planes(magnitude, 2, 1) == [10]
