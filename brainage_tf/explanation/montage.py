@@ -33,7 +33,10 @@ SLICES_PER_VIEW = 4
 DISPLAY_SMOOTHING_VOXELS = 1.0
 OVERLAY_PERCENTILE = 90.0
 COLOUR_PERCENTILE = 99.5
-_CMAP = "hot"
+# "hot" without its black-to-dark-red start: a value just above the threshold must not look like no value.
+_CMAP = matplotlib.colors.ListedColormap(
+    matplotlib.colormaps["hot"](np.linspace(0.3, 1.0, 256)), name="hot_bright"
+)
 
 
 def _cut(volume: np.ndarray, axis: int, index: int, horizontal: int, vertical: int) -> np.ndarray:
@@ -67,13 +70,15 @@ def _smoothed(magnitude: np.ndarray) -> np.ndarray:
     return scipy.ndimage.gaussian_filter(np.asarray(magnitude, np.float32), DISPLAY_SMOOTHING_VOXELS)
 
 
-def _peak_planes(magnitude: np.ndarray, axis: int, count: int) -> list[int]:
+def _peak_planes(magnitude: np.ndarray, axis: int, count: int, threshold: float = 0.0) -> list[int]:
     """The `count` planes along `axis` with the most saliency, a tenth of the axis apart, in order.
 
     Where the map is strongest is what a reader looks for; the spacing keeps one
-    bright band from filling every panel.
+    bright band from filling every panel. Only values at or above `threshold`, the
+    ones drawn, count.
     """
-    profile = magnitude.sum(axis=tuple(a for a in range(3) if a != axis))
+    shown = np.where(magnitude >= threshold, magnitude, 0.0)
+    profile = shown.sum(axis=tuple(a for a in range(3) if a != axis))
     gap = max(1, magnitude.shape[axis] // 10)
     chosen: list[int] = []
     for index in np.argsort(profile)[::-1]:
@@ -116,7 +121,9 @@ def _scan_figure(volume, saliency, affine, title) -> Figure:
         fig = Figure(figsize=(2.2 * SLICES_PER_VIEW + 1.0, 2.35 * len(VIEWS) + 0.6), layout="constrained")
         axes = fig.subplots(len(VIEWS), SLICES_PER_VIEW, squeeze=False)
         for row, view in zip(axes, VIEWS, strict=True):
-            for ax, index in zip(row, _peak_planes(magnitude, view[1], SLICES_PER_VIEW), strict=True):
+            for ax, index in zip(
+                row, _peak_planes(magnitude, view[1], SLICES_PER_VIEW, scale[0]), strict=True
+            ):
                 image = _panel(ax, volume, magnitude, view, index, scale, affine)
         bar = fig.colorbar(image, ax=axes, shrink=0.6, location="right")
         bar.set_label("|saliency| / its mean, smoothed (top 10 % shown)")
@@ -156,13 +163,13 @@ def _group_figure(groups, affine, title) -> Figure:
     }
     # One colour scale and one slice per view for all groups, so the rows compare directly.
     scale = _scale([magnitude for magnitude, _, _ in shown.values()])
-    pooled = sum(magnitude for magnitude, _, _ in shown.values())
+    pooled = sum(magnitude for magnitude, _, _ in shown.values()) / len(shown)
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(2.3 * len(VIEWS) + 1.4, 2.3 * len(groups) + 0.6), layout="constrained")
         axes = fig.subplots(len(groups), len(VIEWS), squeeze=False)
         for row, (label, (magnitude, background, count)) in zip(axes, shown.items(), strict=True):
             for ax, view in zip(row, VIEWS, strict=True):
-                (index,) = _peak_planes(pooled, view[1], 1)
+                (index,) = _peak_planes(pooled, view[1], 1, scale[0])
                 image = _panel(ax, background, magnitude, view, index, scale, affine)
             row[0].text(-0.08, 0.5, f"{label} y\nn={count}", transform=row[0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=11)  # fmt: skip
