@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from cli_checks import assert_one_line_usage_errors, export_copy_with_metadata
 from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, explain, export, predict, train
@@ -144,10 +144,7 @@ def test_evaluate_explain_writes_one_map_per_age_group(setup):
 
 def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
     scan = str(setup["scans"][0])
-    old = tmp_path / "old_export"
-    shutil.copytree(setup["model"], old)
-    asset = old / "assets" / export.METADATA_ASSET
-    asset.write_text(json.dumps({**json.loads(asset.read_text()), "pool_size": None}))
+    old = export_copy_with_metadata(setup["model"], tmp_path / "old_export", pool_size=None)
     cases = {
         "no scans": ["--model", str(setup["model"])],
         "samples and batch size must be at least 1": ["--model", str(setup["model"]), "--samples", "0", scan],
@@ -163,13 +160,7 @@ def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
         "invalid choice": ["--model", str(setup["model"]), "--method", "gradcam", scan],
         "not a SavedModel": ["--model", str(tmp_path), scan],
     }
-    for expected, argv in cases.items():
-        try:
-            code = explain.main([*argv, "--out", str(tmp_path / "out")])
-        except SystemExit as exit_:
-            code = exit_.code
-        error = capsys.readouterr().err
-        assert code == 2 and expected in error and len(error.strip().splitlines()) == 1, (expected, error)
+    assert_one_line_usage_errors(explain.main, cases, ["--out", str(tmp_path / "out")], capsys)
     assert not (tmp_path / "out").exists()
     assert (
         evaluate.main(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cli_checks import assert_one_line_usage_errors, export_copy_with_metadata
 from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, export, predict, train
@@ -244,10 +244,7 @@ def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):
 
 def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
     scan = sorted(setup["stored"])[0]
-    toy = tmp_path / "toy_export"
-    shutil.copytree(setup["model"], toy)
-    asset = toy / "assets" / export.METADATA_ASSET
-    asset.write_text(json.dumps({**json.loads(asset.read_text()), "grid": None}))
+    toy = export_copy_with_metadata(setup["model"], tmp_path / "toy_export", grid=None)
     cases = {
         "no scans": ["--model", str(setup["model"])],
         "no preset grid": ["--model", str(toy), scan],
@@ -256,11 +253,5 @@ def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
         "--workers must be": ["--model", str(setup["model"]), "--workers", "0", scan],
         "invalid int value": ["--model", str(setup["model"]), "--workers", "x", scan],
     }
-    for expected, argv in cases.items():
-        try:
-            code = predict.main([*argv, "--out", str(tmp_path / "o.csv")])
-        except SystemExit as exit_:
-            code = exit_.code
-        error = capsys.readouterr().err
-        assert code == 2 and expected in error and len(error.strip().splitlines()) == 1, (expected, error)
+    assert_one_line_usage_errors(predict.main, cases, ["--out", str(tmp_path / "o.csv")], capsys)
     assert not (tmp_path / "o.csv").exists()

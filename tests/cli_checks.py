@@ -1,0 +1,31 @@
+"""Checks the command-line tests share (not shipped with the package)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+def assert_one_line_usage_errors(
+    main: Callable[[Sequence[str]], int], cases: Mapping[str, Sequence[str]], tail: Sequence[str], capsys
+) -> None:
+    """Runs `main([*argv, *tail])` per case: each must exit 2 with one stderr line containing its key."""
+    for expected, argv in cases.items():
+        try:
+            code = main([*argv, *tail])
+        except SystemExit as exit_:  # argparse's own errors
+            code = exit_.code
+        error = capsys.readouterr().err
+        assert code == 2 and expected in error and len(error.strip().splitlines()) == 1, (expected, error)
+
+
+def export_copy_with_metadata(export_dir: Path, target: Path, **changes) -> Path:
+    """A copy of an export whose metadata asset has `changes` applied: an export other versions wrote."""
+    from brainage_tf.export import METADATA_ASSET
+
+    shutil.copytree(export_dir, target)
+    asset = target / "assets" / METADATA_ASSET
+    asset.write_text(json.dumps({**json.loads(asset.read_text()), **changes}))
+    return target
