@@ -80,10 +80,9 @@ def folder_names(items: Sequence[ScanItem]) -> list[str]:
     """One distinct folder name per scan: subject[_session] when known, else the file name without suffix."""
     names, used = [], set()
     for item in items:
-        base = "_".join(p for p in (item.subject_id, item.session) if p) or _SCAN_SUFFIXES.sub(
-            "", Path(item.path).name
-        )
-        name, copy = base or "scan", 1
+        base = "_".join(p for p in (item.subject_id, item.session) if p)
+        base = base or _SCAN_SUFFIXES.sub("", Path(item.path).name) or "scan"
+        name, copy = base, 1
         while name in used:
             copy += 1
             name = f"{base}-{copy}"

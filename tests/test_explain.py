@@ -174,3 +174,14 @@ def test_resnet3d_exports_get_the_default_slice_lstm_slabs():
     metadata = {"model": "resnet3d", "slice_axis": None, "pool_size": None, "grid_shape": [64, 80, 56]}
     assert explain.slab_settings(metadata, None, None) == ("axial", 4)
     assert explain.slab_settings(metadata, "coronal", 5) == ("coronal", 5)
+
+
+def test_every_scan_gets_its_own_folder_name():
+    items = [
+        predict.ScanItem("/a/T1w.nii.gz"),
+        predict.ScanItem("/b/T1w.nii.gz"),
+        predict.ScanItem("/c/x.nii.gz", subject_id="sub-01", session="ses-2"),
+        predict.ScanItem("/d/scan.MNC"),
+        predict.ScanItem(""),
+    ]
+    assert explain.folder_names(items) == ["T1w", "T1w-2", "sub-01_ses-2", "scan", "scan-2"]
