@@ -4,7 +4,7 @@
 
 For each scan, preprocessed as the run's export would:
 
-* model randomisation: Spearman correlation of |SmoothGrad| between the run's model and
+* model randomisation: Spearman correlation of |map| (SmoothGrad or --method) between the run's model and
   the same architecture re-initialised, next to the correlation between two noise seeds
   of the trained model (the method's own repeatability) and between |map| and |volume|;
 * planted signal: not per scan (it needs a model built to depend on one region; see
@@ -24,7 +24,7 @@ import numpy as np
 
 from brainage_tf.evaluation.inference import load_run_model
 from brainage_tf.explanation import occlusion, sanity
-from brainage_tf.explanation.saliency import SaliencySettings, keras_age_function, saliency_map
+from brainage_tf.explanation.saliency import METHODS, SaliencySettings, keras_age_function, saliency_map
 from brainage_tf.export import grid_and_registration
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, preprocess_scan
 from brainage_tf.training.run_directory import RunDirectory
@@ -35,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("scans", nargs="+")
+    parser.add_argument("--method", choices=METHODS, default=SaliencySettings().method)
     args = parser.parse_args()
     run = RunDirectory(args.run)
     config = run.read_config()
@@ -43,14 +44,16 @@ def main() -> None:
     grid, _, registration = grid_and_registration(config.dataset, grid_shape)
     prep = PreprocessConfig(grid=grid, registration=registration)
     trained, randomised = keras_age_function(model), keras_age_function(sanity.reinitialised(model))
-    settings = SaliencySettings()
+    settings = SaliencySettings(method=args.method)
     print(f"{config.model} on grid {grid} {grid_shape}, {settings.describe()}")
     headers = ("rho rand", "rho seed", "rho vol", "top Δ", "rand Δ", "sal s", "occ s")
     print(f"{'scan':<16} " + " ".join(f"{header:>8}" for header in headers))
     rows = []
     for path in args.scans:
         volume = preprocess_scan(path, prep).volume
-        saliency_map(trained, volume, SaliencySettings(samples=settings.batch_size))  # traces once per shape
+        saliency_map(
+            trained, volume, SaliencySettings(args.method, samples=settings.batch_size)
+        )  # traces once per shape
         start = time.perf_counter()
         trained_map = saliency_map(trained, volume, settings)
         seconds_map = time.perf_counter() - start
@@ -60,7 +63,7 @@ def main() -> None:
         )
         seconds_occlusion = time.perf_counter() - start
         random_map = saliency_map(randomised, volume, settings)
-        second_seed = saliency_map(trained, volume, SaliencySettings(seed=1))
+        second_seed = saliency_map(trained, volume, SaliencySettings(args.method, seed=1))
         top = max(1, len(table) // 4)
         consistency = sanity.occlusion_consistency(
             trained, volume, table["importance"].to_numpy(), config.slice_axis, config.pool_size, top

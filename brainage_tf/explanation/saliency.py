@@ -1,9 +1,11 @@
 """Voxel saliency of a predicted age: SmoothGrad or integrated gradients.
 
-Both are gradient methods that passed the model-randomisation test of Adebayo et
-al. (NeurIPS 2018), unlike guided backpropagation, and both need only the
-gradient of the predicted age with respect to the input volume, which a Keras
-model and a loaded export's `serving_default` both give through `tf.GradientTape`.
+Both need only the gradient of the predicted age with respect to the input volume,
+which a Keras model and a loaded export's `serving_default` both give through
+`tf.GradientTape`. SmoothGrad, the default, averages plain gradients, whose maps
+changed when Adebayo et al. (NeurIPS 2018) randomised the model; integrated
+gradients multiply by the input and kept more of its structure there, so check them
+with `benchmarks/explain_sanity.py --method integrated_gradients`.
 
 * SmoothGrad (Smilkov et al. 2017): the mean gradient over `samples` noisy copies
   of the volume, Gaussian noise of standard deviation `noise` times the volume's
