@@ -185,3 +185,17 @@ def test_every_scan_gets_its_own_folder_name():
         predict.ScanItem(""),
     ]
     assert explain.folder_names(items) == ["T1w", "T1w-2", "sub-01_ses-2", "scan", "scan-2"]
+
+
+def test_a_scan_whose_explanation_fails_gets_a_failed_row(setup, tmp_path, monkeypatch):
+    def explain_scan(model, item, scan, settings, slabs, out_dir):
+        if item.path.endswith("scan1.nii.gz"):
+            raise RuntimeError("disk full")
+        return 7.0
+
+    monkeypatch.setattr(explain, "explain_scan", explain_scan)
+    model = predict.ExportedModel(setup["model"])
+    items = [predict.ScanItem(str(path)) for path in setup["scans"][:2]]
+    rows = explain.explain_items(model, items, SaliencySettings(), ("axial", 2), tmp_path)
+    assert [row["status"] for row in rows] == ["ok", "failed"] and rows[0]["predicted_age"] == 7.0
+    assert rows[1]["reason"] == f"{setup['scans'][1]}: RuntimeError: disk full"
