@@ -40,7 +40,9 @@ from brainage_tf.predict import (
     OneLineParser,
     ScanItem,
     guarded,
+    model_input,
     one_line,
+    scan_facts,
     scan_items,
     write_rows,
 )
@@ -107,8 +109,9 @@ def explain_scan(
     grid = get_grid(model.preprocess_config.grid)
     slab_axis, slab_size = slabs
     out_dir.mkdir(parents=True, exist_ok=True)
-    saliency = saliency_map(model.age_tensor, scan.volume, settings)
-    table = occlusion.slab_importance(model.age_tensor, scan.volume, slab_axis, slab_size, grid.affine)
+    volume = model_input(scan)  # the tensor predict feeds: rounded as the builders store it
+    saliency = saliency_map(model.age_tensor, volume, settings)
+    table = occlusion.slab_importance(model.age_tensor, volume, slab_axis, slab_size, grid.affine)
     predicted = float(table["predicted_age"].iloc[0])
     descrip = f"{settings.describe()} {model.metadata.get('model', '')}"
     sidecar = {
@@ -145,12 +148,12 @@ def explain_scan(
     )
     known = "" if item.age is None else f", age {item.age:.1f} y"
     title = f"{name}: {model.metadata.get('model')} predicts {predicted:.1f} y{known}\n{settings.describe()}"
-    montage.scan_montage(scan.volume, saliency, grid.affine, out_dir / "montage.png", title)
+    montage.scan_montage(volume, saliency, grid.affine, out_dir / "montage.png", title)
     return predicted
 
 
-def _explain_path(model, item, settings, slabs, out_dir: Path) -> tuple[float | None, str]:
-    """(predicted age, "") or (None, one-line reason) for one scan."""
+def _explain_path(model, item, settings, slabs, out_dir: Path) -> tuple[dict | None, str]:
+    """(row fields, "") or (None, one-line reason) for one scan: its age, scan facts and OOD flag."""
     scan, reason = guarded(preprocess_scan, item.path, model.preprocess_config)
     if scan is None:
         return None, reason
@@ -158,7 +161,20 @@ def _explain_path(model, item, settings, slabs, out_dir: Path) -> tuple[float | 
     def explain(path, config):
         return explain_scan(model, item, scan, settings, slabs, out_dir)
 
-    return guarded(explain, item.path, model.preprocess_config)
+    predicted, reason = guarded(explain, item.path, model.preprocess_config)
+    if predicted is None:
+        return None, reason
+    fields = {"predicted_age": predicted, **scan_facts(scan)}
+    if model.reference is not None:  # as predict flags it: an explanation of an unusual scan says so
+        volume = model_input(scan)
+        (ood,) = model.reference.reasons(
+            [predicted],
+            [fields["registration_ncc"]],
+            [volume.mean(dtype=np.float64)],
+            [volume.std(dtype=np.float64)],
+        )
+        fields.update(ood=bool(ood), ood_reason=ood)
+    return fields, ""
 
 
 def explain_items(
@@ -173,16 +189,17 @@ def explain_items(
     for item, folder in zip(items, folder_names(items), strict=True):
         start = time.perf_counter()
         row = {"path": item.path, "subject_id": item.subject_id, "session": item.session, "age": item.age}
-        predicted, reason = _explain_path(model, item, settings, slabs, out / folder)
-        if predicted is None:
+        fields, reason = _explain_path(model, item, settings, slabs, out / folder)
+        if fields is None:
             row.update(status=FAILED, reason=reason)
         else:
-            row.update(status=OK, reason="", predicted_age=predicted, output_dir=folder)
+            row.update(fields, status=OK, reason="", output_dir=folder)
             if item.age is not None:
-                row["brain_age_gap"] = predicted - item.age
+                row["brain_age_gap"] = fields["predicted_age"] - item.age
         row["seconds"] = round(time.perf_counter() - start, 2)
         rows.append(row)
-        print(f"{folder}: {row['status']} {reason or f'{predicted:.2f} y'} ({row['seconds']:.1f} s)")
+        outcome = reason or f"{row['predicted_age']:.2f} y"
+        print(f"{folder}: {row['status']} {outcome} ({row['seconds']:.1f} s)")
     return rows
 
 

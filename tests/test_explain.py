@@ -63,6 +63,7 @@ def test_explain_writes_every_output_and_a_bad_scan_fails_alone(setup, tmp_path,
     assert [row["status"] for row in rows] == ["ok", "ok", "ok", "failed"]
     assert str(corrupt) in rows[-1]["reason"] and "cannot read" in rows[-1]["reason"]
     assert [row["output_dir"] for row in rows] == ["scan0", "scan1", "scan0_lps", ""]
+    assert all(float(row["registration_ncc"]) > 0 and row["non_finite_voxels"] == "0" for row in rows[:3])
     model = predict.ExportedModel(setup["model"])
     fed = np.stack(
         [predict.preprocess_path(str(scan), model.preprocess_config)[0] for scan in setup["scans"][:2]]

@@ -220,13 +220,9 @@ def test_rows_carry_the_out_of_distribution_flag_of_the_export(setup, tmp_path):
     items = [predict.ScanItem(path) for path in sorted(setup["stored"])]
     rows = predict.predict_items(model, items)
     assert all(row["ood"] and "intensity mean" in row["ood_reason"] for row in rows), rows
-    wide = tmp_path / "wide_export"
-    shutil.copytree(setup["model"], wide)
-    asset = wide / "assets" / export.METADATA_ASSET
-    metadata = json.loads(asset.read_text())
-    metadata["reference"] = {"age": [0.0, 22.0], "registration_ncc_min": 0.0,
-                             "intensity_mean": [-10.0, 10.0], "intensity_std": [0.0, 10.0]}  # fmt: skip
-    asset.write_text(json.dumps(metadata))
+    reference = {"age": [0.0, 22.0], "registration_ncc_min": 0.0,
+                 "intensity_mean": [-10.0, 10.0], "intensity_std": [0.0, 10.0]}  # fmt: skip
+    wide = export_copy_with_metadata(setup["model"], tmp_path / "wide_export", reference=reference)
     rows = predict.predict_items(predict.ExportedModel(wide), items)
     assert [(row["ood"], row["ood_reason"]) for row in rows] == [(False, "")] * 3
 
