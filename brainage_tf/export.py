@@ -79,6 +79,8 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
         # The pooled slabs of slices: what `brainage_tf.explain` occludes.
         "pool_size": config.pool_size if config.model == "slice_lstm" else None,
         "model": config.model,
+        # The model computes in this policy; its input (float32) and outputs (float32) do not change.
+        "precision": config.precision,
         "training_age_range": [float(config.min_age), float(config.max_age)],
         "package_version": importlib.metadata.version("brainage_tf"),
         "dataset": config.dataset,
@@ -118,6 +120,7 @@ def _serving_module(model, shape: Sequence[int], calibration: dict, metadata: di
             self.normalization = tf.constant(metadata["normalization"])
             self.slice_axis = tf.constant(metadata["slice_axis"] or "")
             self.model_name = tf.constant(metadata["model"])
+            self.precision = tf.constant(metadata["precision"])
             self.training_age_range = tf.constant(metadata["training_age_range"], tf.float32)
             self.package_version = tf.constant(metadata["package_version"])
             self.dataset = tf.constant(metadata["dataset"])
@@ -157,7 +160,8 @@ def _serving_module(model, shape: Sequence[int], calibration: dict, metadata: di
         def metadata(self):
             """The preprocessing settings the model expects, as constants."""
             names = ("grid_name", "grid_shape", "voxel_size_mm", "registration", "normalization")
-            names += ("slice_axis", "model_name", "training_age_range", "package_version", "dataset")
+            names += ("slice_axis", "model_name", "precision", "training_age_range", "package_version")
+            names += ("dataset",)
             return {name: tf.identity(getattr(self, name)) for name in names + ("metadata_json",)}
 
     return BrainAgeModule()

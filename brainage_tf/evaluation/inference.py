@@ -76,14 +76,7 @@ def load_run_model(run: RunDirectory, config: TrainConfig, volume_shape=None, ch
         latest = tf.train.latest_checkpoint(str(run.checkpoint_dir))
         if latest is None:
             raise UsageError(f"{run.checkpoint_dir} has no checkpoint: the run has not finished an epoch.")
-        model = build_model(
-            config.model,
-            volume_shape,
-            config.width_multiplier,
-            config.slice_axis,
-            config.slice_size,
-            config.pool_size,
-        )
+        model = build_model(volume_shape=volume_shape, **config.model_arguments())
         tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     model_shape = tuple(int(dim) for dim in model.input_shape[1:4])
     if volume_shape is not None and model_shape != tuple(volume_shape):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import keras
 
 from brainage_tf.defaults import DEFAULT_POOL_SIZE, DEFAULT_SLICE_AXIS, DEFAULT_SLICE_SIZE, MODEL_NAMES
-from brainage_tf.models.layers import FoldedTimeDistributed, instance_norm
+from brainage_tf.models.layers import FoldedTimeDistributed, dtype_policy_scope, instance_norm
 from brainage_tf.models.resnet import ResNet18Backbone
 from brainage_tf.models.resnet3d import ResNet3D
 from brainage_tf.models.slice_lstm import SliceLSTM
@@ -23,6 +23,7 @@ def build_model(
     slice_axis: str = DEFAULT_SLICE_AXIS,
     slice_size: Sequence[int] = DEFAULT_SLICE_SIZE,
     pool_size: int = DEFAULT_POOL_SIZE,
+    precision: str = "float32",
 ) -> keras.Model:
     """Builds a brain-age model by name.
 
@@ -33,6 +34,7 @@ def build_model(
         slice_axis: slice_lstm only: "axial", "coronal" or "sagittal".
         slice_size: slice_lstm only: (height, width) each slice is resized to.
         pool_size: slice_lstm only: k of the average pooling over slices.
+        precision: Keras dtype policy of every layer but the float32 age head (variables stay float32).
 
     Returns:
         The uncompiled Keras model, input (batch, x, y, z, 1), output (batch, 1).
@@ -44,10 +46,11 @@ def build_model(
             slice_size=slice_size,
             pool_size=pool_size,
             width_multiplier=width_multiplier,
+            precision=precision,
             name="slice_lstm",
         )
     if model_name == "resnet3d":
-        return ResNet3D(volume_shape, width_multiplier=width_multiplier, name="resnet3d")
+        return ResNet3D(volume_shape, width_multiplier=width_multiplier, precision=precision, name="resnet3d")
     raise ValueError(f"Unknown model {model_name!r}; choose one of {', '.join(MODEL_NAMES)}.")
 
 
@@ -55,6 +58,7 @@ __all__ = [
     "MODEL_NAMES",
     "build_model",
     "FoldedTimeDistributed",
+    "dtype_policy_scope",
     "instance_norm",
     "ResNet18Backbone",
     "ResNet3D",

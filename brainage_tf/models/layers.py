@@ -1,13 +1,35 @@
-"""Layers shared by the models: instance normalisation and a folded TimeDistributed.
+"""Layers shared by the models: instance normalisation, a folded TimeDistributed, a dtype-policy scope.
 
-Both are plain Keras 3 layers, so the models that use them stay functional,
+The layers are plain Keras 3 layers, so the models that use them stay functional,
 serialisable to `.keras` and backend-neutral.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import keras
 from keras import ops
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy: str) -> Iterator[None]:
+    """Makes `policy` Keras's global dtype policy inside the block, and restores the previous one.
+
+    A layer takes the global policy when it is constructed, so building a model inside
+    this block gives it the policy for good, without leaking it into other models, tests
+    or the caller's own layers.
+
+    Args:
+        policy: A Keras dtype policy name: "float32", "mixed_bfloat16" or "mixed_float16".
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def instance_norm(channels: int, name: str) -> keras.layers.GroupNormalization:

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from brainage_tf.models.layers import FoldedTimeDistributed, instance_norm
+from brainage_tf.models.layers import FoldedTimeDistributed, dtype_policy_scope, instance_norm
 
 
 def test_folded_time_distributed_matches_keras_time_distributed():
@@ -44,3 +44,17 @@ def test_instance_norm_normalises_each_example_and_channel_separately():
     normalised = keras.ops.convert_to_numpy(instance_norm(4, name="norm")(features.astype(np.float32)))
     np.testing.assert_allclose(normalised.mean(axis=(1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(normalised.std(axis=(1, 2)), 1.0, atol=1e-2)
+
+
+def test_dtype_policy_scope_restores_the_global_policy_even_after_an_error():
+    assert keras.config.dtype_policy().name == "float32"
+    with dtype_policy_scope("mixed_bfloat16"):
+        assert keras.layers.Dense(1).compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+    try:
+        with dtype_policy_scope("mixed_float16"):
+            raise RuntimeError("model construction failed")
+    except RuntimeError:
+        pass
+    assert keras.config.dtype_policy().name == "float32"
+    assert keras.layers.Dense(1).compute_dtype == "float32"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import keras
 
 from brainage_tf.defaults import DEFAULT_POOL_SIZE, DEFAULT_SLICE_AXIS, DEFAULT_SLICE_SIZE, SLICE_AXIS_INDEX
-from brainage_tf.models.layers import FoldedTimeDistributed
+from brainage_tf.models.layers import FoldedTimeDistributed, dtype_policy_scope
 from brainage_tf.models.resnet import ResNet18Backbone
 
 LSTM_UNITS = 64
@@ -57,6 +57,8 @@ class SliceLSTM(keras.Model):
             Trailing slices that do not fill a window are dropped.
         width_multiplier: Scales every ResNet18 filter count (1.0 = standard).
         lstm_units: Units of each LSTM direction (the paper's 64).
+        precision: Keras dtype policy of every layer but the age head, which stays float32:
+            "float32", "mixed_bfloat16" or "mixed_float16" (variables are float32 in all three).
         **kwargs: Passed to keras.Model (e.g. name).
     """
 
@@ -68,6 +70,7 @@ class SliceLSTM(keras.Model):
         pool_size: int = DEFAULT_POOL_SIZE,
         width_multiplier: float = 1.0,
         lstm_units: int = LSTM_UNITS,
+        precision: str = "float32",
         **kwargs,
     ):
         volume_shape = tuple(int(dim) for dim in volume_shape)
@@ -79,27 +82,30 @@ class SliceLSTM(keras.Model):
             raise ValueError(
                 f"pool_size must be between 1 and the {num_slices} {slice_axis} slices, got {pool_size}."
             )
-        inputs = keras.Input(shape=(*volume_shape, 1), name="volume")
-        slices = keras.layers.Permute(slice_permutation(slice_axis), name="to_slices")(inputs)
-        resized = FoldedTimeDistributed(
-            keras.layers.Resizing(*slice_size, interpolation="bilinear", name="resize"),
-            name="slice_resize",
-        )(slices)
-        encoder = ResNet18Backbone((*slice_size, 1), width_multiplier, name="slice_resnet18")
-        features = FoldedTimeDistributed(encoder, name="slice_encoder")(resized)
-        pooled = keras.layers.AveragePooling1D(pool_size, strides=pool_size, name="slice_pool")(features)
-        sequence = keras.layers.Bidirectional(
-            keras.layers.LSTM(lstm_units, return_sequences=True, name="lstm"), name="bilstm"
-        )(pooled)
-        flat = keras.layers.Flatten(name="flatten")(sequence)
-        age = keras.layers.Dense(1, name="age")(flat)
-        super().__init__(inputs=inputs, outputs=age, **kwargs)
+        with dtype_policy_scope(precision):
+            inputs = keras.Input(shape=(*volume_shape, 1), name="volume")
+            slices = keras.layers.Permute(slice_permutation(slice_axis), name="to_slices")(inputs)
+            resized = FoldedTimeDistributed(
+                keras.layers.Resizing(*slice_size, interpolation="bilinear", name="resize"),
+                name="slice_resize",
+            )(slices)
+            encoder = ResNet18Backbone((*slice_size, 1), width_multiplier, name="slice_resnet18")
+            features = FoldedTimeDistributed(encoder, name="slice_encoder")(resized)
+            pooled = keras.layers.AveragePooling1D(pool_size, strides=pool_size, name="slice_pool")(features)
+            sequence = keras.layers.Bidirectional(
+                keras.layers.LSTM(lstm_units, return_sequences=True, name="lstm"), name="bilstm"
+            )(pooled)
+            flat = keras.layers.Flatten(name="flatten")(sequence)
+            # The age head computes in float32 under every policy: ages of 0-22 years need its precision.
+            age = keras.layers.Dense(1, name="age", dtype="float32")(flat)
+            super().__init__(inputs=inputs, outputs=age, **kwargs)
         self.volume_shape = volume_shape
         self.slice_axis = slice_axis
         self.slice_size = slice_size
         self.pool_size = pool_size
         self.width_multiplier = width_multiplier
         self.lstm_units = lstm_units
+        self.precision = precision
 
     def get_config(self) -> dict:
         """Constructor arguments, so from_config rebuilds the same graph."""
@@ -112,6 +118,7 @@ class SliceLSTM(keras.Model):
             "pool_size": self.pool_size,
             "width_multiplier": self.width_multiplier,
             "lstm_units": self.lstm_units,
+            "precision": self.precision,
         }
 
     @classmethod

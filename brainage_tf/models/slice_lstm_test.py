@@ -76,3 +76,23 @@ def test_pool_size_larger_than_slice_count_is_refused():
 def test_unknown_slice_axis_is_refused():
     with pytest.raises(ValueError, match="slice_axis"):
         _tiny(slice_axis="oblique")
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_but_the_head_and_variables_stay_float32(tmp_path):
+    model = _tiny(precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # not leaked out of model construction
+    encoder = model.get_layer("slice_encoder").layer
+    assert encoder.get_layer("resnet18_stage1_block1_1_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("bilstm").compute_dtype == "bfloat16"
+    assert model.get_layer("age").compute_dtype == "float32"
+    floats = [variable for variable in model.variables if keras.backend.is_float_dtype(variable.dtype)]
+    assert floats and {variable.dtype for variable in floats} == {"float32"}
+    volumes = _volumes(2, seed=5)
+    assert keras.ops.convert_to_numpy(model(volumes)).dtype == np.float32
+    model.save(tmp_path / "mixed.keras")
+    reloaded = keras.models.load_model(tmp_path / "mixed.keras")
+    assert reloaded.precision == "mixed_bfloat16"
+    assert (
+        reloaded.get_layer("slice_encoder").layer.get_layer("resnet18_stem_conv").compute_dtype == "bfloat16"
+    )
+    np.testing.assert_array_equal(reloaded.predict(volumes, verbose=0), model.predict(volumes, verbose=0))

@@ -26,6 +26,8 @@ from brainage_tf.defaults import (
 )
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+# `--precision`: "auto" resolves to one of the Keras dtype policies after it (training.precision).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 class UsageError(ValueError):
@@ -64,6 +66,9 @@ class TrainConfig:
         seed: Seed of weight initialisation and of every epoch's shuffle order.
         strategy: "auto", "one_device", "mirrored" or "multi_worker".
         jit_compile: XLA-compile the gradient step (for GPUs; 5-9x slower on CPU).
+        precision: Keras dtype policy of the model ("float32", "mixed_bfloat16", "mixed_float16"),
+            or "auto", which the trainer resolves to one of them for this machine before
+            config.json is written.
         checkpoints_to_keep: Most recent per-epoch checkpoints kept on disk.
     """
 
@@ -88,6 +93,8 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "auto"
     jit_compile: bool = False
+    # float32 unless asked: a default that changed with the host's CPU would make runs machine-dependent.
+    precision: str = "float32"
     checkpoints_to_keep: int = 3
 
     @classmethod
@@ -130,6 +137,7 @@ class TrainConfig:
         _check_choice("preset", self.preset, tuple(PRESETS))
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("slice axis", self.slice_axis, SLICE_AXES)
+        _check_choice("precision", self.precision, PRECISIONS)
         if not (math.isfinite(self.min_age) and math.isfinite(self.max_age)):
             raise UsageError("--train-ages must be finite numbers.")
         if self.min_age > self.max_age:
@@ -143,6 +151,17 @@ class TrainConfig:
             raise UsageError("learning rate and width multiplier must be positive.")
         if len(self.slice_size) != 2 or min(self.slice_size) < 8:
             raise UsageError(f"--slice-size needs two sizes of at least 8, got {self.slice_size}.")
+
+    def model_arguments(self) -> dict:
+        """The keyword arguments of `brainage_tf.models.build_model` this config fixes (all but the shape)."""
+        return dict(
+            model_name=self.model,
+            width_multiplier=self.width_multiplier,
+            slice_axis=self.slice_axis,
+            slice_size=self.slice_size,
+            pool_size=self.pool_size,
+            precision=self.precision,
+        )
 
     def to_json(self) -> dict:
         """JSON-ready dict (tuples become lists)."""

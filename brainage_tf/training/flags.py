@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, SLICE_AXES
-from brainage_tf.training.config import PRESETS, STRATEGIES, TrainConfig
+from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig
 
 # Flags that override a preset's value only when given (their parser default is None).
 PRESET_FLAGS = (
@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="After training, fit the calibration and export the selected model for serving "
         "(RUN_DIR/calibration.json, RUN_DIR/export/<version>/).",
     )
+    add(
+        "--precision",
+        # Checked by TrainConfig.validate, not argparse, so a bad value is one line, not usage + error.
+        metavar="{" + ",".join(PRECISIONS) + "}",
+        default=TrainConfig.precision,
+        help="Compute dtype policy (default %(default)s). auto: mixed_bfloat16 on CPUs with AVX512_BF16 "
+        "or AMX and on GPUs with bf16, mixed_float16 on older GPUs, else float32. The age head, the "
+        "loss and the variables stay float32.",
+    )
     add("--verbose", action="store_true", help="Show Beam's and TFDS's INFO logs while building a dataset.")
     return parser
 
@@ -107,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         strategy=args.strategy,
         jit_compile=args.jit_compile,
+        precision=args.precision,
         **overrides,
     )
     config.validate()

@@ -22,6 +22,7 @@ from brainage_tf import data
 from brainage_tf.models import build_model
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.precision import resolve_precision
 from brainage_tf.training.run_directory import RunDirectory
 
 
@@ -119,6 +120,11 @@ class Trainer:
             UsageError: The selection cannot train (see plan_training), or the model
                 cannot take the source's volumes.
         """
+        precision, reason = resolve_precision(config.precision)
+        if precision != config.precision:
+            log(f"--precision {config.precision}: {precision} ({reason})")
+            # The resolved policy is what config.json records, so a resume or an export rebuilds it.
+            config = config.replace(precision=precision)
         self.config, self.source, self.strategy, self.run = config, source, strategy, run
         self.log, self.progress_bar = log, progress_bar
         self.plan = plan_training(
@@ -132,14 +138,7 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             try:
-                self.model = build_model(
-                    config.model,
-                    source.volume_shape,
-                    config.width_multiplier,
-                    config.slice_axis,
-                    config.slice_size,
-                    config.pool_size,
-                )
+                self.model = build_model(volume_shape=source.volume_shape, **config.model_arguments())
             except ValueError as error:
                 raise UsageError(
                     f"{config.model} cannot take volumes of shape {source.volume_shape}: {error}"
@@ -151,6 +150,9 @@ class Trainer:
                 staircase=True,
             )
             self.optimizer = keras.optimizers.Adam(learning_rate=schedule)
+            if config.precision == "mixed_float16":
+                # float16 gradients underflow without a (dynamic) loss scale; bfloat16 has float32's range.
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
             # Start the age head at the training mean, so early epochs learn anatomy, not an offset.
             self.model.get_layer("age").bias.assign([self.plan.train_mean_age])
@@ -187,7 +189,9 @@ class Trainer:
                 predicted = model(volumes, training=True)[:, 0]
                 # MAE over the global batch: each replica's share, summed across replicas below.
                 loss = tf.nn.compute_average_loss(tf.abs(predicted - ages), global_batch_size=global_batch)
-            return loss, tape.gradient(loss, model.trainable_variables)
+                # The loss scale of mixed_float16 (identity otherwise); apply_gradients unscales.
+                scaled_loss = optimizer.scale_loss(loss)
+            return loss, tape.gradient(scaled_loss, model.trainable_variables)
 
         @tf.autograph.experimental.do_not_convert
         def replica_step(volumes, ages):
