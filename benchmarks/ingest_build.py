@@ -3,7 +3,8 @@
 Generates the synthetic BIDS cohorts once (timed separately), then builds the
 dataset from them with the Beam DirectRunner: in_memory for 1 worker (the
 `tfds build` default), multi_processing for more. Prints a table of subjects,
-grid, workers, seconds and examples per second.
+grid, workers, seconds and examples per second. `benchmarks/run.py` calls the same
+functions for its ingest-scaling and input-pipeline sections.
 
     python benchmarks/ingest_build.py --subjects 200 --grid small --workers 1 2
 """
@@ -25,6 +26,7 @@ from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
     SyntheticConfig,
+    cohort_folder_name,
     ensure_generated,
 )
 
@@ -34,6 +36,51 @@ def beam_options(workers: int) -> PipelineOptions:
     if workers == 1:
         return PipelineOptions(["--direct_running_mode=in_memory"])
     return PipelineOptions(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
+
+
+def bench_config(subjects: int, grid: str, registration: str = "none") -> SyntheticConfig:
+    """A synthetic_cohort config named after its grid, so `synthetic_cohort/<grid>` loads it (80/20 split)."""
+    discovery = round(subjects * 0.8)
+    return SyntheticConfig(
+        name=grid if registration == "none" else f"{grid}_affine",
+        grid=grid,
+        registration=registration,
+        discovery_subjects=discovery,
+        replication_subjects=subjects - discovery,
+    )
+
+
+def generate(config: SyntheticConfig, work_dir: Path) -> tuple[float, list[Path]]:
+    """Generates the config's BIDS cohorts under work_dir (reused when present).
+
+    Returns:
+        (seconds, the BIDS folders of the discovery and replication cohorts).
+    """
+    generated = epath.Path(work_dir / "downloads" / GENERATED_FOLDER)
+    generated.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for _, arguments in config.cohorts():
+        ensure_generated(generated, arguments)
+    folders = [Path(generated / cohort_folder_name(arguments)) for _, arguments in config.cohorts()]
+    return time.perf_counter() - start, folders
+
+
+def build(config: SyntheticConfig, work_dir: Path, workers: int) -> tuple[float, IngestSummary, str]:
+    """Builds the dataset into a fresh `work_dir/data_<grid>_w<workers>`; generate() must have run.
+
+    Returns:
+        (seconds, the ingest summary, the TFDS data dir).
+    """
+    data_dir = work_dir / f"data_{config.name}_w{workers}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    builder = Builder(config=config, data_dir=str(data_dir))
+    start = time.perf_counter()
+    builder.download_and_prepare(
+        download_dir=str(work_dir / "downloads"),
+        download_config=tfds.download.DownloadConfig(beam_options=beam_options(workers)),
+    )
+    seconds = time.perf_counter() - start
+    return seconds, IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME), str(data_dir)
 
 
 def main() -> None:
@@ -53,44 +100,22 @@ def main() -> None:
     args = parser.parse_args()
 
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="ingest_bench_"))
-    discovery = round(args.subjects * 0.8)
-    config = SyntheticConfig(
-        name=f"{args.grid}_bench{args.subjects}",
-        grid=args.grid,
-        registration=args.registration,
-        discovery_subjects=discovery,
-        replication_subjects=args.subjects - discovery,
-    )
-    download_dir = work_dir / "downloads"
-    generated = epath.Path(download_dir / GENERATED_FOLDER)
-    generated.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    for _, arguments in config.cohorts():
-        ensure_generated(generated, arguments)
-    generation_seconds = time.perf_counter() - start
-
+    config = bench_config(args.subjects, args.grid, args.registration)
+    generation_seconds, _ = generate(config, work_dir)
     rows = []
     for workers in args.workers:
-        data_dir = work_dir / f"data_w{workers}"
-        shutil.rmtree(data_dir, ignore_errors=True)
-        builder = Builder(config=config, data_dir=str(data_dir))
-        start = time.perf_counter()
-        builder.download_and_prepare(
-            download_dir=str(download_dir),
-            download_config=tfds.download.DownloadConfig(beam_options=beam_options(workers)),
-        )
-        seconds = time.perf_counter() - start
-        summary = IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME)
-        rows.append((args.subjects, args.grid, workers, seconds, summary.examples_written / seconds, summary))
+        seconds, summary, _ = build(config, work_dir, workers)
+        rows.append((workers, seconds, summary))
 
     print(f"\ngeneration of {args.subjects} synthetic subjects (once, all CPUs): {generation_seconds:.1f} s")
     print(
         f"{'subjects':>8} {'grid':>6} {'workers':>7} {'seconds':>8} {'examples/s':>10}"
         "  rows in / written / skipped"
     )
-    for subjects, grid, workers, seconds, rate, summary in rows:
+    for workers, seconds, summary in rows:
         counts = f"{summary.rows_in} / {summary.examples_written} / {summary.skipped}"
-        print(f"{subjects:>8} {grid:>6} {workers:>7} {seconds:>8.1f} {rate:>10.2f}  {counts}")
+        rate = summary.examples_written / seconds
+        print(f"{args.subjects:>8} {args.grid:>6} {workers:>7} {seconds:>8.1f} {rate:>10.2f}  {counts}")
 
 
 if __name__ == "__main__":

@@ -1,118 +1,94 @@
-"""Seconds per training step of the brain-age models on this machine.
+"""Seconds per Adam/MAE training step of the brain-age models, in TensorFlow or PyTorch.
 
-Prints one table row per case: model, volume grid, slices, batch, width, the first
-step (tracing + compilation) and the median of the following steps. The
-`encoder_*` rows isolate the slice encoder to show why slices are folded into the
-batch: Keras 3's TimeDistributed unrolls one graph copy per slice.
+One configuration per process, so its peak RSS is its own (`benchmarks/run.py` starts
+one process per configuration and alternates frameworks):
 
-    python benchmarks/train_step.py                 # default table (a few minutes on 2 cores)
-    python benchmarks/train_step.py --quick         # smaller table
+    python benchmarks/train_step.py --model slice_lstm --grid paper --precision mixed_bfloat16
+    python benchmarks/train_step.py --framework torch --model resnet3d --grid paper
+
+prints one JSON line: the first step (tracing, compilation, allocation), the median of
+the following steps and the peak RSS. The TensorFlow step is the product's own:
+`brainage_tf.training.trainer.Trainer.train_step` with the paper preset, fed from memory.
+A PyTorch process never imports TensorFlow, nor a TensorFlow process torch, so each
+peak RSS holds one framework only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import statistics
-import time
+import sys
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from timing import peak_rss_mb, time_calls  # noqa: E402
 
-from brainage_tf.models import FoldedTimeDistributed, ResNet18Backbone, build_model  # noqa: E402
-
-
-def time_steps(
-    model: keras.Model, inputs: np.ndarray, targets: np.ndarray, steps: int, jit_compile: bool = False
-) -> tuple[float, float]:
-    """Runs `steps` Adam/MAE training steps; returns (first step s, median later step s)."""
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function(jit_compile=jit_compile)
-    def gradients(x, y):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.abs(tf.reshape(model(x, training=True), tf.shape(y)) - y))
-        return tape.gradient(loss, model.trainable_variables)
-
-    @tf.function
-    def step(x, y):
-        optimizer.apply_gradients(zip(gradients(x, y), model.trainable_variables, strict=True))
-
-    durations = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
-        step(inputs, targets)
-        durations.append(time.perf_counter() - start)
-    return durations[0], statistics.median(durations[1:])
+from brainage_tf.defaults import MODEL_NAMES  # noqa: E402
+from brainage_tf.preprocessing import GRID_NAMES, GRIDS  # noqa: E402
+from brainage_tf.training.config import PRECISIONS  # noqa: E402
 
 
-def slice_encoder(wrapper: type, slices: int, slice_size: int, width: float) -> keras.Model:
-    """Input (slices, size, size, 1) -> per-slice ResNet18 features, with the given wrapper."""
-    inputs = keras.Input((slices, slice_size, slice_size, 1))
-    backbone = ResNet18Backbone((slice_size, slice_size, 1), width)
-    return keras.Model(inputs, wrapper(backbone)(inputs))
+def trainer_step(model_name: str, precision: str, volumes: np.ndarray, ages: np.ndarray, run_dir: Path):
+    """The product's own training step: a paper-preset `Trainer` over the volumes held in memory."""
+    import keras
+    import tensorflow as tf
+
+    from brainage_tf import data
+    from brainage_tf.training.config import TrainConfig
+    from brainage_tf.training.run_directory import RunDirectory
+    from brainage_tf.training.trainer import Trainer
+
+    config = TrainConfig.paper().replace(model=model_name, precision=precision, batch_size=len(ages) // 2)
+    source = data.in_memory_source(volumes, ages, [f"sub-{index}" for index in range(len(ages))])
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    keras.utils.set_random_seed(0)
+    trainer = Trainer(config, source, strategy, RunDirectory(run_dir), log=lambda line: None)
+    batches = trainer.distribute(trainer.epoch_dataset(0))
+    return lambda: trainer.train_step(next(batches))
+
+
+def measure(framework: str, model_name: str, grid: str, precision: str, batch: int, steps: int) -> dict:
+    """Times one configuration in this process; returns the JSON-ready result."""
+    shape = GRIDS[grid].shape
+    rng = np.random.default_rng(0)
+    # Two batches, so the epoch (of two steps) is a real shuffled, prefetched stream.
+    volumes = rng.standard_normal((2 * batch, *shape)).astype(np.float32)
+    ages = rng.uniform(0, 22, 2 * batch).astype(np.float32)
+    result = dict(framework=framework, model=model_name, grid=grid, precision=precision, batch=batch)
+    if framework == "torch":
+        import torch
+        import torch_models
+
+        torch.manual_seed(0)
+        twin = torch_models.build(model_name, shape)
+        step = torch_models.training_step(twin, precision)
+        x, y = torch.from_numpy(volumes[:batch]), torch.from_numpy(ages[:batch])
+        timing = time_calls(lambda: step(x, y), steps)
+        result["threads"] = torch.get_num_threads()
+    else:
+        with tempfile.TemporaryDirectory() as run_dir:
+            timing = time_calls(trainer_step(model_name, precision, volumes, ages, Path(run_dir)), steps)
+    result.update(timing.to_json(), peak_rss_mb=peak_rss_mb())
+    return result
 
 
 def main() -> None:
-    """Prints the benchmark table."""
+    """Measures one configuration; prints a JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--jit", action="store_true", help="Also time XLA-compiled steps.")
+    parser.add_argument("--framework", choices=("tf", "torch"), default="tf")
+    parser.add_argument("--model", choices=MODEL_NAMES, default=MODEL_NAMES[0])
+    parser.add_argument("--grid", choices=GRID_NAMES, default="paper")
+    parser.add_argument("--precision", choices=PRECISIONS[1:3], default="float32")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=4, help="Steps timed after the first.")
     args = parser.parse_args()
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    cases = [
-        # (label, model builder, input shape without batch, batch)
-        ("encoder_folded", lambda: slice_encoder(FoldedTimeDistributed, 8, 50, 0.25), (8, 50, 50, 1), 1),
-        (
-            "encoder_keras_td",
-            lambda: slice_encoder(keras.layers.TimeDistributed, 8, 50, 0.25),
-            (8, 50, 50, 1),
-            1,
-        ),
-        (
-            "slice_lstm",
-            lambda: build_model("slice_lstm", (64, 80, 56), 0.25, slice_size=(50, 50)),
-            (64, 80, 56, 1),
-            8,
-        ),
-        ("resnet3d", lambda: build_model("resnet3d", (64, 80, 56), 0.25), (64, 80, 56, 1), 8),
-    ]
-    if not args.quick:
-        cases += [
-            (
-                "slice_lstm",
-                lambda: build_model("slice_lstm", (64, 80, 56), 1.0, slice_size=(50, 50)),
-                (64, 80, 56, 1),
-                1,
-            ),
-            (
-                "slice_lstm",
-                lambda: build_model("slice_lstm", (128, 160, 112), 1.0, slice_size=(50, 50)),
-                (128, 160, 112, 1),
-                1,
-            ),
-            ("resnet3d", lambda: build_model("resnet3d", (64, 80, 56), 1.0), (64, 80, 56, 1), 1),
-        ]
-    print(f"{'model':<18}{'input':<22}{'batch':>6}{'params':>11}{'jit':>5}{'first s':>9}{'s/step':>9}")
-    for label, make_model, shape, batch in cases:
-        for jit in (False, True) if args.jit else (False,):
-            model = make_model()
-            inputs = rng.standard_normal((batch, *shape)).astype(np.float32)
-            targets = rng.uniform(0, 22, (batch, 1)).astype(np.float32)
-            if label.startswith("encoder"):
-                targets = np.zeros(model.output_shape[1:], np.float32)[None].repeat(batch, 0)
-            first, steady = time_steps(model, inputs, targets, args.steps, jit)
-            print(
-                f"{label:<18}{'x'.join(map(str, shape[:-1])):<22}{batch:>6}{model.count_params():>11,}"
-                f"{'on' if jit else 'off':>5}{first:>9.2f}{steady:>9.3f}",
-                flush=True,
-            )
+    result = measure(args.framework, args.model, args.grid, args.precision, args.batch, args.steps)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

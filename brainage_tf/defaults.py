@@ -19,6 +19,15 @@ DEFAULT_SLICE_SIZE = (50, 50)
 # (1.5 mm) pool a 6 mm slab and turn 112 slices into 28 LSTM steps.
 DEFAULT_POOL_SIZE = 4
 
+# ResNet18 (He et al. 2016): stem filters, then four stages of two basic blocks. Here, not in
+# brainage_tf.models.resnet, so the PyTorch twin in benchmarks/ builds the same layout without Keras.
+STEM_FILTERS = 64
+STAGE_FILTERS = (64, 128, 256, 512)
+STAGE_STRIDES = (1, 2, 2, 2)
+BLOCKS_PER_STAGE = 2
+# Units of each direction of slice_lstm's bidirectional LSTM (the paper's 64).
+LSTM_UNITS = 64
+
 # The paper's discovery cohort spans 0-22 years; its second setting trains on 0-6 only.
 MIN_AGE_YEARS = 0.0
 MAX_AGE_YEARS = 22.0

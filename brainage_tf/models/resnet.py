@@ -14,12 +14,8 @@ from collections.abc import Sequence
 
 import keras
 
+from brainage_tf.defaults import BLOCKS_PER_STAGE, STAGE_FILTERS, STAGE_STRIDES, STEM_FILTERS
 from brainage_tf.models.layers import instance_norm
-
-STAGE_FILTERS = (64, 128, 256, 512)
-STAGE_STRIDES = (1, 2, 2, 2)
-BLOCKS_PER_STAGE = 2
-STEM_FILTERS = 64
 
 
 def _conv_layer(spatial_rank: int):

@@ -18,11 +18,15 @@ from collections.abc import Sequence
 
 import keras
 
-from brainage_tf.defaults import DEFAULT_POOL_SIZE, DEFAULT_SLICE_AXIS, DEFAULT_SLICE_SIZE, SLICE_AXIS_INDEX
+from brainage_tf.defaults import (
+    DEFAULT_POOL_SIZE,
+    DEFAULT_SLICE_AXIS,
+    DEFAULT_SLICE_SIZE,
+    LSTM_UNITS,
+    SLICE_AXIS_INDEX,
+)
 from brainage_tf.models.layers import FoldedTimeDistributed, dtype_policy_scope
 from brainage_tf.models.resnet import ResNet18Backbone
-
-LSTM_UNITS = 64
 
 
 def slice_permutation(slice_axis: str) -> tuple[int, int, int, int]:

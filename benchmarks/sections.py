@@ -1,0 +1,170 @@
+"""The measurements of `benchmarks/run.py`, one function per section; each returns JSON-ready dicts.
+
+Every timing goes through `timing.time_calls`; training steps run in their own
+process (`train_step.py`), one per configuration, so each has its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from timing import time_calls
+
+from brainage_tf.preprocessing import GRIDS
+
+HERE = Path(__file__).resolve().parent
+PAPER_SHAPE = GRIDS["paper"].shape
+TRAIN_STEP_TIMEOUT_S = 900
+
+
+def matmul_ceilings(size: int, calls: int) -> dict:
+    """GFLOP/s of a square float32 and bfloat16 matmul in TensorFlow (median of `calls`)."""
+    import tensorflow as tf
+
+    ceilings = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.cast(tf.random.normal((size, size), seed=1), dtype)
+        b = tf.cast(tf.random.normal((size, size), seed=2), dtype)
+        product = tf.function(lambda a=a, b=b: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), tf.float32)))
+        timing = time_calls(lambda product=product: product().numpy(), calls)
+        ceilings[dtype.name] = 2 * size**3 / timing.median / 1e9
+    return {
+        "matmul_size": size,
+        "float32_gflops": ceilings["float32"],
+        "bfloat16_gflops": ceilings["bfloat16"],
+    }
+
+
+def forward_gflops(model_name: str) -> dict:
+    """Forward GFLOPs per volume on the paper grid: counted from the layers, and by the TF profiler."""
+    from flops import analytic_gflops, profiler_gflops
+
+    from brainage_tf.models import build_model
+
+    model = build_model(model_name, PAPER_SHAPE)
+    return dict(forward_gflops=analytic_gflops(model), profiler_gflops=profiler_gflops(model))
+
+
+def train_step_process(framework: str, model: str, precision: str, steps: int) -> dict:
+    """Runs `train_step.py` for one configuration in a fresh process; returns its JSON result."""
+    command = [sys.executable, str(HERE / "train_step.py"), "--framework", framework, "--model", model]
+    command += ["--precision", precision, "--grid", "paper", "--steps", str(steps)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TRAIN_STEP_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def training(models, precisions, frameworks, steps: int, rounds: int, log) -> list[dict]:
+    """Every configuration `rounds` times, ours and PyTorch alternating; medians over rounds.
+
+    The TF profiler cross-checks the analytic FLOP count once per model.
+    """
+    gflops = {model: forward_gflops(model) for model in models}
+    runs: dict[tuple, list[dict]] = {}
+    for round_index in range(rounds):
+        for model in models:
+            for precision in precisions:
+                for framework in frameworks:
+                    result = train_step_process(framework, model, precision, steps)
+                    log(
+                        f"  round {round_index + 1}/{rounds} {framework:<5} {model:<10} {precision:<14} "
+                        f"first {result['first']:.2f} s, median {result['median']:.3f} s/step, "
+                        f"{result['peak_rss_mb']:.0f} MB"
+                    )
+                    runs.setdefault((framework, model, precision), []).append(result)
+    rows = []
+    for results in runs.values():
+        row = {key: value for key, value in results[0].items() if key not in ("first", "median", "calls")}
+        row.update(gflops[row["model"]])
+        row.update(
+            step_s=float(np.median([r["median"] for r in results])),
+            first_step_s=float(np.median([r["first"] for r in results])),
+            step_s_per_round=[r["median"] for r in results],
+            peak_rss_mb=max(r["peak_rss_mb"] for r in results),
+            steps=steps,
+            rounds=rounds,
+        )
+        rows.append(row)
+    return rows
+
+
+def export_untrained(model: str, precision: str, work_dir: Path) -> Path:
+    """Exports a freshly initialised model on the paper grid through `brainage_tf.export` (as a run would)."""
+    from brainage_tf import export
+    from brainage_tf.models import build_model
+    from brainage_tf.training.config import TrainConfig
+    from brainage_tf.training.run_directory import RunDirectory
+
+    config = TrainConfig.paper().replace(model=model, dataset="synthetic_cohort/paper", precision=precision)
+    run = RunDirectory(work_dir / f"run_{model}_{precision}")
+    run.start(config, resume=False)
+    run.save_model(build_model(volume_shape=PAPER_SHAPE, **config.model_arguments()))
+    return export.export_run(run.path)
+
+
+def serving(export_dir: Path, batches, calls: int) -> list[dict]:
+    """Seconds per volume of the export's serving_default at each batch size."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    rows = []
+    for batch in batches:
+        volumes = tf.constant(np.random.default_rng(0).standard_normal((batch, *PAPER_SHAPE)), tf.float32)
+        timing = time_calls(lambda volumes=volumes: serve(volume=volumes)["predicted_age"].numpy(), calls)
+        rows.append(dict(batch=batch, s_per_volume=timing.median / batch, first_call_s=timing.first))
+    return rows
+
+
+def predict_end_to_end(export_dir: Path, scans: list[Path], work_dir: Path) -> dict:
+    """`python -m brainage_tf.predict` on scans on disk: seconds per scan, cold (first) and warm (second)."""
+    from brainage_tf import predict
+
+    outputs = iter(range(2))
+
+    def run_once():
+        out = work_dir / f"predictions_{export_dir.parent.parent.name}_{next(outputs)}.csv"
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = predict.main(["--model", str(export_dir), *map(str, scans), "--out", str(out)])
+        if code != 0:
+            raise RuntimeError(f"predict exited with {code} on {len(scans)} scans")
+
+    timing = time_calls(run_once, 1)
+    return dict(
+        scans=len(scans), s_per_scan=timing.median / len(scans), cold_s_per_scan=timing.first / len(scans)
+    )
+
+
+def input_pipeline(data_dir: str) -> dict:
+    """Volumes per second `brainage_tf.data.training_epochs` delivers at batch 1 from the builder's TFRecords.
+
+    The first epoch reads and decodes the TFRecords (and fills the in-memory cache);
+    the second reads the cache.
+    """
+    from brainage_tf import data
+
+    source = data.tfds_source("synthetic_cohort/paper", "train", data_dir)
+    count = len(data.read_labels(source).ages)
+    epochs = data.training_epochs(source, data.Selection(0.0, 100.0, 0.0), count, 1, seed=0)
+    first_batch = {}
+
+    def one_epoch():
+        start = time.perf_counter()
+        for index, _ in enumerate(epochs(0).take(count)):
+            if index == 0:
+                first_batch.setdefault("s", time.perf_counter() - start)
+
+    timing = time_calls(one_epoch, 1)
+    return dict(
+        volumes=count,
+        from_tfrecords_volumes_per_s=count / timing.first,
+        from_cache_volumes_per_s=count / timing.median,
+        first_batch_s=first_batch["s"],
+    )
