@@ -7,11 +7,18 @@ grid, workers, seconds and examples per second. `benchmarks/run.py` calls the sa
 functions for its ingest-scaling and input-pipeline sections.
 
     python benchmarks/ingest_build.py --subjects 200 --grid small --workers 1 2
+    python benchmarks/ingest_build.py --subjects 20 --grid paper --workers 2 --work_dir W --json
+
+`--json` prints one JSON line instead of the table (what `benchmarks/run.py` reads:
+it runs this script as its own process, so Beam's workers start as they would for a
+user, and the benchmark's process never registers the builder, whose prepared
+dataset it then loads from the files as `brainage_tf.data` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -39,10 +46,10 @@ def beam_options(workers: int) -> PipelineOptions:
 
 
 def bench_config(subjects: int, grid: str, registration: str = "none") -> SyntheticConfig:
-    """A synthetic_cohort config named after its grid, so `synthetic_cohort/<grid>` loads it (80/20 split)."""
+    """A synthetic_cohort config of `subjects` subjects (80 % discovery, 20 % replication)."""
     discovery = round(subjects * 0.8)
     return SyntheticConfig(
-        name=grid if registration == "none" else f"{grid}_affine",
+        name=f"{grid}{'_affine' if registration == 'affine' else ''}_bench{subjects}",
         grid=grid,
         registration=registration,
         discovery_subjects=discovery,
@@ -84,7 +91,7 @@ def build(config: SyntheticConfig, work_dir: Path, workers: int) -> tuple[float,
 
 
 def main() -> None:
-    """Parses arguments, generates once, builds once per worker count, prints the table."""
+    """Parses arguments, generates once, builds once per worker count, prints the table (or JSON)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -97,22 +104,34 @@ def main() -> None:
     parser.add_argument(
         "--work_dir", default=None, help="keeps generated cohorts between runs (default: temp dir)"
     )
+    parser.add_argument("--json", action="store_true", help="Print one JSON line instead of the table.")
     args = parser.parse_args()
 
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="ingest_bench_"))
     config = bench_config(args.subjects, args.grid, args.registration)
-    generation_seconds, _ = generate(config, work_dir)
+    generation_seconds, bids_folders = generate(config, work_dir)
     rows = []
     for workers in args.workers:
-        seconds, summary, _ = build(config, work_dir, workers)
-        rows.append((workers, seconds, summary))
+        seconds, summary, data_dir = build(config, work_dir, workers)
+        rows.append((workers, seconds, summary, data_dir))
+    if args.json:
+        print(json.dumps(dict(
+            generation_s=generation_seconds,
+            bids=[str(folder) for folder in bids_folders],
+            dataset=f"synthetic_cohort/{config.name}",
+            rows=[dict(grid=args.grid, subjects=args.subjects, workers=workers, seconds=seconds,
+                       examples=summary.examples_written, examples_per_s=summary.examples_written / seconds,
+                       data_dir=data_dir)
+                  for workers, seconds, summary, data_dir in rows],
+        )))  # fmt: skip
+        return
 
     print(f"\ngeneration of {args.subjects} synthetic subjects (once, all CPUs): {generation_seconds:.1f} s")
     print(
         f"{'subjects':>8} {'grid':>6} {'workers':>7} {'seconds':>8} {'examples/s':>10}"
         "  rows in / written / skipped"
     )
-    for workers, seconds, summary in rows:
+    for workers, seconds, summary, _ in rows:
         counts = f"{summary.rows_in} / {summary.examples_written} / {summary.skipped}"
         rate = summary.examples_written / seconds
         print(f"{args.subjects:>8} {args.grid:>6} {workers:>7} {seconds:>8.1f} {rate:>10.2f}  {counts}")

@@ -36,7 +36,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import ingest_build  # noqa: E402
 import sections  # noqa: E402
 from flops import TRAINING_FLOPS_PER_FORWARD_FLOP  # noqa: E402
 
@@ -176,36 +175,21 @@ def main() -> None:
         add_ratios(results["training"], results["ceilings"])
 
         log("6. Beam ingest scaling (generating the synthetic cohort first)")
-        small = ingest_build.bench_config(size["subjects"], "small")
-        generation_s, (discovery_bids, _) = ingest_build.generate(small, work_dir)
-        results["ingest"] = []
-        for workers in (1, 2):
-            seconds, summary, _ = ingest_build.build(small, work_dir, workers)
-            results["ingest"].append(
-                dict(grid="small", subjects=size["subjects"], workers=workers, seconds=seconds,
-                     examples_per_s=summary.examples_written / seconds, examples=summary.examples_written)
-            )  # fmt: skip
-        results["ingest"][1]["speedup"] = round(
-            results["ingest"][0]["seconds"] / results["ingest"][1]["seconds"], 2
-        )
-        results["generation_s"] = generation_s
-        seconds, summary, paper_data_dir = ingest_build.build(
-            ingest_build.bench_config(size["subjects"], "paper"), work_dir, 2
-        )
-        results["ingest"].append(
-            dict(grid="paper", subjects=size["subjects"], workers=2, seconds=seconds,
-                 examples_per_s=summary.examples_written / seconds, examples=summary.examples_written)
-        )  # fmt: skip
+        small = sections.ingest_process(size["subjects"], "small", (1, 2), work_dir)
+        paper = sections.ingest_process(size["subjects"], "paper", (2,), work_dir)
+        results["ingest"] = small["rows"] + paper["rows"]
+        results["ingest"][1]["speedup"] = round(small["rows"][0]["seconds"] / small["rows"][1]["seconds"], 2)
+        results["generation_s"] = small["generation_s"]
 
         log("5. input pipeline")
-        pipeline = sections.input_pipeline(paper_data_dir)
+        pipeline = sections.input_pipeline(paper["dataset"], paper["rows"][0]["data_dir"])
         fastest = min(row["step_s"] for row in results["training"] if row["framework"] == "tf")
         pipeline.update(training_volumes_per_s=1 / fastest)
         pipeline["multiple_of_training"] = pipeline["from_tfrecords_volumes_per_s"] * fastest
         results["input_pipeline"] = pipeline
 
         log("4. inference")
-        scans = sorted(discovery_bids.glob("sub-*/anat/*_T1w.nii.gz"))[: size["predict_scans"]]
+        scans = sorted(Path(small["bids"][0]).glob("sub-*/anat/*_T1w.nii.gz"))[: size["predict_scans"]]
         results["inference"] = []
         for model in size["inference_models"]:
             for precision in PRECISIONS:

@@ -21,7 +21,8 @@ from brainage_tf.preprocessing import GRIDS
 
 HERE = Path(__file__).resolve().parent
 PAPER_SHAPE = GRIDS["paper"].shape
-TRAIN_STEP_TIMEOUT_S = 900
+# A configuration or a build that takes longer has hung.
+PROCESS_TIMEOUT_S = 900
 
 
 def matmul_ceilings(size: int, calls: int) -> dict:
@@ -56,7 +57,7 @@ def train_step_process(framework: str, model: str, precision: str, steps: int) -
     """Runs `train_step.py` for one configuration in a fresh process; returns its JSON result."""
     command = [sys.executable, str(HERE / "train_step.py"), "--framework", framework, "--model", model]
     command += ["--precision", precision, "--grid", "paper", "--steps", str(steps)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TRAIN_STEP_TIMEOUT_S)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -142,7 +143,17 @@ def predict_end_to_end(export_dir: Path, scans: list[Path], work_dir: Path) -> d
     )
 
 
-def input_pipeline(data_dir: str) -> dict:
+def ingest_process(subjects: int, grid: str, workers, work_dir: Path) -> dict:
+    """Runs `ingest_build.py --json` in its own process; returns its JSON result."""
+    command = [sys.executable, str(HERE / "ingest_build.py"), "--subjects", str(subjects), "--grid", grid]
+    command += ["--workers", *map(str, workers), "--work_dir", str(work_dir), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def input_pipeline(dataset: str, data_dir: str) -> dict:
     """Volumes per second `brainage_tf.data.training_epochs` delivers at batch 1 from the builder's TFRecords.
 
     The first epoch reads and decodes the TFRecords (and fills the in-memory cache);
@@ -150,7 +161,7 @@ def input_pipeline(data_dir: str) -> dict:
     """
     from brainage_tf import data
 
-    source = data.tfds_source("synthetic_cohort/paper", "train", data_dir)
+    source = data.tfds_source(dataset, "train", data_dir)
     count = len(data.read_labels(source).ages)
     epochs = data.training_epochs(source, data.Selection(0.0, 100.0, 0.0), count, 1, seed=0)
     first_batch = {}
