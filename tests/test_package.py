@@ -15,6 +15,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.ingest",
     "brainage_tf.training.config",
     "brainage_tf.training.run_directory",
+    "brainage_tf.training.precision",
     "brainage_tf.training.flags",
     "brainage_tf.train",
     "brainage_tf.evaluation.metrics",
