@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from timing import time_calls
+from timing import matmul_gflops, time_calls
 
 from brainage_tf.preprocessing import GRIDS
 
@@ -27,20 +27,11 @@ PROCESS_TIMEOUT_S = 900
 
 def matmul_ceilings(size: int, calls: int) -> dict:
     """GFLOP/s of a square float32 and bfloat16 matmul in TensorFlow (median of `calls`)."""
-    import tensorflow as tf
-
-    ceilings = {}
-    for dtype in (tf.float32, tf.bfloat16):
-        a = tf.cast(tf.random.normal((size, size), seed=1), dtype)
-        b = tf.cast(tf.random.normal((size, size), seed=2), dtype)
-        product = tf.function(lambda a=a, b=b: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), tf.float32)))
-        timing = time_calls(lambda product=product: product().numpy(), calls)
-        ceilings[dtype.name] = 2 * size**3 / timing.median / 1e9
-    return {
-        "matmul_size": size,
-        "float32_gflops": ceilings["float32"],
-        "bfloat16_gflops": ceilings["bfloat16"],
-    }
+    return dict(
+        matmul_size=size,
+        float32_gflops=matmul_gflops("tf", "float32", size, calls),
+        bfloat16_gflops=matmul_gflops("tf", "bfloat16", size, calls),
+    )
 
 
 def forward_gflops(model_name: str) -> dict:

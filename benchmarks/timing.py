@@ -36,6 +36,23 @@ def time_calls(function: Callable[[], object], calls: int) -> Timing:
     return Timing(durations[0], statistics.median(durations[1:]), calls)
 
 
+def matmul_gflops(framework: str, dtype: str, size: int, calls: int) -> float:
+    """GFLOP/s of a square matmul in "tf" or "torch", dtype "float32" or "bfloat16" (median of `calls`)."""
+    if framework == "torch":
+        import torch
+
+        generator = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(size, size, generator=generator).to(getattr(torch, dtype)) for _ in range(2))
+        timing = time_calls(lambda: float(torch.mm(a, b).float().sum()), calls)
+    else:
+        import tensorflow as tf
+
+        a, b = (tf.cast(tf.random.normal((size, size), seed=seed), dtype) for seed in (1, 2))
+        product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), tf.float32)))
+        timing = time_calls(lambda: product().numpy(), calls)
+    return 2 * size**3 / timing.median / 1e9
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -7,7 +7,9 @@ one process per configuration and alternates frameworks):
     python benchmarks/train_step.py --framework torch --model resnet3d --grid paper
 
 prints one JSON line: the first step (tracing, compilation, allocation), the median of
-the following steps and the peak RSS. The TensorFlow step is the product's own:
+the following steps, the peak RSS, and the matmul ceiling of the step's dtype measured
+in the same process just before the steps (so the fraction of the ceiling compares
+figures taken under the same load). The TensorFlow step is the product's own:
 `brainage_tf.training.trainer.Trainer.train_step` with the paper preset, fed from memory.
 A PyTorch process never imports TensorFlow, nor a TensorFlow process torch, so each
 peak RSS holds one framework only.
@@ -26,11 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from timing import peak_rss_mb, time_calls  # noqa: E402
+from timing import matmul_gflops, peak_rss_mb, time_calls  # noqa: E402
 
 from brainage_tf.defaults import MODEL_NAMES  # noqa: E402
 from brainage_tf.preprocessing import GRID_NAMES, GRIDS  # noqa: E402
 from brainage_tf.training.config import PRECISIONS  # noqa: E402
+
+# The in-process ceiling: a 2048^2 matmul takes about 0.1 s in float32 on 2 cores.
+CEILING_MATMUL_SIZE = 2048
+CEILING_CALLS = 5
 
 
 def trainer_step(model_name: str, precision: str, volumes: np.ndarray, ages: np.ndarray, run_dir: Path):
@@ -60,6 +66,8 @@ def measure(framework: str, model_name: str, grid: str, precision: str, batch: i
     volumes = rng.standard_normal((2 * batch, *shape)).astype(np.float32)
     ages = rng.uniform(0, 22, 2 * batch).astype(np.float32)
     result = dict(framework=framework, model=model_name, grid=grid, precision=precision, batch=batch)
+    dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
+    result["ceiling_gflops"] = matmul_gflops(framework, dtype, CEILING_MATMUL_SIZE, CEILING_CALLS)
     if framework == "torch":
         import torch
         import torch_models
