@@ -9,6 +9,9 @@ functions for its ingest-scaling and input-pipeline sections.
     python benchmarks/ingest_build.py --subjects 200 --grid small --workers 1 2
     python benchmarks/ingest_build.py --subjects 20 --grid paper --workers 2 --work_dir W --json
 
+`--breakdown` also times where a build's time goes: `preprocess_scan` over every scan in
+this process (the first scan, which loads the template, apart), and the DirectRunner
+in multi_processing mode with 1 worker beside in_memory (the cost of worker processes).
 `--json` prints one JSON line instead of the table (what `benchmarks/run.py` reads:
 it runs this script as its own process, so Beam's workers start as they would for a
 user, and the benchmark's process never registers the builder, whose prepared
@@ -27,6 +30,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 from etils import epath
+from timing import time_calls
 
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
@@ -38,9 +42,9 @@ from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
 )
 
 
-def beam_options(workers: int) -> PipelineOptions:
-    """DirectRunner options: in_memory for one worker, multi_processing for more."""
-    if workers == 1:
+def beam_options(workers: int, processes: bool = False) -> PipelineOptions:
+    """DirectRunner options: in_memory for one worker (unless `processes`), multi_processing for more."""
+    if workers == 1 and not processes:
         return PipelineOptions(["--direct_running_mode=in_memory"])
     return PipelineOptions(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
 
@@ -72,22 +76,45 @@ def generate(config: SyntheticConfig, work_dir: Path) -> tuple[float, list[Path]
     return time.perf_counter() - start, folders
 
 
-def build(config: SyntheticConfig, work_dir: Path, workers: int) -> tuple[float, IngestSummary, str]:
+def build(
+    config: SyntheticConfig, work_dir: Path, workers: int, processes: bool = False
+) -> tuple[float, IngestSummary, str]:
     """Builds the dataset into a fresh `work_dir/data_<grid>_w<workers>`; generate() must have run.
+
+    Args:
+        config: The cohort and grid.
+        work_dir: Holds the generated cohort; gets the data dir.
+        workers: DirectRunner workers.
+        processes: Run one worker as a separate process too (multi_processing mode).
 
     Returns:
         (seconds, the ingest summary, the TFDS data dir).
     """
-    data_dir = work_dir / f"data_{config.name}_w{workers}"
+    data_dir = work_dir / f"data_{config.name}_w{workers}{'p' if processes else ''}"
     shutil.rmtree(data_dir, ignore_errors=True)
     builder = Builder(config=config, data_dir=str(data_dir))
     start = time.perf_counter()
     builder.download_and_prepare(
         download_dir=str(work_dir / "downloads"),
-        download_config=tfds.download.DownloadConfig(beam_options=beam_options(workers)),
+        download_config=tfds.download.DownloadConfig(beam_options=beam_options(workers, processes)),
     )
     seconds = time.perf_counter() - start
     return seconds, IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME), str(data_dir)
+
+
+def serial_preprocessing(config: SyntheticConfig, bids_folders: list[Path]) -> tuple[float, float, int]:
+    """`preprocess_scan` over every generated scan in this process.
+
+    Returns:
+        (seconds of the first scan, which also loads and resamples the template,
+        median seconds of the others, number of scans).
+    """
+    from brainage_tf.preprocessing import preprocess_scan
+
+    scans = sorted(path for folder in bids_folders for path in folder.glob("sub-*/anat/*_T1w.nii*"))
+    remaining = iter(scans)
+    timing = time_calls(lambda: preprocess_scan(next(remaining), config.preprocess_config), len(scans) - 1)
+    return timing.first, timing.median, len(scans)
 
 
 def main() -> None:
@@ -105,6 +132,9 @@ def main() -> None:
         "--work_dir", default=None, help="keeps generated cohorts between runs (default: temp dir)"
     )
     parser.add_argument("--json", action="store_true", help="Print one JSON line instead of the table.")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="Also time serial preprocessing and 1 process."
+    )
     args = parser.parse_args()
 
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="ingest_bench_"))
@@ -114,6 +144,13 @@ def main() -> None:
     for workers in args.workers:
         seconds, summary, data_dir = build(config, work_dir, workers)
         rows.append((workers, seconds, summary, data_dir))
+    if args.breakdown:
+        first, per_scan, scans = serial_preprocessing(config, bids_folders)
+        seconds, _, _ = build(config, work_dir, 1, processes=True)
+        print(
+            f"preprocess_scan in one fresh process: first scan {first:.2f} s (template included), then "
+            f"{per_scan:.3f} s per scan x {scans - 1}; multi_processing with 1 worker: {seconds:.1f} s"
+        )
     if args.json:
         print(json.dumps(dict(
             generation_s=generation_seconds,
