@@ -140,12 +140,14 @@ def main() -> None:
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="ingest_bench_"))
     config = bench_config(args.subjects, args.grid, args.registration)
     generation_seconds, bids_folders = generate(config, work_dir)
+    # Before any build: an in_memory build would load the template into this process.
+    serial = serial_preprocessing(config, bids_folders) if args.breakdown else None
     rows = []
     for workers in args.workers:
         seconds, summary, data_dir = build(config, work_dir, workers)
         rows.append((workers, seconds, summary, data_dir))
-    if args.breakdown:
-        first, per_scan, scans = serial_preprocessing(config, bids_folders)
+    if serial is not None:
+        first, per_scan, scans = serial
         seconds, _, _ = build(config, work_dir, 1, processes=True)
         print(
             f"preprocess_scan in one fresh process: first scan {first:.2f} s (template included), then "
