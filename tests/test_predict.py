@@ -105,11 +105,12 @@ def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_pa
 
 def test_with_affine_registration_predict_preprocesses_as_the_builder_stored(setup):
     config = PreprocessConfig(grid="tiny", registration="affine", brain_mask=False)
-    for path, stored in setup["stored_affine"].items():
-        volume, facts, reason = predict.preprocess_path(path, config)
-        assert reason == "" and np.array_equal(volume, stored.astype(np.float32)), path
-        assert not np.array_equal(stored, setup["stored"][path])  # registration changed the volume
-        assert 0.0 < facts["registration_ncc"] <= 1.0
+    # One scan: a registration costs seconds, and the builder registered it in a Beam worker.
+    path, stored = min(setup["stored_affine"].items())
+    volume, facts, reason = predict.preprocess_path(path, config)
+    assert reason == "" and np.array_equal(volume, stored.astype(np.float32)), path
+    assert not np.array_equal(stored, setup["stored"][path])  # registration changed the volume
+    assert 0.0 < facts["registration_ncc"] <= 1.0
 
 
 def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
