@@ -183,7 +183,7 @@ def write_experiment_report(
         ensemble_link = Path(evaluation["ensemble_dir"]).relative_to(out_dir)
         figure = f"the paper's {spec.paper_figure}" if spec.paper_figure else "no figure in the paper"
         verdicts = [
-            f"{e['ensemble']}: {'beats' if e['beats_every_member'] else 'does not beat'} every member "
+            f"{e['ensemble']}: MAE {'' if e['beats_every_member'] else 'not '}lower than every member's "
             f"(best member {e['best_member']}, {_wilcoxon(e['wilcoxon'])})"
             for e in summary["ensembles"]
         ]

@@ -84,7 +84,7 @@ def test_ensemble_fits_weights_and_reports_both_ensembles(runs):
     assert summary["models"]["ensemble (age-weighted)"]["mae"] == pytest.approx(mae, rel=1e-6)
     report = (out / "report.md").read_text()
     assert "| ensemble (mean) |" in report and "| ensemble (age-weighted) |" in report
-    assert report.count("every member on this set") == 2
+    assert report.count("lower than every member's on this set") == 2
 
 
 def test_ensemble_without_validation_is_the_mean_on_the_shared_subjects(runs):

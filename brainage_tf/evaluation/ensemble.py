@@ -161,7 +161,7 @@ def verdict(name: str, rows: dict, errors: dict, members: Sequence[str]) -> tupl
         else f"Same absolute errors as {best} on all {test['n']} scans: no test."
     )
     line = (
-        f"{name}: MAE {rows[name]['mae']:.2f} y, {'beats' if beats else 'does not beat'} every member "
+        f"{name}: MAE {rows[name]['mae']:.2f} y, {'' if beats else 'not '}lower than every member's "
         f"on this set (best member {best}, {rows[best]['mae']:.2f} y). {tested}"
     )
     return line, {"ensemble": name, "beats_every_member": beats, "best_member": best, "wilcoxon": test}
