@@ -162,6 +162,7 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         keep_direct_runner_offline(pipeline)
         records = self._split_records(dl_manager)
         self._rows_listed = len(records)  # checked against the counts after the run
+        self._summary = None  # set after the run; checked against the files
         logging.info(
             "%s: %d rows read; %s",
             self.name,
@@ -181,10 +182,26 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """Selects one split's (key, example) PCollection from the shared ingest."""
         return ingested[split]
 
+    def _download_and_prepare(self, dl_manager, download_config) -> None:
+        """TFDS's build, then a check that the files hold every example the ingest wrote.
+
+        Raised inside TFDS's incomplete folder, so a build with lost examples is never kept.
+        """
+        super()._download_and_prepare(dl_manager, download_config)
+        stored = {name: split.num_examples for name, split in self.info.splits.items()}
+        summary = getattr(self, "_summary", None)  # None when TFDS generated nothing
+        problem = summary.storage_problem(stored) if summary else None
+        if problem is not None:
+            raise IngestError(
+                f"{self.name}: {problem}; the Beam run lost them (seen with the multi-process "
+                "DirectRunner on 871-scan builds), so the build stopped; rebuild it, e.g. with "
+                "--direct_num_workers=1"
+            )
+
     def _process_pipeline_result(self, pipeline_result) -> None:
         from brainage_tf.ingest.beam import summarize
 
-        summary = summarize(pipeline_result)
+        summary = self._summary = summarize(pipeline_result)
         problem = summary.accounting_problem(self._rows_listed)
         if problem is not None:  # raised before TFDS finalizes: no dataset with lost rows is kept
             raise IngestError(

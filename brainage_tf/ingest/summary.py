@@ -55,6 +55,21 @@ class IngestSummary:
             f"{self.skipped} skipped: {lost} rows are neither written nor skipped"
         )
 
+    def storage_problem(self, stored_by_split: Mapping[str, int]) -> str | None:
+        """Why the examples stored per split do not add up to those written, or None when they do.
+
+        Args:
+          stored_by_split: Examples the dataset's files hold, per split.
+        """
+        stored = sum(stored_by_split.values())
+        if stored == self.examples_written:
+            return None
+        splits = ", ".join(f"{name} {count}" for name, count in stored_by_split.items())
+        return (
+            f"{self.examples_written} examples written but {stored} stored ({splits}): "
+            f"{self.examples_written - stored} lost between the ingest and the files"
+        )
+
     def line(self) -> str:
         """The closing log line: "N rows in, M examples written, K skipped"."""
         return f"{self.rows_in} rows in, {self.examples_written} examples written, {self.skipped} skipped"

@@ -64,3 +64,13 @@ def test_counts_that_miss_a_row_are_a_problem(counts, listed, message):
 def test_counts_that_account_for_every_row_are_no_problem():
     assert IngestSummary(10, 8, 2, {"missing_age": 2}).accounting_problem(10) is None
     assert IngestSummary(0, 0, 0, {}).accounting_problem(0) is None
+
+
+def test_stored_examples_must_add_up_to_those_written():
+    summary = IngestSummary(971, 971, 0, {})
+    assert summary.storage_problem({"train": 699, "test": 172, "replication": 100}) is None
+    problem = summary.storage_problem({"train": 641, "test": 172, "replication": 100})
+    assert problem == (
+        "971 examples written but 913 stored (train 641, test 172, replication 100): "
+        "58 lost between the ingest and the files"
+    )
