@@ -28,9 +28,9 @@ def _one_core() -> None:
 
 
 def _write_scan(path: str) -> None:
-    from brainage_tf import preprocessing
+    from brainage_tf.registration import mni152_images
 
-    template, _ = preprocessing._template_images()
+    template, _ = mni152_images()
     data = np.asarray(template.dataobj)[::-1, ::-1, :]
     lps = np.diag([-1.0, -1.0, 1.0, 1.0])
     lps[:2, 3] = [data.shape[0] - 1, data.shape[1] - 1]

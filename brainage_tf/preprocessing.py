@@ -7,7 +7,8 @@ He et al. (ISBI 2020): load, validate, reorient to RAS+, bring into atlas space
 grid, optionally mask the brain, and z-score the intensities inside the brain.
 
 Only numpy, scipy and nibabel are imported at module import; nilearn (the
-MNI152 template) and SimpleITK (registration) are imported when first needed.
+MNI152 template) and SimpleITK (registration, in `brainage_tf.registration`) are
+imported when first needed. The typed errors live in `brainage_tf.scan_errors`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,47 @@ from typing import Literal, get_args
 import nibabel as nib
 import nibabel.processing
 import numpy as np
+
+from brainage_tf.registration import antialias_fwhm, mni152_images, register_to_template
+from brainage_tf.scan_errors import (
+    ConstantImageError,
+    DegenerateAffineError,
+    NonFiniteVoxelsError,
+    NotSingleVolumeError,
+    RegistrationError,
+    ScanError,
+    UnreadableScanError,
+    VoxelSizeError,
+)
+
+__all__ = [  # the errors are re-exported: callers catch them from here
+    "FIELD_OF_VIEW_CENTRE_MM",
+    "FIELD_OF_VIEW_MM",
+    "GRIDS",
+    "GRID_NAMES",
+    "MAX_NON_FINITE_FRACTION",
+    "MAX_VOXEL_SIZE_MM",
+    "MIN_VOXEL_SIZE_MM",
+    "REGISTRATION_MODES",
+    "ConstantImageError",
+    "DegenerateAffineError",
+    "Grid",
+    "NonFiniteVoxelsError",
+    "NotSingleVolumeError",
+    "PreprocessConfig",
+    "PreprocessedScan",
+    "RegistrationError",
+    "RegistrationMode",
+    "ScanError",
+    "ScanMetadata",
+    "UnreadableScanError",
+    "VoxelSizeError",
+    "get_grid",
+    "load_scan",
+    "preprocess_image",
+    "preprocess_scan",
+    "resample_image",
+]
 
 RegistrationMode = Literal["none", "affine"]
 REGISTRATION_MODES: tuple[str, ...] = get_args(RegistrationMode)
@@ -36,47 +78,6 @@ MAX_VOXEL_SIZE_MM = 12.0
 # the same anatomy.
 FIELD_OF_VIEW_MM = (192.0, 240.0, 168.0)
 FIELD_OF_VIEW_CENTRE_MM = (0.0, -17.0, 5.0)
-
-
-class ScanError(ValueError):
-    """A scan that cannot be preprocessed. ``str()`` reads ``"<path>: <reason>"``."""
-
-    def __init__(self, path: str | os.PathLike | None, reason: str):
-        self.path = str(path) if path is not None else "<in-memory image>"
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        # Beam and multiprocessing pickle exceptions across processes.
-        return (type(self), (self.path, self.reason))
-
-
-class UnreadableScanError(ScanError):
-    """Missing file, unknown format, corrupt header or truncated gzip."""
-
-
-class NotSingleVolumeError(ScanError):
-    """Not one 3D volume: a 4D series with several volumes, or a 2D image."""
-
-
-class NonFiniteVoxelsError(ScanError):
-    """NaN or infinite voxel values."""
-
-
-class ConstantImageError(ScanError):
-    """Every voxel has the same value, or the brain region holds no signal."""
-
-
-class RegistrationError(ScanError):
-    """SimpleITK could not register the scan to the MNI152 template."""
-
-
-class DegenerateAffineError(ScanError):
-    """Voxel-to-world affine that is non-finite or not invertible."""
-
-
-class VoxelSizeError(ScanError):
-    """A voxel edge outside the range a brain MRI can have."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,7 +398,7 @@ def resample_image(image: nib.Nifti1Image, shape: tuple[int, ...], affine: np.nd
         float32 voxels of shape ``shape``; 0 outside the image.
     """
     # The finest target edge: anisotropic targets lose no detail they can hold.
-    fwhm = _antialias_fwhm(image, float(nib.affines.voxel_sizes(affine).min()))
+    fwhm = antialias_fwhm(image, float(nib.affines.voxel_sizes(affine).min()))
     if fwhm.max() > 0:
         image = nibabel.processing.smooth_image(image, fwhm, mode="nearest")
     resampled = nibabel.processing.resample_from_to(
@@ -406,23 +407,10 @@ def resample_image(image: nib.Nifti1Image, shape: tuple[int, ...], affine: np.nd
     return np.asarray(resampled.dataobj, dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def _template_images() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
-    """The MNI152 2009a T1 template and brain mask at 1 mm, shipped with nilearn."""
-    from nilearn import datasets  # imported late: nilearn's import costs about a second
-
-    template = datasets.load_mni152_template(resolution=1)
-    mask = datasets.load_mni152_brain_mask(resolution=1)
-    return (
-        nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), template.affine),
-        nib.Nifti1Image(np.asarray(mask.dataobj, dtype=np.float32), mask.affine),
-    )
-
-
 @functools.lru_cache(maxsize=8)
 def _template_on_grid(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """The template and its boolean brain mask resampled onto ``grid``, cached per grid."""
-    template, mask = _template_images()
+    template, mask = mni152_images()
     mask_on_grid = nibabel.processing.resample_from_to(mask, (grid.shape, grid.affine), order=1, cval=0.0)
     return resample_image(template, grid.shape, grid.affine), np.asarray(mask_on_grid.dataobj) >= 0.5
 
@@ -432,105 +420,3 @@ def _normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
     b = b - b.mean()
     denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
-
-
-# Registration runs at this resolution: fine enough for a 12-parameter affine,
-# coarse enough to register a 1 mm scan in a few seconds on one core.
-REGISTRATION_VOXEL_MM = 2.0
-
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def _to_sitk(image: nib.Nifti1Image):
-    """An axis-aligned RAS+ nibabel image as a SimpleITK image (LPS physical space)."""
-    import SimpleITK as sitk
-
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    sitk_image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    sitk_image.SetSpacing([float(v) for v in nib.affines.voxel_sizes(image.affine)])
-    origin = _RAS_TO_LPS @ image.affine[:, 3]
-    sitk_image.SetOrigin([float(v) for v in origin[:3]])
-    sitk_image.SetDirection([-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0])
-    return sitk_image
-
-
-@functools.lru_cache(maxsize=1)
-def _registration_template():
-    """The MNI152 template at the registration resolution as a SimpleITK image, built once per process."""
-    template = _template_images()[0]
-    return _to_sitk(nibabel.processing.resample_to_output(template, REGISTRATION_VOXEL_MM, order=1))
-
-
-def register_to_template(image: nib.Nifti1Image, path: str | None = None) -> nib.Nifti1Image:
-    """Affinely registers ``image`` to MNI152 and returns it with MNI world coordinates.
-
-    SimpleITK estimates a 12-parameter affine with Mattes mutual information,
-    which tolerates the inverted grey/white contrast of infant T1 scans, over
-    three resolution levels from a centre-of-mass initialisation. The voxels are
-    not resampled here: the affine is folded into the image header, so the
-    scan is interpolated only once, onto the target grid.
-
-    Args:
-        image: A 3D RAS+ image (see ``nibabel.as_closest_canonical``).
-        path: Named in errors.
-
-    Returns:
-        The same voxels with a voxel-to-MNI-millimetre affine.
-
-    Raises:
-        RegistrationError: if SimpleITK cannot register the image.
-        DegenerateAffineError: if the estimated transform is singular.
-    """
-    import SimpleITK as sitk
-
-    moving_image = nibabel.processing.resample_to_output(
-        nibabel.processing.smooth_image(image, _antialias_fwhm(image, REGISTRATION_VOXEL_MM)),
-        REGISTRATION_VOXEL_MM,
-        order=1,
-    )
-    fixed = _registration_template()
-    moving = _to_sitk(moving_image)
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.2, seed=20200403)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0, minStep=1e-4, numberOfIterations=200, gradientMagnitudeTolerance=1e-6
-    )
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    method.SetInitialTransform(initial, inPlace=True)
-    # Multi-threaded metric sums vary in the last bits (measured: 2e-3 after z-scoring), so a
-    # scan would register differently at ingest and at predict; parallelism comes from processes.
-    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        method.Execute(fixed, moving)
-    except RuntimeError as error:
-        raise RegistrationError(path, f"affine registration to MNI152 failed ({error})") from error
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    matrix = np.array(initial.GetMatrix()).reshape(3, 3)
-    centre = np.array(initial.GetCenter())
-    translation = np.array(initial.GetTranslation())
-    fixed_to_moving_lps = np.eye(4)
-    fixed_to_moving_lps[:3, :3] = matrix
-    fixed_to_moving_lps[:3, 3] = centre + translation - matrix @ centre
-    template_to_subject = _RAS_TO_LPS @ fixed_to_moving_lps @ _RAS_TO_LPS
-    if not _is_finite(template_to_subject) or abs(np.linalg.det(template_to_subject[:3, :3])) < 1e-6:
-        raise DegenerateAffineError(path, "affine registration to MNI152 produced a degenerate transform")
-    return nib.Nifti1Image(
-        np.asarray(image.dataobj, dtype=np.float32), np.linalg.inv(template_to_subject) @ image.affine
-    )
-
-
-def _antialias_fwhm(image: nib.Nifti1Image, target_mm: float) -> np.ndarray:
-    """Per-axis Gaussian FWHM (mm) that removes detail finer than ``target_mm`` before downsampling."""
-    source_size = nib.affines.voxel_sizes(image.affine)
-    return np.sqrt(np.clip(target_mm**2 - source_size**2, 0.0, None))

@@ -157,9 +157,10 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """Returns every record of the cohort with its split ("" if it has no usable age)."""
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager, pipeline):
-        from brainage_tf.ingest.beam import IngestScans, keep_direct_runner_offline  # only at build time
+        from brainage_tf.ingest.beam import IngestScans  # only at build time
+        from brainage_tf.ingest.direct_runner import prepare_direct_runner
 
-        keep_direct_runner_offline(pipeline)
+        prepare_direct_runner(pipeline)
         records = self._split_records(dl_manager)
         self._rows_listed = len(records)  # checked against the counts after the run
         self._summary = None  # set after the run; checked against the files
@@ -193,9 +194,8 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         problem = summary.storage_problem(stored) if summary else None
         if problem is not None:
             raise IngestError(
-                f"{self.name}: {problem}; the Beam run lost them (seen with the multi-process "
-                "DirectRunner on 871-scan builds), so the build stopped; rebuild it, e.g. with "
-                "--direct_num_workers=1"
+                f"{self.name}: {problem}; the Beam runner lost them, so the build stopped "
+                "(docs/ingest.md, 'Examples lost'); rebuild it"
             )
 
     def _process_pipeline_result(self, pipeline_result) -> None:
@@ -205,8 +205,8 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         problem = summary.accounting_problem(self._rows_listed)
         if problem is not None:  # raised before TFDS finalizes: no dataset with lost rows is kept
             raise IngestError(
-                f"{self.name}: {problem}; the Beam run lost them (seen once with the multi-process "
-                "DirectRunner), so the build stopped; rebuild it, e.g. with --direct_num_workers=1"
+                f"{self.name}: {problem}; the Beam runner lost them, so the build stopped "
+                "(docs/ingest.md, 'Examples lost'); rebuild it"
             )
         summary.write(self.data_path / INGEST_SUMMARY_NAME)
         if summary.skipped:

@@ -226,24 +226,6 @@ class IngestScans(beam.PTransform):
         }
 
 
-def keep_direct_runner_offline(pipeline: beam.Pipeline) -> None:
-    """Stops Beam's default DirectRunner from trying the Prism runner first.
-
-    Since Beam 2.6x the DirectRunner first runs a pipeline on Prism, which it
-    downloads from GitHub at run time (a network access, and it ignores
-    `direct_running_mode`). Its interactive flag is the runner's only switch
-    that skips Prism; it then runs on the local FnApiRunner as before. Other
-    runners are left alone.
-
-    Args:
-      pipeline: A pipeline not yet run.
-    """
-    from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
-
-    if type(pipeline.runner) is SwitchingDirectRunner:
-        pipeline.runner.is_interactive()
-
-
 def summarize(pipeline_result) -> IngestSummary:
     """Reads the ingest counters of a finished pipeline.
 

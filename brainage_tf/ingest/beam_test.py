@@ -10,7 +10,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from brainage_tf.ingest.beam import IngestScans, keep_direct_runner_offline, summarize
+from brainage_tf.ingest.beam import IngestScans, summarize
+from brainage_tf.ingest.direct_runner import prepare_direct_runner
 from brainage_tf.ingest.records import ScanRecord
 from brainage_tf.ingest.skips import IngestError, content_duplicates, find_duplicates, read_skip_report
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig
@@ -48,7 +49,7 @@ def _records(tmp_path: Path) -> list[tuple[str, ScanRecord]]:
 def _ingest(records, report: Path, strict: bool = False, options: PipelineOptions | None = None, check=None):
     """Runs IngestScans on a train/test split; `check(outputs)` may add assertions first."""
     pipeline = beam.Pipeline(options=options)
-    keep_direct_runner_offline(pipeline)
+    prepare_direct_runner(pipeline)
     outputs = pipeline | IngestScans(records, CONFIG, ("train", "test"), str(report), strict=strict)
     if check is not None:
         check(outputs)
