@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata
 import os
 from typing import Literal, get_args
 
@@ -22,6 +23,7 @@ import nibabel as nib
 import nibabel.processing
 import numpy as np
 
+from brainage_tf import array_cache
 from brainage_tf.registration import antialias_fwhm, mni152_images, register_to_template
 from brainage_tf.scan_errors import (
     ConstantImageError,
@@ -409,10 +411,21 @@ def resample_image(image: nib.Nifti1Image, shape: tuple[int, ...], affine: np.nd
 
 @functools.lru_cache(maxsize=8)
 def _template_on_grid(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The template and its boolean brain mask resampled onto ``grid``, cached per grid."""
+    """The template and its boolean brain mask on ``grid``, cached in memory and on disk (array_cache)."""
+    key = array_cache.cache_key(
+        f"mni152-{grid.name}", grid.shape, grid.affine, importlib.metadata.version("nilearn")
+    )
+    arrays = array_cache.cached_arrays(key, lambda: _build_template_on_grid(grid))
+    return arrays["template"], arrays["mask"]
+
+
+def _build_template_on_grid(grid: Grid) -> dict[str, np.ndarray]:
     template, mask = mni152_images()
     mask_on_grid = nibabel.processing.resample_from_to(mask, (grid.shape, grid.affine), order=1, cval=0.0)
-    return resample_image(template, grid.shape, grid.affine), np.asarray(mask_on_grid.dataobj) >= 0.5
+    return {
+        "template": resample_image(template, grid.shape, grid.affine),
+        "mask": np.asarray(mask_on_grid.dataobj) >= 0.5,
+    }
 
 
 def _normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
