@@ -77,18 +77,18 @@ def test_the_key_changes_with_every_part():
 
 def test_the_template_on_a_grid_reloads_equal_to_the_bit(cache, monkeypatch):
     grid = prep.get_grid("tiny")
-    prep._template_on_grid.cache_clear()
-    built_template, built_mask = prep._template_on_grid(grid)
-    prep._template_on_grid.cache_clear()
+    prep.template_on_grid.cache_clear()
+    built_template, built_mask = prep.template_on_grid(grid)
+    prep.template_on_grid.cache_clear()
 
     def no_build(_grid):
         raise AssertionError("the template was built again instead of loaded")
 
     monkeypatch.setattr(prep, "_build_template_on_grid", no_build)
     try:
-        template, mask = prep._template_on_grid(grid)
+        template, mask = prep.template_on_grid(grid)
     finally:
-        prep._template_on_grid.cache_clear()
+        prep.template_on_grid.cache_clear()
     assert mask.dtype == bool and mask.sum() > 0
     np.testing.assert_array_equal(template, built_template)
     np.testing.assert_array_equal(mask, built_mask)

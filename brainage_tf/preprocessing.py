@@ -63,6 +63,7 @@ __all__ = [  # the errors are re-exported: callers catch them from here
     "preprocess_image",
     "preprocess_scan",
     "resample_image",
+    "template_on_grid",
 ]
 
 RegistrationMode = Literal["none", "affine"]
@@ -273,7 +274,7 @@ def preprocess_image(
         world_to_atlas = registered.affine @ np.linalg.inv(canonical.affine)
         canonical = registered
     volume = resample_image(canonical, grid.shape, grid.affine)
-    template, mask = _template_on_grid(grid)
+    template, mask = template_on_grid(grid)
     if non_finite.any():
         _check_non_finite_outside_brain(non_finite, image.affine, canonical.affine, grid, mask, source_path)
     brain = volume[mask]
@@ -410,8 +411,17 @@ def resample_image(image: nib.Nifti1Image, shape: tuple[int, ...], affine: np.nd
 
 
 @functools.lru_cache(maxsize=8)
-def _template_on_grid(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The template and its boolean brain mask on ``grid``, cached in memory and on disk (array_cache)."""
+def template_on_grid(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The MNI152 template and its boolean brain mask on ``grid``.
+
+    Cached in memory per process, and on disk across processes (`brainage_tf.array_cache`).
+
+    Args:
+        grid: A target grid (see `get_grid`).
+
+    Returns:
+        (float32 template, bool brain mask), both of shape ``grid.shape``.
+    """
     key = array_cache.cache_key(
         f"mni152-{grid.name}", grid.shape, grid.affine, importlib.metadata.version("nilearn")
     )

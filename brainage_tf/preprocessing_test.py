@@ -22,7 +22,7 @@ def _assert_model_ready(result: prep.PreprocessedScan, grid: str = "tiny") -> No
     assert result.volume.shape == grid_spec.shape
     assert result.volume.dtype == np.float32
     assert np.isfinite(result.volume).all()
-    _, mask = prep._template_on_grid(grid_spec)
+    _, mask = prep.template_on_grid(grid_spec)
     brain = result.volume[mask]
     assert abs(float(brain.mean())) < 1e-4
     assert abs(float(brain.std()) - 1.0) < 1e-4
@@ -123,7 +123,7 @@ def test_brain_mask_zeroes_outside_and_keeps_inside():
     path = NIBABEL_DATA / "small.mnc"
     plain = prep.preprocess_scan(path, TINY)
     masked = prep.preprocess_scan(path, prep.PreprocessConfig(grid="tiny", brain_mask=True))
-    _, mask = prep._template_on_grid(prep.get_grid("tiny"))
+    _, mask = prep.template_on_grid(prep.get_grid("tiny"))
     assert np.all(masked.volume[~mask] == 0.0)
     np.testing.assert_array_equal(masked.volume[mask], plain.volume[mask])
     assert np.any(plain.volume[~mask] != 0.0)
