@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--cohort", choices=COHORTS, required=True, help="The embedded synthetic cohort, or your own builds.")
     add("--out", type=Path, required=True, help="Experiment folder (a rerun with the same flags resumes).")
-    add("--size", choices=tuple(SYNTHETIC_SIZES), help="synthetic: full (about an hour) or tiny (a test).")
+    add("--size", choices=tuple(SYNTHETIC_SIZES), help="synthetic: full (22 min) or tiny (a test).")
     add("--data-dir", "--data_dir", dest="data_dir", help="TFDS data dir (of the discovery dataset).")
     add("--discovery", help="real: TFDS name/config of your discovery build (default nihpd/paper).")
     add("--replication", help="real: TFDS name/config of your replication build (default mghbch/paper).")
