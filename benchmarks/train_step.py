@@ -5,6 +5,7 @@ one process per configuration and alternates frameworks):
 
     python benchmarks/train_step.py --model slice_lstm --grid paper --precision mixed_bfloat16
     python benchmarks/train_step.py --framework torch --model resnet3d --grid paper
+    python benchmarks/train_step.py --model slice_lstm --steps 8 --no-grappler
 
 prints one JSON line: the first step (tracing, compilation, allocation), the median of
 the following steps, the peak RSS, and the matmul ceiling of the step's dtype measured
@@ -94,7 +95,17 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS[1:3], default="float32")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=4, help="Steps timed after the first.")
+    parser.add_argument(
+        "--no-grappler",
+        action="store_true",
+        help="TensorFlow without Grappler (disable_meta_optimizer): what graph optimization costs the "
+        "first step and gains the later ones.",
+    )
     args = parser.parse_args()
+    if args.no_grappler:
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     result = measure(args.framework, args.model, args.grid, args.precision, args.batch, args.steps)
     print(json.dumps(result))
 

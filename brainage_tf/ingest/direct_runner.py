@@ -15,8 +15,8 @@ and never sent. Each chunk holds whole elements, so the stream still decodes
 and nothing fails. Measured on 971-scan builds of `synthetic_cohort/experiment`
 on 2 cores: 19, 58, 45 and 7 examples lost when other jobs loaded the CPU,
 and none when the machine was quiet. `serialize_buffered_writes` makes
-`write()` take the same lock. `direct_runner_test.py` shows the loss
-without it: 54,000-57,000 of 100,000 bytes arrive.
+`write()` take the same lock. `direct_runner_test.py` reproduces the
+loss, and it fails without the fix.
 """
 
 from __future__ import annotations
