@@ -25,8 +25,8 @@ import numpy as np
 from brainage_tf.evaluation.inference import load_run_model
 from brainage_tf.explanation import occlusion, sanity
 from brainage_tf.explanation.saliency import METHODS, SaliencySettings, keras_age_function, saliency_map
-from brainage_tf.export import grid_and_registration
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, preprocess_scan
+from brainage_tf.serving.export import grid_and_registration
 from brainage_tf.training.run_directory import RunDirectory
 
 

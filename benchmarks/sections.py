@@ -89,9 +89,9 @@ def training(models, precisions, frameworks, steps: int, rounds: int, log) -> li
 
 
 def export_untrained(model: str, precision: str, work_dir: Path) -> Path:
-    """Exports a freshly initialised model on the paper grid through `brainage_tf.export` (as a run would)."""
-    from brainage_tf import export
+    """Exports a freshly initialised model on the paper grid through `export_run` (as a run would)."""
     from brainage_tf.models import build_model
+    from brainage_tf.serving import export
     from brainage_tf.training.config import TrainConfig
     from brainage_tf.training.run_directory import RunDirectory
 

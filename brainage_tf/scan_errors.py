@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 
 
+def one_line(error: object) -> str:
+    """An error message on one line, as every bad-input message of the package is printed."""
+    return " ".join(str(error).split())
+
+
 class ScanError(ValueError):
     """A scan that cannot be preprocessed. ``str()`` reads ``"<path>: <reason>"``."""
 

@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def export_for_serving(run: RunDirectory):
     """Fits the run's calibration, then exports its selected model; returns the export folder."""
     from brainage_tf.evaluation.run_evaluation import calibrate_run
-    from brainage_tf.export import export_run
+    from brainage_tf.serving.export import export_run
 
     calibrate_run(run.path)
     return export_run(run.path).resolve()

@@ -41,7 +41,7 @@ def served_mae(export_dir: Path, dataset: str, split: str, data_dir: str, ages: 
     from brainage_tf import data
     from brainage_tf.evaluation import metrics
     from brainage_tf.evaluation.inference import PREDICTION_BATCH_SIZE
-    from brainage_tf.predict import ExportedModel
+    from brainage_tf.serving.exported_model import ExportedModel
 
     exported = ExportedModel(export_dir)
     source = data.tfds_source(dataset, split, data_dir)

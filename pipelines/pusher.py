@@ -81,7 +81,7 @@ def push_export(run_dir: Path, calibration: Path, serving_dir: Path, record: dic
     Raises:
         ComponentError: The next version folder exists when the export is renamed into place.
     """
-    from brainage_tf.export import export_run, next_version
+    from brainage_tf.serving.export import export_run, next_version
 
     serving_dir.mkdir(parents=True, exist_ok=True)
     version = next_version(serving_dir)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from brainage_tf import export
+from brainage_tf.serving import export
 from pipelines import pusher
 from pipelines.artifacts import ComponentError
 

@@ -23,7 +23,7 @@ def assert_one_line_usage_errors(
 
 def export_copy_with_metadata(export_dir: Path, target: Path, **changes) -> Path:
     """A copy of an export whose metadata asset has `changes` applied: an export other versions wrote."""
-    from brainage_tf.export import METADATA_ASSET
+    from brainage_tf.serving.metadata import METADATA_ASSET
 
     shutil.copytree(export_dir, target)
     asset = target / "assets" / METADATA_ASSET

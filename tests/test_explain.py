@@ -13,10 +13,14 @@ import pytest
 from cli_checks import assert_one_line_usage_errors, export_copy_with_metadata
 from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
-from brainage_tf import evaluate, explain, export, predict, train
+from brainage_tf import evaluate, explain, export, train
 from brainage_tf.explanation import sanity
 from brainage_tf.explanation.saliency import SaliencySettings, gradients, keras_age_function, saliency_map
 from brainage_tf.preprocessing import GRIDS
+from brainage_tf.serving import explanations
+from brainage_tf.serving.exported_model import ExportedModel, model_input
+from brainage_tf.serving.scans import ScanItem, folder_names
+from brainage_tf.serving.workers import preprocess_path
 
 GRID = GRIDS["tiny"]  # (24, 30, 21): 10 slabs of TINY_RUN_FLAGS' --pool-size 2
 SLABS = 10
@@ -59,14 +63,14 @@ def test_explain_writes_every_output_and_a_bad_scan_fails_alone(setup, tmp_path,
     out = tmp_path / "explained"
     argv = ["--model", str(setup["model"]), *map(str, setup["scans"]), str(corrupt), "--out", str(out)]
     assert explain.main([*argv, "--samples", "8"]) == 1
-    rows = read_csv(out / explain.SUMMARY_CSV)
+    rows = read_csv(out / explanations.SUMMARY_CSV)
     assert [row["status"] for row in rows] == ["ok", "ok", "ok", "failed"]
     assert str(corrupt) in rows[-1]["reason"] and "cannot read" in rows[-1]["reason"]
     assert [row["output_dir"] for row in rows] == ["scan0", "scan1", "scan0_lps", ""]
     assert all(float(row["registration_ncc"]) > 0 and row["non_finite_voxels"] == "0" for row in rows[:3])
-    model = predict.ExportedModel(setup["model"])
+    model = ExportedModel(setup["model"])
     fed = np.stack(
-        [predict.preprocess_path(str(scan), model.preprocess_config)[0] for scan in setup["scans"][:2]]
+        [model_input(preprocess_path(str(scan), model.preprocess_config)[0]) for scan in setup["scans"][:2]]
     )
     served = model.predict(fed)["predicted_age"]
     assert [float(row["predicted_age"]) for row in rows[:2]] == pytest.approx(served, abs=1e-4)
@@ -113,7 +117,7 @@ def keras_model(setup):
 
 def test_the_exports_gradient_is_the_keras_models(setup, keras_model):
     _, age_fn = keras_model
-    served = predict.ExportedModel(setup["model"])
+    served = ExportedModel(setup["model"])
     volumes = setup["volumes"][:2]
     from_keras = gradients(age_fn, volumes)
     np.testing.assert_allclose(gradients(served.age_tensor, volumes), from_keras, rtol=1e-3, atol=1e-6)
@@ -173,30 +177,33 @@ def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
 
 def test_resnet3d_exports_get_the_default_slice_lstm_slabs():
     metadata = {"model": "resnet3d", "slice_axis": None, "pool_size": None, "grid_shape": [64, 80, 56]}
-    assert explain.slab_settings(metadata, None, None) == ("axial", 4)
-    assert explain.slab_settings(metadata, "coronal", 5) == ("coronal", 5)
+    assert explanations.slab_settings(metadata, None, None) == ("axial", 4)
+    assert explanations.slab_settings(metadata, "coronal", 5) == ("coronal", 5)
 
 
 def test_every_scan_gets_its_own_folder_name():
     items = [
-        predict.ScanItem("/a/T1w.nii.gz"),
-        predict.ScanItem("/b/T1w.nii.gz"),
-        predict.ScanItem("/c/x.nii.gz", subject_id="sub-01", session="ses-2"),
-        predict.ScanItem("/d/scan.MNC"),
-        predict.ScanItem(""),
+        ScanItem("/a/T1w.nii.gz"),
+        ScanItem("/b/T1w.nii.gz"),
+        ScanItem("/c/x.nii.gz", subject_id="sub-01", session="ses-2"),
+        ScanItem("/d/scan.MNC"),
+        ScanItem(""),
     ]
-    assert explain.folder_names(items) == ["T1w", "T1w-2", "sub-01_ses-2", "scan", "scan-2"]
+    assert folder_names(items) == ["T1w", "T1w-2", "sub-01_ses-2", "scan", "scan-2"]
 
 
 def test_a_scan_whose_explanation_fails_gets_a_failed_row(setup, tmp_path, monkeypatch):
     def explain_scan(model, item, scan, settings, slabs, out_dir):
         if item.path.endswith("scan1.nii.gz"):
             raise RuntimeError("disk full")
+        out_dir.mkdir()
         return 7.0
 
-    monkeypatch.setattr(explain, "explain_scan", explain_scan)
-    model = predict.ExportedModel(setup["model"])
-    items = [predict.ScanItem(str(path)) for path in setup["scans"][:2]]
-    rows = explain.explain_items(model, items, SaliencySettings(), ("axial", 2), tmp_path)
-    assert [row["status"] for row in rows] == ["ok", "failed"] and rows[0]["predicted_age"] == 7.0
+    monkeypatch.setattr(explanations, "explain_scan", explain_scan)
+    model = ExportedModel(setup["model"])
+    items = [ScanItem(str(path)) for path in setup["scans"][:2]]
+    counts = explanations.explain_items(model, items, SaliencySettings(), ("axial", 2), tmp_path)
+    assert counts == {"rows": 2, "ok": 1, "failed": 1}
+    rows = read_csv(tmp_path / explanations.SUMMARY_CSV)
+    assert [row["status"] for row in rows] == ["ok", "failed"] and rows[0]["predicted_age"] == "7.000000"
     assert rows[1]["reason"] == f"{setup['scans'][1]}: RuntimeError: disk full"

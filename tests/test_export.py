@@ -16,6 +16,7 @@ from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, export, train
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals
+from brainage_tf.serving import export as serving_export
 
 SHAPE = (16, 20, 14)
 
@@ -177,7 +178,7 @@ def test_an_export_is_never_overwritten_and_versions_count_up(exported, capsys):
     assert snapshot(first) == before
     assert export.main(["--run", str(run_dir)]) == 0
     assert (run_dir / "export" / "2" / "saved_model.pb").is_file()
-    assert export.next_version(run_dir / "export") == 3
+    assert serving_export.next_version(run_dir / "export") == 3
     assert sorted(path.name for path in (run_dir / "export").iterdir()) == ["1", "2"]  # no staging left
 
 
@@ -196,7 +197,7 @@ def test_per_bin_intervals_follow_the_predicted_age(exported, tmp_path):
     (run_dir / "calibration.json").write_text(
         json.dumps({"bias_correction": None, "conformal": intervals.to_json()})
     )
-    loaded = tf.saved_model.load(str(export.export_run(run_dir, version=7)))
+    loaded = tf.saved_model.load(str(serving_export.export_run(run_dir, version=7)))
     outputs = {
         key: value.numpy() for key, value in loaded.signatures["serving_default"](volume=volumes).items()
     }
@@ -229,4 +230,4 @@ def test_run_without_a_finished_model_exits(exported, tmp_path, capsys):
 def test_grid_and_registration_come_from_the_dataset_name(dataset, expected):
     shapes = {"small": (64, 80, 56), "tiny": (24, 30, 21), "paper": (128, 160, 112), "none": SHAPE}
     shape = shapes[expected[0] or "none"]
-    assert export.grid_and_registration(dataset, shape) == expected
+    assert serving_export.grid_and_registration(dataset, shape) == expected

@@ -1,7 +1,9 @@
 """Package-level contracts: which modules stay light, and which way imports point."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,9 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.export",
     "brainage_tf.predict",
     "brainage_tf.explain",
+    "brainage_tf.serving.batch",
+    "brainage_tf.serving.predictions",
+    "brainage_tf.serving.explanations",
     # A reused pipeline component starts without TensorFlow (pipelines.evaluator imports the pusher).
     "pipelines.example_gen",
     "pipelines.trainer",
@@ -41,6 +46,8 @@ LIBRARY_MODULES = [
     "brainage_tf.synthetic",
     "brainage_tf.evaluation.run_evaluation",
     "brainage_tf.explanation.group_maps",
+    "brainage_tf.serving.export",
+    "brainage_tf.serving.predictions",
 ]
 BUILDER_MODULES = [
     "tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder",
@@ -69,3 +76,40 @@ def test_library_modules_do_not_import_the_builders(module):
 @pytest.mark.parametrize("module", BUILDER_MODULES)
 def test_builders_do_not_import_the_entry_points(module):
     assert _loaded_after_import(module, ["brainage_tf.train"]) == [False]
+
+
+# The command modules: drivers that parse flags and call the library. Nothing below them imports one.
+COMMAND_MODULES = {
+    "brainage_tf.train",
+    "brainage_tf.evaluate",
+    "brainage_tf.export",
+    "brainage_tf.predict",
+    "brainage_tf.explain",
+    "brainage_tf.synthetic.__main__",
+}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at its top or inside functions (`from a import b` gives a.b too)."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return imported
+
+
+def test_no_library_module_imports_a_command_module():
+    root = Path(__file__).resolve().parent.parent
+    offenders = {}
+    for package in ("brainage_tf", "tfds_builders"):
+        for path in sorted((root / package).rglob("*.py")):
+            name = ".".join(path.relative_to(root).with_suffix("").parts)
+            if name in COMMAND_MODULES or path.name.endswith("_test.py"):
+                continue
+            found = _imported_modules(path) & COMMAND_MODULES
+            if found:
+                offenders[name] = sorted(found)
+    assert offenders == {}

@@ -14,8 +14,12 @@ import pytest
 from cli_checks import assert_one_line_usage_errors, export_copy_with_metadata
 from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
 
-from brainage_tf import evaluate, export, predict, train
+from brainage_tf import evaluate, predict, train
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig
+from brainage_tf.serving import batch, predictions, workers
+from brainage_tf.serving.exported_model import OPTIONAL_OUTPUTS, ExportedModel, model_input
+from brainage_tf.serving.metadata import METADATA_ASSET
+from brainage_tf.serving.scans import ScanItem
 
 TINY = GRIDS["tiny"].shape  # (24, 30, 21)
 # One epoch is enough here: the predictions only have to exist. Training ends with the export.
@@ -72,7 +76,7 @@ def setup(tmp_path_factory):
     flags = ["--dataset", "toy_predict/tiny", "--data_dir", str(root / "tfds"), "--out", str(run_dir)]
     assert train.main([*flags, *TINY_TRAINING]) == 0
     model = run_dir / "export" / "1"
-    assert json.loads((model / "assets" / export.METADATA_ASSET).read_text())["grid"] == "tiny"
+    assert json.loads((model / "assets" / METADATA_ASSET).read_text())["grid"] == "tiny"
     return dict(root=root, bids=bids, stored=stored["none"], stored_affine=stored["affine"], model=model,
                 run=run_dir)  # fmt: skip
 
@@ -84,16 +88,16 @@ def read_csv(path: Path) -> list[dict]:
 
 def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_path, monkeypatch):
     fed = []
-    original = predict.ExportedModel.predict
+    original = ExportedModel.predict
 
     def recording(self, volumes):
         fed.extend(np.array(volumes, np.float32))
         return original(self, volumes)
 
-    monkeypatch.setattr(predict.ExportedModel, "predict", recording)
+    monkeypatch.setattr(ExportedModel, "predict", recording)
     paths = sorted(setup["stored"])
     out = tmp_path / "p.csv"
-    assert predict.main(["--model", str(setup["model"]), *paths, "--out", str(out), "--workers", "1"]) == 0
+    assert predict.main(["--model", str(setup["model"]), *paths, "--out", str(out), "--workers", "0"]) == 0
     assert [row["path"] for row in read_csv(out)] == paths and len(fed) == 3
     for path, volume in zip(paths, fed, strict=True):
         stored = setup["stored"][path]
@@ -107,10 +111,10 @@ def test_with_affine_registration_predict_preprocesses_as_the_builder_stored(set
     config = PreprocessConfig(grid="tiny", registration="affine", brain_mask=False)
     # One scan: a registration costs seconds, and the builder registered it in a Beam worker.
     path, stored = min(setup["stored_affine"].items())
-    volume, facts, reason = predict.preprocess_path(path, config)
-    assert reason == "" and np.array_equal(volume, stored.astype(np.float32)), path
+    scan, reason = workers.preprocess_path(path, config)
+    assert reason == "" and np.array_equal(model_input(scan), stored.astype(np.float32)), path
     assert not np.array_equal(stored, setup["stored"][path])  # registration changed the volume
-    assert 0.0 < facts["registration_ncc"] <= 1.0
+    assert 0.0 < scan.metadata.registration_ncc <= 1.0
 
 
 def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
@@ -121,7 +125,7 @@ def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
                  for row in read_csv(out_dir / "predictions.csv")}  # fmt: skip
     out = tmp_path / "p.csv"
     assert predict.main(["--model", str(setup["model"]), "--bids", str(setup["bids"]), "--out", str(out),
-                         "--workers", "1"]) == 0  # fmt: skip
+                         "--workers", "0"]) == 0  # fmt: skip
     served = {(row["subject_id"], row["session"]): float(row["predicted_age"]) for row in read_csv(out)}
     assert len(evaluated) >= 2 and set(evaluated) <= set(served)
     for key, age in evaluated.items():
@@ -160,7 +164,7 @@ def test_bad_scans_fail_alone_with_their_reason_and_the_rest_finish(setup, tmp_p
     assert done.stdout.strip().endswith(f"4 predicted, 4 failed: {out}")
     rows = read_csv(out)
     assert [row["path"] for row in rows] == paths
-    assert list(rows[0]) == [*predict.BASE_COLUMNS, *predict.OPTIONAL_OUTPUTS, *predict.SCAN_COLUMNS]
+    assert list(rows[0]) == [*batch.BASE_COLUMNS, *OPTIONAL_OUTPUTS, *batch.SCAN_COLUMNS]
     by_name = dict(zip([*goods, *odd], rows, strict=True))
     expected_failures = {
         "nan_brain": "reach into the brain",
@@ -191,7 +195,7 @@ def test_bad_scans_fail_alone_with_their_reason_and_the_rest_finish(setup, tmp_p
 def test_bids_and_manifest_ages_give_the_gap(setup, tmp_path):
     by_bids = tmp_path / "bids.csv"
     assert predict.main(["--model", str(setup["model"]), "--bids", str(setup["bids"]), "--out", str(by_bids),
-                         "--workers", "1"]) == 0  # fmt: skip
+                         "--workers", "0"]) == 0  # fmt: skip
     bids_rows = read_csv(by_bids)
     assert sorted(row["path"] for row in bids_rows) == sorted(setup["stored"])
     for row in bids_rows:
@@ -205,7 +209,7 @@ def test_bids_and_manifest_ages_give_the_gap(setup, tmp_path):
         f"m{index},{12 * (index + 1)},{path}\n" for index, path in enumerate(goods)))  # fmt: skip
     by_manifest = tmp_path / "manifest.csv"
     argv = ["--model", str(setup["model"]), "--manifest", str(manifest), "--out", str(by_manifest)]
-    assert predict.main([*argv, "--workers", "1"]) == 0
+    assert predict.main([*argv, "--workers", "0"]) == 0
     rows = read_csv(by_manifest)
     assert [(row["subject_id"], float(row["age"])) for row in rows] == [("m0", 1.0), ("m1", 2.0), ("m2", 3.0)]
     served = {row["path"]: float(row["predicted_age"]) for row in bids_rows}
@@ -217,23 +221,23 @@ def test_bids_and_manifest_ages_give_the_gap(setup, tmp_path):
 def test_rows_carry_the_out_of_distribution_flag_of_the_export(setup, tmp_path):
     # The model was trained on toy volumes z-scored over the whole box; the synthetic scans,
     # z-scored inside the brain, have a whole-volume mean outside that range.
-    model = predict.ExportedModel(setup["model"])
-    items = [predict.ScanItem(path) for path in sorted(setup["stored"])]
-    rows = predict.predict_items(model, items)
+    model = ExportedModel(setup["model"])
+    items = [ScanItem(path) for path in sorted(setup["stored"])]
+    rows = predictions.predict_items(model, items)
     assert all(row["ood"] and "intensity mean" in row["ood_reason"] for row in rows), rows
     reference = {"age": [0.0, 22.0], "registration_ncc_min": 0.0,
                  "intensity_mean": [-10.0, 10.0], "intensity_std": [0.0, 10.0]}  # fmt: skip
     wide = export_copy_with_metadata(setup["model"], tmp_path / "wide_export", reference=reference)
-    rows = predict.predict_items(predict.ExportedModel(wide), items)
+    rows = predictions.predict_items(ExportedModel(wide), items)
     assert [(row["ood"], row["ood_reason"]) for row in rows] == [(False, "")] * 3
 
 
 def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):
     metadata = SimpleNamespace(non_finite_voxels=0, registration_ncc=0.9)
     off_grid = SimpleNamespace(volume=np.zeros((16, 20, 14)), metadata=metadata)
-    monkeypatch.setattr(predict, "preprocess_scan_file", lambda path, config: off_grid)
-    model = predict.ExportedModel(setup["model"])
-    rows = predict.predict_items(model, [predict.ScanItem(path) for path in sorted(setup["stored"])])
+    monkeypatch.setattr(workers, "preprocess_path", lambda path, config: (off_grid, ""))
+    model = ExportedModel(setup["model"])
+    rows = predictions.predict_items(model, [ScanItem(path) for path in sorted(setup["stored"])])
     assert all(row["status"] == "failed" and "is not the export's grid" in row["reason"] for row in rows)
     with pytest.raises(ValueError, match="do not match"):
         model.predict(np.zeros((1, 16, 20, 14), np.float32))
@@ -247,7 +251,7 @@ def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
         "no preset grid": ["--model", str(toy), scan],
         "differs from the export's grid": ["--model", str(setup["model"]), "--grid", "small", scan],
         "not a SavedModel": ["--model", str(tmp_path), scan],
-        "--workers must be": ["--model", str(setup["model"]), "--workers", "0", scan],
+        "--workers must be": ["--model", str(setup["model"]), "--workers", "-1", scan],
         "invalid int value": ["--model", str(setup["model"]), "--workers", "x", scan],
     }
     assert_one_line_usage_errors(predict.main, cases, ["--out", str(tmp_path / "o.csv")], capsys)

@@ -24,8 +24,8 @@ from brainage_tf import data
 from brainage_tf.evaluation import inference, metrics, plots, report
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
 from brainage_tf.evaluation.ood import ReferenceRanges
-from brainage_tf.export import grid_and_registration
 from brainage_tf.preprocessing import GRIDS
+from brainage_tf.serving.export import grid_and_registration
 from brainage_tf.training.config import TrainConfig, UsageError
 from brainage_tf.training.run_directory import RunDirectory
 from brainage_tf.training.trainer import selection_of

@@ -49,11 +49,3 @@ __all__ = [
     "write_nifti_gz",
 ]
 
-
-def __getattr__(name: str) -> object:
-    # main is imported on first use: importing __main__ here would make `python -m` warn about it.
-    if name == "main":
-        from brainage_tf.synthetic.__main__ import main
-
-        return main
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,16 @@
+"""Serving: the export of a trained run, the loaded export, and the batch work on scans on disk.
+
+* `export`: `export_run`, the SavedModel with its signatures, calibration and metadata.
+* `metadata`: the metadata asset's name and reader, and an export's fingerprint (light).
+* `exported_model`: `ExportedModel`, a loaded export, and `model_input`.
+* `scans`: `ScanItem`, the scans of paths, a BIDS folder or a manifest, their keys and folder names.
+* `workers`: `PreprocessingPool`, where a dead worker costs one scan.
+* `journal`: `ResultJournal`, rows on disk as scans finish, and resume.
+* `batch`: `run_batch`, the runner `predict` and `explain` share, and interrupts.
+* `predictions`, `explanations`: the two handlers and their entry functions.
+* `cli`: what the batch commands share on the command line.
+
+The commands `python -m brainage_tf.export`, `predict` and `explain` drive these
+modules; nothing here imports a command module. Submodules import TensorFlow only
+inside the functions that need it. See docs/serving.md.
+"""

@@ -1,0 +1,75 @@
+"""What the batch commands (`predict`, `explain`) share on the command line: flags, errors, resume line."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from brainage_tf.serving.batch import Interrupted
+from brainage_tf.serving.scans import ScanItem, scan_items
+from brainage_tf.training.config import UsageError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit with status 2."""
+
+    def error(self, message):  # one line, status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_scan_arguments(parser: argparse.ArgumentParser, default_workers: int) -> None:
+    """The scans, the export, the workers and `--resume`, as every batch command takes them."""
+    add = parser.add_argument
+    add("scans", nargs="*", metavar="SCAN", help="Scan files (age unknown).")
+    add("--model", required=True, metavar="EXPORT_DIR", help="An export version folder.")
+    add("--bids", metavar="DIR", help="BIDS folder: its T1w scans with their ages.")
+    add("--manifest", metavar="CSV", help="Manifest CSV/TSV: subject_id, age, path[, session].")
+    add(
+        "--workers",
+        type=int,
+        default=default_workers,
+        help="Preprocessing processes (default %(default)s; 0: in this process, without crash isolation).",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="Continue an earlier run's output: keep its finished scans, redo failed and unfinished ones.",
+    )
+    add(
+        "--max-voxels",
+        type=int,
+        metavar="N",
+        help="Refuse images with more voxels than this, from their header (default: the package's limit).",
+    )
+
+
+def checked_scans(args: argparse.Namespace) -> list[ScanItem]:
+    """The scans the arguments list, after the checks every batch command makes before heavy work.
+
+    Raises:
+        UsageError: Negative workers, no folder for `--out`, unreadable lists, or no scans.
+    """
+    if args.workers < 0:
+        raise UsageError(f"--workers must be at least 0, got {args.workers}")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    items = scan_items(args.scans, args.bids, args.manifest)
+    if not items:
+        raise UsageError("no scans: give SCAN paths, --bids or --manifest")
+    return items
+
+
+def interrupted_message(prog: str, argv: Sequence[str] | None, interrupt: Interrupted, total: int) -> str:
+    """The one line a batch command prints when SIGINT or SIGTERM stops it: what is kept, how to resume."""
+    if interrupt.kept_in is None:  # stopped before any scan was started
+        return f"{prog}: interrupted by {interrupt}"
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if "--resume" not in arguments:
+        arguments.append("--resume")
+    resume = shlex.join([*prog.split(), *arguments])
+    return (
+        f"interrupted by {interrupt}: {interrupt.finished} of {total} scans finished, kept in "
+        f"{interrupt.kept_in}; resume with: {resume}"
+    )

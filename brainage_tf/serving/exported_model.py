@@ -1,0 +1,121 @@
+"""A loaded export: its `serving_default` function, metadata, preprocessing and fingerprint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.evaluation.ood import ReferenceRanges
+from brainage_tf.preprocessing import GRIDS, PreprocessConfig, PreprocessedScan
+from brainage_tf.scan_errors import one_line
+from brainage_tf.serving.metadata import export_fingerprint, read_metadata
+from brainage_tf.training.config import UsageError
+
+# Outputs of serving_default beside predicted_age, present when the run was calibrated.
+OPTIONAL_OUTPUTS = ("corrected_predicted_age", "interval_low", "interval_high")
+
+
+class ExportedModel:
+    """A loaded export: its `serving_default` function, metadata and preprocessing config.
+
+    Attributes:
+        path: The export version folder, absolute.
+        fingerprint: `brainage_tf.serving.metadata.export_fingerprint` of its files.
+        metadata: The metadata asset.
+        preprocess_config: What every scan goes through before the model sees it.
+        grid_shape: The model's input volume shape (x, y, z).
+        outputs: The optional outputs this export has (OPTIONAL_OUTPUTS order).
+        reference: The training scans' ranges that flag out-of-distribution scans, or None.
+    """
+
+    def __init__(self, export_dir: str | os.PathLike, grid: str | None = None, max_voxels: int | None = None):
+        """Loads the SavedModel and checks that its metadata names a preset grid of its input shape.
+
+        Args:
+            export_dir: The `RUN_DIR/export/<version>` folder.
+            grid: Grid the caller expects (None: whatever the export has).
+            max_voxels: Largest image preprocessing reads (None: the package default).
+
+        Raises:
+            UsageError: Unreadable export or metadata, no preset grid, a grid other than
+                `grid`, or an input shape that is not the grid's.
+        """
+        self.path = Path(export_dir).resolve()
+        self.metadata = read_metadata(self.path)
+        name, shape = self.metadata.get("grid"), tuple(self.metadata.get("grid_shape") or ())
+        if not name:
+            raise UsageError(
+                f"{export_dir}: the export's input shape {shape} is no preset grid "
+                f"({', '.join(GRIDS)}); its scans cannot be preprocessed"
+            )
+        if name not in GRIDS or GRIDS[name].shape != shape:
+            raise UsageError(f"{export_dir}: export grid {name!r} does not have its input shape {shape}")
+        if grid is not None and grid != name:
+            raise UsageError(f"--grid {grid} differs from the export's grid {name!r}")
+        registration = self.metadata.get("registration") or "none"
+        guard = {} if max_voxels is None else {"max_voxels": max_voxels}
+        try:
+            self.preprocess_config = PreprocessConfig(
+                grid=name, registration=registration, brain_mask=False, **guard
+            )
+        except ValueError as error:
+            raise UsageError(f"{export_dir}: {one_line(error)}") from None
+        self.grid_shape = shape
+        self.fingerprint = export_fingerprint(self.path)
+
+        import tensorflow as tf
+
+        try:
+            loaded = tf.saved_model.load(str(self.path))
+            self._serve = loaded.signatures["serving_default"]
+        except Exception as error:  # TF raises many types for one cause: an unreadable export
+            raise UsageError(f"{export_dir}: cannot load the SavedModel ({one_line(error)})") from None
+        self._loaded = loaded  # keeps the variables alive
+        spec = self._serve.structured_input_signature[1].get("volume")
+        if spec is None or tuple(spec.shape[1:]) != shape:
+            found = None if spec is None else tuple(spec.shape)
+            raise UsageError(f"{export_dir}: serving_default input {found} is not [batch, *{shape}]")
+        self.outputs = [name for name in OPTIONAL_OUTPUTS if name in self._serve.structured_outputs]
+        # Exports made before evaluation (or without a training split) have no ranges to flag against.
+        reference = self.metadata.get("reference")
+        self.reference = ReferenceRanges.from_json(reference) if reference else None
+
+    def predict(self, volumes: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs of `serving_default` for float32 volumes [batch, x, y, z] on the export's grid."""
+        volumes = np.asarray(volumes, np.float32)
+        if volumes.ndim != 4 or volumes.shape[1:] != self.grid_shape:
+            raise ValueError(
+                f"volumes of shape {volumes.shape} do not match the export's grid {self.grid_shape}"
+            )
+        return {key: value.numpy() for key, value in self._serve(volume=volumes).items()}
+
+    def age_tensor(self, volumes):
+        """`predicted_age` of float32 volumes [batch, x, y, z] as a tensor `tf.GradientTape` differentiates.
+
+        The loaded `serving_default` keeps the model's gradients, so explanation
+        works from the export alone, without the run directory.
+        """
+        return self._serve(volume=volumes)["predicted_age"]
+
+    def ood_reason(self, predicted: float, volume: np.ndarray, registration_ncc: float) -> str:
+        """Why one scan lies outside the training scans' ranges ("" inside them, or without ranges)."""
+        if self.reference is None:
+            return ""
+        (reason,) = self.reference.reasons(
+            [predicted],
+            [registration_ncc],
+            [volume.mean(dtype=np.float64)],
+            [volume.std(dtype=np.float64)],
+        )
+        return reason
+
+
+def model_input(scan: PreprocessedScan) -> np.ndarray:
+    """A preprocessed scan's float32 volume rounded to the builders' stored dtype.
+
+    So the model gets exactly the tensor it was trained and evaluated on for the same file.
+    """
+    return np.asarray(scan.volume).astype(STORED_VOLUME_DTYPE).astype(np.float32)

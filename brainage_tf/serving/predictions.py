@@ -1,0 +1,101 @@
+"""Ages of scans on disk with an export, one row per scan, to memory or to a resumable CSV.
+
+Every scan is fed to `serving_default` alone, as a batch of one, so its row does
+not depend on which other scans finished beside it: a resumed run, whose scans
+finish in another order, writes the same ages as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from brainage_tf.preprocessing import PreprocessedScan, ScanError
+from brainage_tf.serving.batch import BASE_COLUMNS, SCAN_COLUMNS, RowList, run_batch, run_resumable
+from brainage_tf.serving.exported_model import ExportedModel, model_input
+from brainage_tf.serving.journal import ResultJournal
+from brainage_tf.serving.scans import ScanItem
+
+TOOL = "brainage_tf.predict"
+
+
+def prediction_columns(model: ExportedModel) -> list[str]:
+    """The CSV columns: the base columns, the export's optional outputs, then the scan columns."""
+    return [*BASE_COLUMNS, *model.outputs, *SCAN_COLUMNS]
+
+
+class Predictor:
+    """The handler of `run_batch` that predicts one preprocessed scan."""
+
+    def __init__(self, model: ExportedModel):
+        self.model = model
+
+    def __call__(self, index: int, item: ScanItem, scan: PreprocessedScan) -> dict:
+        """The row's fields: predicted age, the export's optional outputs, the out-of-distribution flag.
+
+        Raises:
+            ScanError: The preprocessed volume is not on the export's grid (never fed silently).
+        """
+        model = self.model
+        volume = model_input(scan)
+        if volume.shape != model.grid_shape:
+            raise ScanError(item.path, f"volume {volume.shape} is not the export's grid {model.grid_shape}")
+        outputs = model.predict(volume[np.newaxis])
+        predicted = float(outputs["predicted_age"][0])
+        fields = {"predicted_age": predicted, **{name: float(outputs[name][0]) for name in model.outputs}}
+        if model.reference is not None:
+            reason = model.ood_reason(predicted, volume, scan.metadata.registration_ncc)
+            fields.update(ood=bool(reason), ood_reason=reason)
+        return fields
+
+
+def predict_items(
+    model: ExportedModel, items: Sequence[ScanItem], workers: int = 0, progress: bool = False
+) -> list[dict]:
+    """One row (dict of Python values) per item, in order; failed scans get status "failed" and a reason."""
+    rows = RowList()
+    predictor = Predictor(model)
+    keys = run_batch(items, model.preprocess_config, predictor, rows, workers, progress=progress)
+    return [rows.finished[key] for key in keys]
+
+
+def provenance(model: ExportedModel, tool: str, settings: dict | None = None) -> dict:
+    """What an output records about the export that wrote it."""
+    return {
+        "tool": tool,
+        "export": str(model.path),
+        "export_fingerprint": model.fingerprint,
+        "settings": settings or {},
+        "preprocessing": {
+            "grid": model.metadata.get("grid"),
+            "registration": model.metadata.get("registration"),
+        },
+        "package_version": model.metadata.get("package_version"),
+    }
+
+
+def predict_to_csv(
+    model: ExportedModel,
+    items: Sequence[ScanItem],
+    out: Path,
+    workers: int,
+    resume: bool = False,
+    progress: bool = False,
+) -> dict[str, int]:
+    """Predicts the items into `out`, each row on disk as it finishes; see `brainage_tf.serving.journal`.
+
+    Returns:
+        {"rows", "ok", "failed"} of the written CSV.
+
+    Raises:
+        UsageError: `out` exists without `resume`, or was written with another export.
+        Interrupted: SIGINT or SIGTERM inside `signals_interrupt()`; the finished rows stay in
+            `out`'s partial file for a resume.
+    """
+    journal = ResultJournal(out, prediction_columns(model), provenance(model, TOOL), resume)
+    return run_resumable(
+        journal, items, model.preprocess_config, Predictor(model), workers, progress=progress,
+        description="predict",
+    )  # fmt: skip
