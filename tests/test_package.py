@@ -90,7 +90,7 @@ COMMAND_MODULES = {
 
 
 def _imported_modules(path: Path) -> set[str]:
-    """Every module a source file imports, at its top or inside functions (`from a import b` gives a.b too)."""
+    """Every module a file imports, at its top or in functions (`from a import b` gives a.b too)."""
     imported = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):

@@ -176,7 +176,8 @@ def run_resumable(
     try:
         keys = run_batch(items, config, handler, journal, workers, **options)
     except Interrupted as interrupt:
-        interrupt.finished, interrupt.kept_in = len(journal.finished), journal.partial
+        journal.close()  # flushes a row the signal caught between its write and its flush
+        interrupt.finished, interrupt.kept_in = journal.rows_on_disk(), journal.partial
         raise
     finally:
         journal.close()

@@ -11,6 +11,9 @@ from brainage_tf.serving.batch import Interrupted
 from brainage_tf.serving.scans import ScanItem, scan_items
 from brainage_tf.training.config import UsageError
 
+# Longest resume command printed in full (characters).
+_LONGEST_RESUME_LINE = 300
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line and exit with status 2."""
@@ -69,6 +72,8 @@ def interrupted_message(prog: str, argv: Sequence[str] | None, interrupt: Interr
     if "--resume" not in arguments:
         arguments.append("--resume")
     resume = shlex.join([*prog.split(), *arguments])
+    if len(resume) > _LONGEST_RESUME_LINE:  # hundreds of scan paths: no one copies that line
+        resume = "the same command plus --resume"
     return (
         f"interrupted by {interrupt}: {interrupt.finished} of {total} scans finished, kept in "
         f"{interrupt.kept_in}; resume with: {resume}"

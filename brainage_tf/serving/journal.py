@@ -103,6 +103,10 @@ class ResultJournal:
         """Closes the partial file; its rows stay for a resume."""
         self._handle.close()
 
+    def rows_on_disk(self) -> int:
+        """The finished rows the partial file holds (what a resume would find)."""
+        return len(_read_partial(self.partial)[1])
+
     def finish(self, keys: Sequence[str]) -> dict[str, int]:
         """Writes OUT with one row per key, in this order, and its sidecar; removes the partial.
 

@@ -30,6 +30,8 @@ from brainage_tf.preprocessing import PreprocessConfig, PreprocessedScan, ScanEr
 from brainage_tf.scan_errors import one_line
 
 T = TypeVar("T")
+# A worker's work on one scan: (path, config) -> (scan or None, reason).
+Task = Callable[[str, PreprocessConfig], tuple[PreprocessedScan | None, str]]
 # Seconds a worker gets to exit after SIGTERM before it is killed.
 _STOP_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
@@ -75,19 +77,19 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _worker_main(connection, config: PreprocessConfig, parent_pid: int) -> None:
-    """A worker: preprocesses one (index, path) at a time until told to stop or its pipe closes."""
+def _worker_main(connection, config: PreprocessConfig, task: Task, parent_pid: int) -> None:
+    """A worker: runs `task` on one (index, path) at a time until told to stop or its pipe closes."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     while True:
         try:
-            task = connection.recv()
+            message = connection.recv()
         except (EOFError, OSError):
             return
-        if task is None:
+        if message is None:
             return
-        index, path = task
-        scan, reason = preprocess_path(path, config)
+        index, path = message
+        scan, reason = task(path, config)
         try:
             connection.send((index, scan, reason))
         except (BrokenPipeError, OSError):
@@ -97,11 +99,10 @@ def _worker_main(connection, config: PreprocessConfig, parent_pid: int) -> None:
 class _Worker:
     """One spawned worker process and the parent's end of its pipe."""
 
-    def __init__(self, context, config: PreprocessConfig):
+    def __init__(self, context, config: PreprocessConfig, task: Task):
         self.connection, child = context.Pipe(duplex=True)
-        self.process = context.Process(
-            target=_worker_main, args=(child, config, os.getpid()), name="brainage-preprocess", daemon=True
-        )
+        arguments = (child, config, task, os.getpid())
+        self.process = context.Process(target=_worker_main, args=arguments, daemon=True)
         self.process.start()
         child.close()
 
@@ -133,16 +134,18 @@ class PreprocessingPool:
         ...         ...
     """
 
-    def __init__(self, config: PreprocessConfig, workers: int):
+    def __init__(self, config: PreprocessConfig, workers: int, task: Task | None = None):
         """Creates the pool; workers start with the first `results` call.
 
         Args:
             config: The preprocessing of every scan.
             workers: Processes; 0 preprocesses in the calling process, in order, without isolation.
+            task: What a worker runs per scan (None: `preprocess_path`); a module-level function,
+                since spawned workers import it by name.
         """
         if workers < 0:
             raise ValueError(f"workers must be at least 0, got {workers}")
-        self.config, self.workers = config, workers
+        self.config, self.workers, self.task = config, workers, task
         self._context = multiprocessing.get_context("spawn")
         self._live: list[_Worker] = []
 
@@ -164,8 +167,9 @@ class PreprocessingPool:
         bounded by the number of workers however slow the consumer is.
         """
         if self.workers == 0:
+            task = self.task or preprocess_path  # looked up now: tests replace it
             for index, path in enumerate(paths):
-                yield (index, *preprocess_path(path, self.config))
+                yield (index, *task(path, self.config))
             return
         pending = collections.deque(enumerate(paths))
         busy: dict[_Worker, int] = {}
@@ -207,7 +211,7 @@ class PreprocessingPool:
         return index, None, reason
 
     def _start(self) -> _Worker:
-        worker = _Worker(self._context, self.config)
+        worker = _Worker(self._context, self.config, self.task or preprocess_path)
         self._live.append(worker)
         return worker
 

@@ -48,4 +48,3 @@ __all__ = [
     "white_matter_share",
     "write_nifti_gz",
 ]
-
