@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 from pathlib import Path
 
 import nibabel as nib
@@ -18,6 +19,7 @@ from brainage_tf.explanation import sanity
 from brainage_tf.explanation.saliency import SaliencySettings, gradients, keras_age_function, saliency_map
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.serving import explanations
+from brainage_tf.serving.batch import Interrupted
 from brainage_tf.serving.exported_model import ExportedModel, model_input
 from brainage_tf.serving.scans import ScanItem, folder_names
 from brainage_tf.serving.workers import preprocess_path
@@ -207,3 +209,44 @@ def test_a_scan_whose_explanation_fails_gets_a_failed_row(setup, tmp_path, monke
     rows = read_csv(tmp_path / explanations.SUMMARY_CSV)
     assert [row["status"] for row in rows] == ["ok", "failed"] and rows[0]["predicted_age"] == "7.000000"
     assert rows[1]["reason"] == f"{setup['scans'][1]}: RuntimeError: disk full"
+
+
+def test_an_interrupted_explain_resumes_and_remakes_only_unfinished_folders(setup, tmp_path, monkeypatch):
+    out = tmp_path / "explained"
+    argv = ["--model", str(setup["model"]), *map(str, setup["scans"]), "--out", str(out), "--samples", "2"]
+    argv += ["--workers", "0"]
+    real = explanations.explain_scan
+
+    def interrupted_in_the_second(model, item, scan, settings, slabs, out_dir):
+        if out_dir.name == "scan1":  # SIGTERM half-way through this scan's files
+            out_dir.mkdir()
+            (out_dir / "saliency_mni.nii.gz").write_bytes(b"half-written")
+            raise Interrupted(signal.SIGTERM)
+        return real(model, item, scan, settings, slabs, out_dir)
+
+    monkeypatch.setattr(explanations, "explain_scan", interrupted_in_the_second)
+    assert explain.main(argv) == 128 + signal.SIGTERM
+    assert (out / "scan0" / explanations.COMPLETION_MARKER).is_file()
+    assert not (out / "scan1" / explanations.COMPLETION_MARKER).exists()
+    assert not (out / explanations.SUMMARY_CSV).exists()
+    kept = (out / "scan0" / "montage.png").stat().st_mtime_ns
+    monkeypatch.setattr(explanations, "explain_scan", real)
+    assert explain.main([*argv, "--resume"]) == 0
+    rows = read_csv(out / explanations.SUMMARY_CSV)
+    assert [(row["output_dir"], row["status"]) for row in rows] == [
+        ("scan0", "ok"),
+        ("scan1", "ok"),
+        ("scan0_lps", "ok"),
+    ]
+    assert (out / "scan0" / "montage.png").stat().st_mtime_ns == kept  # finished: not made again
+    assert nib.load(out / "scan1" / "saliency_mni.nii.gz").shape == GRID.shape  # unfinished: made again
+
+    # A folder without its marker is unfinished, whatever the summary says: the next resume remakes it.
+    (out / "scan0_lps" / explanations.COMPLETION_MARKER).unlink()
+    (out / "scan0_lps" / "stale.txt").write_text("from an interrupted run")
+    assert explain.main([*argv, "--resume"]) == 0
+    assert (out / "scan0_lps" / explanations.COMPLETION_MARKER).is_file()
+    assert not (out / "scan0_lps" / "stale.txt").exists()
+    assert (out / "scan0" / "montage.png").stat().st_mtime_ns == kept
+    # Other saliency settings would mix maps made two ways: refused.
+    assert explain.main([*argv[:-4], "--samples", "3", "--workers", "0", "--resume"]) == 2
