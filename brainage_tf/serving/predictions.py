@@ -2,7 +2,10 @@
 
 Every scan is fed to `serving_default` alone, as a batch of one, so its row does
 not depend on which other scans finished beside it: a resumed run, whose scans
-finish in another order, writes the same ages as an uninterrupted one.
+finish in another order, writes the same ages as an uninterrupted one. It costs
+little: on the paper grid a volume takes 0.134 s at batch 1 and 0.138 s at batch 8
+in float32, 0.131 s and 0.096 s in bfloat16 (`benchmarks/run.py`, README), against
+about 0.9 s per scan for predict end to end, preprocessing included.
 """
 
 from __future__ import annotations
