@@ -191,13 +191,13 @@ class PreprocessingPool:
             try:
                 worker.connection.send((index, path))
             except OSError:  # it died idle: no scan to blame
-                self._replace(worker)
+                self._discard(worker)
                 continue
             pending.popleft()
             busy[worker] = index
 
     def _receive(self, worker: _Worker, index: int, path: str) -> tuple[int, PreprocessedScan | None, str]:
-        """The worker's result, or a failed result when it died, and then a new worker in its place."""
+        """The worker's result, or a failed result naming how it died (it is then discarded)."""
         try:
             if worker.connection.poll():
                 received, scan, reason = worker.connection.recv()
@@ -207,7 +207,7 @@ class PreprocessingPool:
             pass
         worker.process.join(_STOP_SECONDS)
         reason = died_reason(path, worker.process.exitcode)
-        self._replace(worker)
+        self._discard(worker)
         return index, None, reason
 
     def _start(self) -> _Worker:
@@ -215,6 +215,7 @@ class PreprocessingPool:
         self._live.append(worker)
         return worker
 
-    def _replace(self, worker: _Worker) -> None:
+    def _discard(self, worker: _Worker) -> None:
+        """Stops a dead or broken worker; `_assign` starts another when there is work."""
         self._live.remove(worker)
         worker.stop(graceful=False)
