@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
+from toy_data import TINY_RUN_FLAGS, TOY_VERSION, store_toy_tfds, toy_cohort
 
 from brainage_tf import evaluate, export, train
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals
@@ -76,7 +76,7 @@ def exported(tmp_path_factory):
     assert train.main([*flags, *TINY_RUN_FLAGS]) == 0
     assert evaluate.main(["--run", str(run_dir)]) == 0
     assert export.main(["--run", str(run_dir)]) == 0
-    (records_path,) = (root / "tfds" / "toy_export" / "tiny" / "1.0.0").glob("toy_export-test.tfrecord*")
+    (records_path,) = (root / "tfds" / "toy_export" / "tiny" / TOY_VERSION).glob("toy_export-test.tfrecord*")
     record_subjects, record_volumes = decode_records(records_path)
     # The wire format read by hand is the stored cohort: zlib-compressed float16 bytes.
     stored = dict(zip(subjects, volumes.astype(np.float16).astype(np.float32), strict=True))
