@@ -25,8 +25,8 @@ import numpy as np
 from brainage_tf.evaluation.inference import load_run_model
 from brainage_tf.explanation import occlusion, sanity
 from brainage_tf.explanation.saliency import METHODS, SaliencySettings, keras_age_function, saliency_map
-from brainage_tf.preprocessing import GRIDS, PreprocessConfig, preprocess_scan
-from brainage_tf.serving.export import grid_and_registration
+from brainage_tf.preprocessing import GRIDS, preprocess_scan
+from brainage_tf.preprocessing_record import preprocess_config_from_record
 from brainage_tf.training.run_directory import RunDirectory
 
 
@@ -41,8 +41,9 @@ def main() -> None:
     config = run.read_config()
     model = load_run_model(run, config)
     grid_shape = tuple(int(n) for n in model.input_shape[1:4])
-    grid, _, registration = grid_and_registration(config.dataset, grid_shape)
-    prep = PreprocessConfig(grid=grid, registration=registration)
+    # As the run's export would: the preprocessing its dataset recorded, copied into config.json.
+    prep = preprocess_config_from_record(config.preprocessing)
+    grid = prep.grid
     trained, randomised = keras_age_function(model), keras_age_function(sanity.reinitialised(model))
     settings = SaliencySettings(method=args.method)
     print(f"{config.model} on grid {grid} {grid_shape}, {settings.describe()}")

@@ -91,11 +91,17 @@ def training(models, precisions, frameworks, steps: int, rounds: int, log) -> li
 def export_untrained(model: str, precision: str, work_dir: Path) -> Path:
     """Exports a freshly initialised model on the paper grid through `export_run` (as a run would)."""
     from brainage_tf.models import build_model
+    from brainage_tf.preprocessing import PreprocessConfig
+    from brainage_tf.preprocessing_record import preprocessing_record
     from brainage_tf.serving import export
     from brainage_tf.training.config import TrainConfig
     from brainage_tf.training.run_directory import RunDirectory
 
-    config = TrainConfig.paper().replace(model=model, dataset="synthetic_cohort/paper", precision=precision)
+    # The record training would copy from synthetic_cohort/paper, so predict can preprocess for it.
+    record = preprocessing_record(PreprocessConfig(grid="paper", registration="none"))
+    config = TrainConfig.paper().replace(
+        model=model, dataset="synthetic_cohort/paper", precision=precision, preprocessing=record
+    )
     run = RunDirectory(work_dir / f"run_{model}_{precision}")
     run.start(config, resume=False)
     run.save_model(build_model(volume_shape=PAPER_SHAPE, **config.model_arguments()))

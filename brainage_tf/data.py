@@ -32,9 +32,12 @@ import numpy as np
 import tensorflow as tf
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, VALIDATION_FRACTION
+from brainage_tf.preprocessing_record import PreprocessingRecordError, check_record
 
 HASH_BUCKETS = 10_000
 DEFAULT_CACHE_BUDGET_BYTES = 2 * 1024**3
+# The key of the prepared dataset's metadata.json under which the builders record their preprocessing.
+PREPROCESSING_METADATA_KEY = "preprocessing"
 
 
 class DatasetError(ValueError):
@@ -52,6 +55,8 @@ class ExampleSource:
         volume_shape: Spatial shape (x, y, z) of every volume.
         num_files: Files the source reads (0 for in-memory sources); decides file sharding.
         description: Human-readable name for messages, e.g. "synthetic_cohort/small:train".
+        preprocessing: The preprocessing record of a TFDS dataset
+            (`brainage_tf.preprocessing_record`); None for in-memory sources.
     """
 
     make_dataset: Callable[[], tf.data.Dataset]
@@ -59,6 +64,7 @@ class ExampleSource:
     volume_shape: tuple[int, int, int]
     num_files: int
     description: str
+    preprocessing: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +107,14 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSo
         The source; nothing is read until its datasets are iterated.
 
     Raises:
-        DatasetError: The dataset is unknown, not prepared in data_dir, or has no such split.
+        DatasetError: The dataset is unknown, not prepared in data_dir, has no such split, or
+            does not record its preprocessing (prepared by an older version of the builders).
     """
     import tensorflow_datasets as tfds
 
     data_dir = data_dir or default_data_dir()
     builder = _prepared_builder(name, data_dir)
+    record = preprocessing_of(builder, name, data_dir)
     if split not in builder.info.splits:
         raise DatasetError(
             f"{name} in {data_dir} has no split {split!r}; it has {sorted(builder.info.splits)}."
@@ -125,9 +133,22 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSo
             decoders={"volume": tfds.decode.SkipDecoding()},
         )
 
-    return ExampleSource(
-        make_dataset, make_label_dataset, shape, builder.info.splits[split].num_shards, f"{name}:{split}"
-    )
+    num_files = builder.info.splits[split].num_shards
+    return ExampleSource(make_dataset, make_label_dataset, shape, num_files, f"{name}:{split}", record)
+
+
+def preprocessing_of(builder, name: str, data_dir: str) -> dict:
+    """The preprocessing record in a prepared dataset's metadata, or DatasetError saying to rebuild it."""
+    metadata = builder.info.metadata  # restored from metadata.json when read from the files
+    try:
+        return check_record(None if metadata is None else metadata.get(PREPROCESSING_METADATA_KEY))
+    except PreprocessingRecordError as error:
+        dataset, _, config = name.partition("/")
+        raise DatasetError(
+            f"TFDS dataset {name!r} in {builder.data_dir}: {error} (an older version of the builders "
+            f"prepared it); rebuild it: `tfds build tfds_builders/{dataset} --config {config or '<config>'} "
+            f"--data_dir {data_dir}`."
+        ) from None
 
 
 def _prepared_builder(name: str, data_dir: str):

@@ -144,18 +144,20 @@ def train(config: TrainConfig, run_dir: Path, strategy, setting: str, log: Calla
 
     from brainage_tf import data
     from brainage_tf.training.run_directory import RunDirectory
-    from brainage_tf.training.trainer import Trainer
+    from brainage_tf.training.trainer import Trainer, with_preprocessing
 
     run = RunDirectory(run_dir)
     timing_path = run_dir / TIMING_NAME
     if timing_path.is_file():
         log(f"{config.model} {setting} y: finished earlier, reusing {run_dir}")
         return json.loads(timing_path.read_text())
+    source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
+    # As training records it: a run started on this dataset has its preprocessing in config.json.
+    config = with_preprocessing(config, source)
     resume = run.config_path.is_file()
     if resume and run.read_config().to_json() != config.to_json():
         raise UsageError(f"{run_dir} holds a run with another config; choose another --out.")
     keras.backend.clear_session()  # the previous run's graphs
-    source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
     started = time.perf_counter()
     results = Trainer(
         config, source, strategy, run, log=lambda line: log(f"[{config.model} {setting}] {line}")

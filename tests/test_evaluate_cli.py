@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
+from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort, toy_record
 
 from brainage_tf import evaluate, train
 
@@ -132,6 +132,8 @@ def test_non_finite_predictions_are_kept_listed_and_counted():
         (["--split", "nope"], "has no split 'nope'"),
         (["--ages", "40", "50"], "is aged 40.0-50.0"),
         (["--dataset", "toy_other/tiny"], "the run's model takes volumes of shape (16, 20, 14)"),
+        (["--dataset", "toy_affine/tiny"], "(run vs dataset: registration 'none' vs 'affine')"),
+        (["--dataset", "toy_v0/tiny"], "its preprocessing version is 0, this package's is 1"),
         (["--conformal-level", "1.5"], "--conformal-level"),
     ],
 )
@@ -142,6 +144,12 @@ def test_bad_requests_exit_with_one_line(flags, message, trained_run, capsys):
             root / "tfds", "toy_other", (16, 20, 12), {"test": toy_cohort(4, (16, 20, 12), seed=3)}
         )
         capsys.readouterr()  # the dataset writer's own progress bars
+    # Same shape, same site, preprocessed otherwise: registered, or by another preprocessing version.
+    for name, changes in (("toy_affine", {"registration": "affine"}), ("toy_v0", {"version": 0})):
+        if f"{name}/tiny" in flags:
+            record = {**toy_record(SHAPE), **changes}
+            store_toy_tfds(root / "tfds", name, SHAPE, {"test": toy_cohort(4, SHAPE, seed=3)}, record=record)
+            capsys.readouterr()
     assert evaluate.main(["--run", str(run_dir), *flags]) == 2
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1

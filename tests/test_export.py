@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
+from toy_data import TINY_RUN_FLAGS, TOY_VERSION, store_toy_tfds, toy_cohort, toy_record
 
 from brainage_tf import evaluate, export, train
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals
+from brainage_tf.preprocessing import PreprocessConfig
+from brainage_tf.preprocessing_record import preprocessing_record
 from brainage_tf.serving import export as serving_export
+from brainage_tf.training.config import TrainConfig, UsageError
 
 SHAPE = (16, 20, 14)
 
@@ -76,7 +79,7 @@ def exported(tmp_path_factory):
     assert train.main([*flags, *TINY_RUN_FLAGS]) == 0
     assert evaluate.main(["--run", str(run_dir)]) == 0
     assert export.main(["--run", str(run_dir)]) == 0
-    (records_path,) = (root / "tfds" / "toy_export" / "tiny" / "1.0.0").glob("toy_export-test.tfrecord*")
+    (records_path,) = (root / "tfds" / "toy_export" / "tiny" / TOY_VERSION).glob("toy_export-test.tfrecord*")
     record_subjects, record_volumes = decode_records(records_path)
     # The wire format read by hand is the stored cohort: zlib-compressed float16 bytes.
     stored = dict(zip(subjects, volumes.astype(np.float16).astype(np.float32), strict=True))
@@ -130,6 +133,9 @@ def test_both_signatures_match_keras_without_brainage_tf(exported):
     assert asset["model"] == "slice_lstm" and asset["dataset"] == "toy_export/tiny"
     assert asset["normalization"] == "zscore" and asset["training_age_range"] == [0.0, 22.0]
     assert asset["grid"] is None  # the toy shape is no preset grid
+    # The whole record, as training copied it from the dataset into config.json.
+    recorded = json.loads((exported["run"] / "config.json").read_text())["preprocessing"]
+    assert asset["preprocessing"] == recorded == toy_record(SHAPE)
     assert metadata["grid_shape"] == list(SHAPE) and metadata["registration"] == "none"
     assert metadata["model_name"] == "slice_lstm" and metadata["slice_axis"] == "axial"
     assert json.loads(metadata["metadata_json"]) == asset
@@ -218,16 +224,32 @@ def test_run_without_a_finished_model_exits(exported, tmp_path, capsys):
     assert not (unfinished / "export").exists()
 
 
-@pytest.mark.parametrize(
-    "dataset, expected",
-    [
-        ("synthetic_cohort/small", ("small", 3.0, "none")),
-        ("synthetic_cohort/tiny_affine:1.0.0", ("tiny", 8.0, "affine")),
-        ("nihpd/small_affine", ("paper", 1.5, "affine")),  # the name disagrees with the model: its shape wins
-        ("toy/tiny", (None, None, "none")),
-    ],
-)
-def test_grid_and_registration_come_from_the_dataset_name(dataset, expected):
-    shapes = {"small": (64, 80, 56), "tiny": (24, 30, 21), "paper": (128, 160, 112), "none": SHAPE}
-    shape = shapes[expected[0] or "none"]
-    assert serving_export.grid_and_registration(dataset, shape) == expected
+@pytest.mark.parametrize("registration", ["none", "affine"])
+def test_the_preprocessing_keys_come_from_the_record_not_the_dataset_name(registration):
+    record = preprocessing_record(PreprocessConfig(grid="small", registration=registration))
+    # A JSON-config dataset: its name says nothing, and a misleading one changes nothing.
+    for dataset in ("nihpd/mysite", "synthetic_cohort/tiny_affine"):
+        config = TrainConfig(dataset=dataset, preprocessing=record)
+        metadata = serving_export.export_metadata(config, (64, 80, 56), "best", {})
+        assert metadata["preprocessing"] == record
+        assert (metadata["grid"], metadata["grid_shape"], metadata["voxel_size_mm"]) == (
+            "small",
+            [64, 80, 56],
+            3.0,
+        )
+        assert metadata["registration"] == registration
+    with pytest.raises(UsageError, match=r"grid shape \[64, 80, 56\], but its model takes .* \(24, 30, 21\)"):
+        serving_export.export_metadata(config, (24, 30, 21), "best", {})
+    with pytest.raises(UsageError, match="preprocessing version is 0, this package's is 1; retrain"):
+        serving_export.export_metadata(
+            config.replace(preprocessing={**record, "version": 0}), SHAPE, "best", {}
+        )
+
+
+def test_a_run_without_a_record_exports_with_grid_null():
+    # In-memory training: nothing says how the volumes were made, so predict will refuse the export.
+    metadata = serving_export.export_metadata(
+        TrainConfig(dataset="synthetic_cohort/small"), SHAPE, "best", {}
+    )
+    assert (metadata["grid"], metadata["voxel_size_mm"], metadata["registration"]) == (None, None, None)
+    assert metadata["grid_shape"] == list(SHAPE) and metadata["preprocessing"] is None

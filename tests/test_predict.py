@@ -12,12 +12,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from cli_checks import assert_one_line_usage_errors, export_copy_with_metadata
-from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
+from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort, toy_record
 
 from brainage_tf import evaluate, predict, train
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig
+from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocessing_record
 from brainage_tf.serving import batch, predictions, workers
-from brainage_tf.serving.exported_model import OPTIONAL_OUTPUTS, ExportedModel, model_input
+from brainage_tf.serving.exported_model import OPTIONAL_OUTPUTS, ExportedModel
 from brainage_tf.serving.metadata import METADATA_ASSET
 from brainage_tf.serving.scans import ScanItem
 
@@ -25,13 +26,16 @@ TINY = GRIDS["tiny"].shape  # (24, 30, 21)
 # One epoch is enough here: the predictions only have to exist. Training ends with the export.
 TINY_TRAINING = [*TINY_RUN_FLAGS, "--epochs", "1", "--export"]
 SYNTHETIC = "synthetic_cohort/tiny_predict"
+# Built with affine registration from a JSON config whose name does not say so.
+SYNTHETIC_AFFINE = "synthetic_cohort/mysite"
 
 
 def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
     """3 synthetic subjects written by generate_cohort, built by the synthetic_cohort builder (tiny grid).
 
-    Built twice from the same files: without registration (`tiny_predict`) and with
-    affine registration (`tiny_predict_affine`).
+    Built twice from the same files: without registration (`tiny_predict`) and, from a JSON
+    config as `tfds build --config '{...}'` takes it, with affine registration under a name
+    that says nothing about it (`mysite`).
 
     Returns the discovery BIDS folder and, per registration mode, source_path -> stored
     float16 volume of every example.
@@ -39,18 +43,25 @@ def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, dict[str, np.nda
     import tensorflow_datasets as tfds
 
     from brainage_tf.synthetic import generate_cohort
+    from tfds_builders.prepare import make_config
     from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
         GENERATED_FOLDER,
         Builder,
-        SyntheticConfig,
         cohort_folder_name,
     )
 
     stored: dict[str, dict[str, np.ndarray]] = {}
-    for registration, suffix in (("none", ""), ("affine", "_affine")):
-        config = SyntheticConfig(name=f"tiny_predict{suffix}", grid="tiny", registration=registration,
-                                 discovery_subjects=3, replication_subjects=1, voxel_scale=3.9,
-                                 generator_workers=1)  # fmt: skip
+    for name, registration in ((SYNTHETIC, "none"), (SYNTHETIC_AFFINE, "affine")):
+        arguments = dict(
+            name=name.partition("/")[2],
+            grid="tiny",
+            registration=registration,
+            discovery_subjects=3,
+            replication_subjects=1,
+            voxel_scale=3.9,
+            generator_workers=1,
+        )
+        config = make_config(Builder, json.dumps(arguments))  # fmt: skip
         (_, discovery), *_ = config.cohorts()
         bids = root / "downloads" / GENERATED_FOLDER / cohort_folder_name(discovery)
         if not bids.exists():  # the builder reuses this folder
@@ -107,14 +118,41 @@ def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_pa
         assert volume.std() > 0.5  # a real z-scored scan, not zeros
 
 
-def test_with_affine_registration_predict_preprocesses_as_the_builder_stored(setup):
-    config = PreprocessConfig(grid="tiny", registration="affine", brain_mask=False)
+def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_feeds_the_stored_tensor(
+    setup, tmp_path, monkeypatch
+):
+    """Trained on `mysite`, built with affine registration: the export says affine, from the data."""
+    run_dir = tmp_path / "run"
+    flags = ["--dataset", SYNTHETIC_AFFINE, "--data_dir", str(setup["root"] / "data"), "--out", str(run_dir)]
+    # Two training subjects: no validation part, both in one step.
+    assert train.main([*flags, *TINY_TRAINING, "--validation-fraction", "0", "--batch-size", "2"]) == 0
+    record = json.loads((run_dir / "config.json").read_text())["preprocessing"]
+    assert record == preprocessing_record(PreprocessConfig(grid="tiny", registration="affine"))
+    export_dir = run_dir / "export" / "1"
+    metadata = json.loads((export_dir / "assets" / METADATA_ASSET).read_text())
+    assert (metadata["grid"], metadata["registration"], metadata["preprocessing"]) == (
+        "tiny",
+        "affine",
+        record,
+    )
+    fed = []
+    original = ExportedModel.predict
+
+    def recording(self, volumes):
+        fed.extend(np.array(volumes, np.float32))
+        return original(self, volumes)
+
+    monkeypatch.setattr(ExportedModel, "predict", recording)
     # One scan: a registration costs seconds, and the builder registered it in a Beam worker.
     path, stored = min(setup["stored_affine"].items())
-    scan, reason = workers.preprocess_path(path, config)
-    assert reason == "" and np.array_equal(model_input(scan), stored.astype(np.float32)), path
+    out = tmp_path / "p.csv"
+    assert predict.main(["--model", str(export_dir), path, "--out", str(out), "--workers", "0"]) == 0
+    (row,) = read_csv(out)
+    assert row["status"] == "ok" and 0.0 < float(row["registration_ncc"]) <= 1.0
+    (volume,) = fed
+    assert np.array_equal(volume, stored.astype(np.float32)), path
     assert not np.array_equal(stored, setup["stored"][path])  # registration changed the volume
-    assert 0.0 < scan.metadata.registration_ncc <= 1.0
+    assert json.loads(out.with_suffix(".json").read_text())["preprocessing"] == record
 
 
 def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
@@ -245,10 +283,24 @@ def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):
 
 def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
     scan = sorted(setup["stored"])[0]
-    toy = export_copy_with_metadata(setup["model"], tmp_path / "toy_export", grid=None)
+    record = ExportedModel(setup["model"]).metadata["preprocessing"]
+    exports = {
+        name: export_copy_with_metadata(setup["model"], tmp_path / name, preprocessing=changed)
+        for name, changed in (
+            ("toy", toy_record((16, 20, 14))),
+            ("unrecorded", None),
+            ("older", {**record, "version": PREPROCESSING_VERSION - 1}),
+        )
+    }
     cases = {
         "no scans": ["--model", str(setup["model"])],
-        "no preset grid": ["--model", str(toy), scan],
+        "no preset grid": ["--model", str(exports["toy"]), scan],
+        "no preprocessing record": ["--model", str(exports["unrecorded"]), scan],
+        f"preprocessing version is {PREPROCESSING_VERSION - 1}, this package's is {PREPROCESSING_VERSION}": [
+            "--model",
+            str(exports["older"]),
+            scan,
+        ],
         "differs from the export's grid": ["--model", str(setup["model"]), "--grid", "small", scan],
         "not a SavedModel": ["--model", str(tmp_path), scan],
         "--workers must be": ["--model", str(setup["model"]), "--workers", "-1", scan],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from toy_data import toy_cohort
+from toy_data import TOY_VERSION, store_toy_tfds, toy_cohort, toy_record, write_record
 
 from brainage_tf import train
 from brainage_tf.training import flags
@@ -68,12 +68,13 @@ def toy_tfds(tmp_path_factory) -> str:
     )
     tfds.dataset_builders.store_as_tfds_dataset(
         name="toy_cohort",
-        version="1.0.0",
+        version=TOY_VERSION,
         features=features,
         split_datasets={"train": examples},
         config="tiny",
         data_dir=str(data_dir),
     )
+    write_record(data_dir, "toy_cohort", toy_record(TOY_SHAPE))
     return str(data_dir)
 
 
@@ -201,6 +202,23 @@ def test_volumes_too_small_for_the_model_exit(toy_tfds, tmp_path, capsys):
     assert not run_dir.exists()
 
 
+def test_a_dataset_without_a_preprocessing_record_is_refused_with_the_rebuild_command(tmp_path, capsys):
+    data_dir = tmp_path / "tfds"
+    folder = store_toy_tfds(
+        data_dir, "toy_old", TOY_SHAPE, {"train": toy_cohort(8, TOY_SHAPE)}, with_record=False
+    )
+    capsys.readouterr()  # the dataset writer's own progress bars
+    run_dir = tmp_path / "run"
+    assert train.main(["--dataset", "toy_old/tiny", "--data_dir", str(data_dir), "--out", str(run_dir)]) == 2
+    error = capsys.readouterr().err
+    assert (
+        len(error.strip().splitlines()) == 1
+        and f"'toy_old/tiny' in {folder}: it has no preprocessing record" in error
+    )
+    assert f"rebuild it: `tfds build tfds_builders/toy_old --config tiny --data_dir {data_dir}`" in error
+    assert not run_dir.exists()
+
+
 def test_existing_run_dir_is_never_overwritten(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -232,6 +250,7 @@ def test_command_line_run_writes_a_complete_run_directory_and_resumes(toy_tfds, 
     }
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dataset"] == "toy_cohort/tiny" and config["epochs"] == 1
+    assert config["preprocessing"] == toy_record(TOY_SHAPE)  # copied from the dataset's metadata
     assert any((run_dir / "tensorboard").iterdir())
     model = keras.models.load_model(run_dir / "best_model.keras")
     assert model.input.shape == (None, *TOY_SHAPE, 1)
@@ -281,6 +300,12 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
     )
     asset = json.loads((run_dir / "export" / "1" / "assets" / "brainage_metadata.json").read_text())
     assert asset["grid"] == "tiny" and asset["bias_correction"]["slope"] != 0
+    # The builder's record, through config.json into the export.
+    recorded = json.loads((run_dir / "config.json").read_text())["preprocessing"]
+    assert asset["preprocessing"] == recorded and (recorded["grid"], recorded["registration"]) == (
+        "tiny",
+        "none",
+    )
     assert asset["reference"]["age"][0] >= 0 and asset["conformal"]["level"] == 0.9
     # A second run finds the dataset prepared and goes straight to training (export tested above).
     assert train.main(["--no-export"]) == 0

@@ -6,6 +6,7 @@ command line and the multi-device strategies are in test_train_cli.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,9 +19,11 @@ import tensorflow as tf
 from toy_data import toy_cohort
 
 from brainage_tf import data
+from brainage_tf.preprocessing import PreprocessConfig
+from brainage_tf.preprocessing_record import preprocessing_record
 from brainage_tf.training.config import TrainConfig, UsageError
 from brainage_tf.training.run_directory import RunDirectory
-from brainage_tf.training.trainer import Trainer
+from brainage_tf.training.trainer import Trainer, with_preprocessing
 
 TESTS = Path(__file__).resolve().parent
 SLICE_SHAPE = (16, 20, 14)
@@ -221,6 +224,19 @@ def test_selections_that_cannot_train_are_usage_errors(changes, message, tmp_pat
     with pytest.raises(UsageError, match=message):
         make_trainer(tiny_config(**changes), toy_source(24), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_takes_its_datasets_record_and_a_resume_refuses_another():
+    source = toy_source(4)
+    assert source.preprocessing is None and with_preprocessing(TrainConfig(), source).preprocessing is None
+    record = preprocessing_record(PreprocessConfig(grid="tiny", registration="none"))
+    recorded = dataclasses.replace(source, preprocessing=record)
+    started = with_preprocessing(TrainConfig(), recorded)
+    assert started.preprocessing == record
+    assert with_preprocessing(started, recorded) == started  # a resume on the same data
+    rebuilt = dataclasses.replace(source, preprocessing={**record, "registration": "affine"})
+    with pytest.raises(UsageError, match=r"\(run vs dataset: registration 'none' vs 'affine'\); train a new"):
+        with_preprocessing(started, rebuilt)
 
 
 def test_progress_bar_within_each_epoch_only_when_asked(tmp_path, capsys):

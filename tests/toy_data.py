@@ -8,13 +8,19 @@ training-mean predictor. It is not a brain: the synthetic_cohort TFDS dataset is
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
+from brainage_tf.preprocessing import GRIDS, PreprocessConfig
+from brainage_tf.preprocessing_record import preprocessing_record
 
 # `python -m brainage_tf.train` flags for a run of seconds: 2 epochs of an eighth-width ResNet18.
 TINY_RUN_FLAGS = "--epochs 2 --batch-size 4 --width-multiplier 0.125 --slice-size 40 40 --pool-size 2".split()
 TINY_RUN_FLAGS += ["--strategy", "one_device", "--no-export"]  # tests that need the export ask for it
+# The version folder of toy datasets: the cohort builders' VERSION, so their folders look alike.
+TOY_VERSION = "1.1.0"
 
 
 def toy_cohort(
@@ -52,7 +58,35 @@ def toy_cohort(
     return volumes, ages, subject_ids
 
 
-def store_toy_tfds(data_dir, name: str, shape, splits: dict) -> None:
+def toy_record(shape) -> dict:
+    """The preprocessing record of toy volumes: a preset grid's for its shape, else with grid null.
+
+    Toy volumes on no preset grid were made by no preprocessing, so nothing can preprocess a
+    scan for a model trained on them: their record says grid null, and predict refuses its export.
+    """
+    preset = next((grid for grid in GRIDS.values() if grid.shape == tuple(shape)), None)
+    record = preprocessing_record(PreprocessConfig(grid=preset or "tiny", registration="none"))
+    if preset is None:
+        record.update(grid=None, grid_shape=[int(size) for size in shape], voxel_size_mm=None)
+    return record
+
+
+def write_record(data_dir, name: str, record: dict, config: str = "tiny", version: str = TOY_VERSION) -> Path:
+    """Writes a preprocessing record into a prepared dataset's metadata.json, as the builders' TFDS does.
+
+    Returns:
+        The prepared folder `<data_dir>/<name>/<config>/<version>`.
+    """
+    import tensorflow_datasets as tfds
+
+    folder = Path(data_dir) / name / config / version
+    tfds.core.MetadataDict(preprocessing=record).save_metadata(folder)
+    return folder
+
+
+def store_toy_tfds(
+    data_dir, name: str, shape, splits: dict, record: dict | None = None, with_record: bool = True
+) -> Path:
     """Writes a prepared TFDS dataset `<name>/tiny` with every feature training and evaluation read.
 
     Args:
@@ -60,6 +94,11 @@ def store_toy_tfds(data_dir, name: str, shape, splits: dict) -> None:
         name: Dataset name.
         shape: Volume shape (x, y, z).
         splits: Split name -> (volumes, ages, subject_ids), e.g. from toy_cohort.
+        record: Its preprocessing record (None: `toy_record(shape)`).
+        with_record: False writes no record, as the builders before version 1.1.0 did.
+
+    Returns:
+        The prepared folder.
     """
     import tensorflow_datasets as tfds
 
@@ -84,6 +123,10 @@ def store_toy_tfds(data_dir, name: str, shape, splits: dict) -> None:
         for split, cohort in splits.items()
     }  # fmt: skip
     tfds.dataset_builders.store_as_tfds_dataset(
-        name=name, version="1.0.0", features=features, split_datasets=examples, config="tiny",
+        name=name, version=TOY_VERSION, features=features, split_datasets=examples, config="tiny",
         data_dir=str(data_dir),
     )  # fmt: skip
+    folder = Path(data_dir) / name / "tiny" / TOY_VERSION
+    if with_record:
+        write_record(data_dir, name, record or toy_record(shape))
+    return folder

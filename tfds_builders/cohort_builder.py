@@ -22,6 +22,7 @@ from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, ScanRecord
 from brainage_tf.ingest.skips import IngestError
 from brainage_tf.preprocessing import GRID_NAMES, REGISTRATION_MODES, PreprocessConfig, get_grid
+from brainage_tf.preprocessing_record import preprocessing_record
 
 
 class CohortConfig(tfds.core.BuilderConfig):
@@ -111,8 +112,12 @@ def manual_dir_layouts(example_scan: str) -> str:
 class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of the cohort builders; subclasses implement `_split_records`."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    # A new version makes `tfds build` and `ensure_prepared` rebuild datasets that older versions prepared.
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "The prepared dataset records its preprocessing settings in metadata.json.",
+    }
     BUILDER_CONFIGS = make_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "small"
     SPLIT_NAMES: Sequence[str] = ()
@@ -150,6 +155,11 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 }
             ),
             supervised_keys=("volume", "age"),
+            # Written as metadata.json in the prepared folder and restored when the dataset is read from
+            # its files, so training and export take the settings from the data, never from a name.
+            metadata=tfds.core.MetadataDict(
+                preprocessing=preprocessing_record(self.builder_config.preprocess_config)
+            ),
         )
 
     @abc.abstractmethod

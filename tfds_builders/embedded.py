@@ -49,7 +49,12 @@ def ensure_prepared(
         data.DatasetError: The build failed.
     """
     name, _, config = dataset.partition("/")
-    if name != EMBEDDED_DATASET or data.is_prepared(dataset, data_dir):
+    if name != EMBEDDED_DATASET:
+        return
+    # Registered, the builder's VERSION decides, not the files: a folder an older version prepared is rebuilt.
+    import tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder  # noqa: F401
+
+    if data.is_prepared(dataset, data_dir):
         return
     log(f"building the embedded {dataset} dataset in {data_dir} (first run only)")
     try:

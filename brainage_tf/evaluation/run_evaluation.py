@@ -25,7 +25,7 @@ from brainage_tf.evaluation import inference, metrics, plots, report
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
 from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.preprocessing import GRIDS
-from brainage_tf.serving.export import grid_and_registration
+from brainage_tf.preprocessing_record import record_differences
 from brainage_tf.training.config import TrainConfig, UsageError
 from brainage_tf.training.run_directory import RunDirectory
 from brainage_tf.training.trainer import selection_of
@@ -157,7 +157,8 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
 
     Raises:
         UsageError: A run without a finished model, an unknown dataset or split, no
-            subject in the age range, or a run trained on another grid.
+            subject in the age range, or a dataset preprocessed otherwise than the run's
+            training data (another grid, registration or preprocessing version).
     """
     run = RunDirectory(request.run_dir)
     config = run.read_config()
@@ -167,6 +168,7 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
     except data.DatasetError as error:
         raise UsageError(str(error)) from None
     model = inference.load_run_model(run, config, source.volume_shape, request.checkpoint)
+    check_same_preprocessing(config, source)
     low_age, high_age = request.ages or (config.min_age, config.max_age)
     labels = data.read_labels(source)
     in_range = (labels.ages >= low_age) & (labels.ages <= high_age)
@@ -218,15 +220,34 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
         from brainage_tf.explanation.group_maps import explain_split
 
         log(f"saliency maps of {len(result)} scans, averaged per age group (--explain)")
-        grid = grid_and_registration(dataset, source.volume_shape)[0]
-        # A dataset on no preset grid has no MNI placement: its maps keep voxel coordinates.
-        affine = GRIDS[grid].affine if grid else np.eye(4)
+        grid = config.preprocessing["grid"]
+        # A dataset on no preset grid (toy data) has no MNI placement: its maps keep voxel coordinates.
+        affine = GRIDS[grid].affine if grid in GRIDS else np.eye(4)
         title = f"{config.model} saliency by age group, {dataset}:{request.split}"
         selection = data.Selection(low_age, high_age, 0.0)
         explain_split(model, source, selection, edges, affine, out_dir / "explain", title)
     if summary["n_nonfinite"]:
         log(f"{summary['n_nonfinite']} scans have non-finite predictions; they are listed in predictions.csv")
     return out_dir
+
+
+def check_same_preprocessing(config: TrainConfig, source: data.ExampleSource) -> None:
+    """Refuses a dataset preprocessed otherwise than the run's training data; other sites are fine.
+
+    Raises:
+        UsageError: The run has no preprocessing record, or the dataset's differs from it.
+    """
+    if config.preprocessing is None:
+        raise UsageError(
+            "the run's config.json has no preprocessing record (it was trained on in-memory data or by "
+            f"an older version), so nothing says {source.description} is preprocessed as its training data."
+        )
+    differences = record_differences(config.preprocessing, source.preprocessing or {})
+    if differences:
+        raise UsageError(
+            f"{source.description} was preprocessed otherwise than the run's training data (run vs "
+            f"dataset: {'; '.join(differences)}); evaluate on a dataset built with the run's settings."
+        )
 
 
 def prediction_table(result: inference.Predictions, calibration: Calibration) -> pd.DataFrame:

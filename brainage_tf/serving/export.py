@@ -13,9 +13,10 @@ signatures,
 both returning `predicted_age` and, when `RUN_DIR/calibration.json` has them,
 `corrected_predicted_age` (the age-free inverse of the fitted bias line,
 (predicted - intercept) / slope) and `interval_low`, `interval_high` (conformal).
-The preprocessing the model expects is recorded in the export (`metadata()` and the
-asset). An existing version is never overwritten. The command is
-`python -m brainage_tf.export`; see docs/serving.md.
+The preprocessing the model expects, the run's record of its dataset's preprocessing
+(config.json), is written into the export (`metadata()` and the asset). An existing
+version is never overwritten. The command is `python -m brainage_tf.export`; see
+docs/serving.md.
 """
 
 from __future__ import annotations
@@ -28,53 +29,59 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from brainage_tf.preprocessing import GRIDS
+from brainage_tf.preprocessing_record import NORMALIZATION, PreprocessingRecordError, check_record
 from brainage_tf.serving.metadata import METADATA_ASSET
 from brainage_tf.training.config import TrainConfig, UsageError
 from brainage_tf.training.run_directory import CHECKPOINTS, RunDirectory
 
-NORMALIZATION = "zscore"
 
-
-def grid_and_registration(dataset: str, shape: Sequence[int]) -> tuple[str | None, float | None, str]:
-    """The preprocessing grid and registration mode of a TFDS dataset name.
-
-    The builders name their configs `<grid>` (registration none) or `<grid>_affine`.
-    When the named grid does not have the model's input shape (or the name has no
-    config), the grid of `brainage_tf.preprocessing.GRIDS` with that shape is used.
+def preprocessing_keys(record: dict | None, shape: Sequence[int]) -> dict:
+    """The flat `grid`, `grid_shape`, `voxel_size_mm`, `registration` keys of the export's metadata.
 
     Args:
-        dataset: TFDS name with config, e.g. "synthetic_cohort/small_affine".
+        record: The run's preprocessing record (config.json), None for in-memory training.
         shape: The model's input volume shape (x, y, z).
 
     Returns:
-        (grid name, voxel size in mm, registration); the grid name and voxel size are
-        None for a shape no preset grid has.
+        The keys, taken from the record; grid, voxel size and registration are None without one.
 
-    Example:
-        >>> grid_and_registration("synthetic_cohort/small_affine", (64, 80, 56))
-        ('small', 3.0, 'affine')
+    Raises:
+        UsageError: The record is incomplete, of another preprocessing version, or its grid
+            shape is not the model's input shape.
     """
-    config = dataset.partition("/")[2].partition(":")[0]
-    registration = "affine" if config.endswith("_affine") else "none"
-    named = config.removesuffix("_affine")
-    shape = tuple(int(size) for size in shape)
-    candidates = ([GRIDS[named]] if named in GRIDS else []) + list(GRIDS.values())
-    for grid in candidates:
-        if grid.shape == shape:
-            return grid.name, grid.voxel_size_mm, registration
-    return None, None, registration
+    shape = [int(size) for size in shape]
+    if record is None:  # nothing says how in-memory volumes were made, so predict cannot make them
+        return {"grid": None, "grid_shape": shape, "voxel_size_mm": None, "registration": None}
+    try:
+        check_record(record)
+    except PreprocessingRecordError as error:
+        raise UsageError(
+            f"the run's config.json: {error}; retrain on a dataset built by this version."
+        ) from None
+    if list(record["grid_shape"]) != shape:
+        raise UsageError(
+            f"the run's preprocessing record has grid shape {record['grid_shape']}, "
+            f"but its model takes volumes of shape {tuple(shape)}."
+        )
+    return {
+        "grid": record["grid"],
+        "grid_shape": shape,
+        "voxel_size_mm": record["voxel_size_mm"],
+        "registration": record["registration"],
+    }
 
 
 def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, calibration: dict) -> dict:
-    """The preprocessing settings and provenance written into the export (JSON-ready)."""
-    grid, voxel_size, registration = grid_and_registration(config.dataset, shape)
+    """The preprocessing settings and provenance written into the export (JSON-ready).
+
+    The preprocessing comes from the run's record (config.json), which training copied from
+    its dataset; the flat keys repeat the parts TF Serving users and `metadata()` read.
+    """
+    record = config.preprocessing
     return {
-        "grid": grid,
-        "grid_shape": [int(size) for size in shape],
-        "voxel_size_mm": voxel_size,
-        "registration": registration,
-        "normalization": NORMALIZATION,
+        **preprocessing_keys(record, shape),
+        "normalization": record["normalization"] if record else NORMALIZATION,
+        "preprocessing": record,
         "slice_axis": config.slice_axis if config.model == "slice_lstm" else None,
         # The pooled slabs of slices: what `brainage_tf.explain` occludes.
         "pool_size": config.pool_size if config.model == "slice_lstm" else None,
@@ -116,7 +123,7 @@ def _serving_module(model, shape: Sequence[int], calibration: dict, metadata: di
             self.grid_name = tf.constant(metadata["grid"] or "")
             self.grid_shape = tf.constant(metadata["grid_shape"], tf.int32)
             self.voxel_size_mm = tf.constant(metadata["voxel_size_mm"] or math.nan, tf.float32)
-            self.registration = tf.constant(metadata["registration"])
+            self.registration = tf.constant(metadata["registration"] or "")
             self.normalization = tf.constant(metadata["normalization"])
             self.slice_axis = tf.constant(metadata["slice_axis"] or "")
             self.model_name = tf.constant(metadata["model"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import numpy as np
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, PreprocessedScan
+from brainage_tf.preprocessing_record import (
+    PREPROCESSING_VERSION,
+    PreprocessingRecordError,
+    preprocess_config_from_record,
+)
 from brainage_tf.scan_errors import one_line
 from brainage_tf.serving.metadata import export_fingerprint, read_metadata
 from brainage_tf.training.config import UsageError
@@ -32,7 +38,7 @@ class ExportedModel:
     """
 
     def __init__(self, export_dir: str | os.PathLike, grid: str | None = None, max_voxels: int | None = None):
-        """Loads the SavedModel and checks that its metadata names a preset grid of its input shape.
+        """Loads the SavedModel; its preprocessing is what the record in its metadata says.
 
         Args:
             export_dir: The `RUN_DIR/export/<version>` folder.
@@ -40,29 +46,20 @@ class ExportedModel:
             max_voxels: Largest image preprocessing reads (None: the package default).
 
         Raises:
-            UsageError: Unreadable export or metadata, no preset grid, a grid other than
-                `grid`, or an input shape that is not the grid's.
+            UsageError: Unreadable export or metadata, no usable preprocessing record (see
+                `export_preprocess_config`), a grid other than `grid`, or an input shape that
+                is not the grid's.
         """
         self.path = Path(export_dir).resolve()
         self.metadata = read_metadata(self.path)
-        name, shape = self.metadata.get("grid"), tuple(self.metadata.get("grid_shape") or ())
-        if not name:
-            raise UsageError(
-                f"{export_dir}: the export's input shape {shape} is no preset grid "
-                f"({', '.join(GRIDS)}); its scans cannot be preprocessed"
-            )
-        if name not in GRIDS or GRIDS[name].shape != shape:
+        self.preprocess_config = export_preprocess_config(export_dir, self.metadata)
+        if max_voxels is not None:
+            self.preprocess_config = dataclasses.replace(self.preprocess_config, max_voxels=max_voxels)
+        name, shape = self.metadata["preprocessing"]["grid"], tuple(self.metadata.get("grid_shape") or ())
+        if GRIDS[name].shape != shape:
             raise UsageError(f"{export_dir}: export grid {name!r} does not have its input shape {shape}")
         if grid is not None and grid != name:
             raise UsageError(f"--grid {grid} differs from the export's grid {name!r}")
-        registration = self.metadata.get("registration") or "none"
-        guard = {} if max_voxels is None else {"max_voxels": max_voxels}
-        try:
-            self.preprocess_config = PreprocessConfig(
-                grid=name, registration=registration, brain_mask=False, **guard
-            )
-        except ValueError as error:
-            raise UsageError(f"{export_dir}: {one_line(error)}") from None
         self.grid_shape = shape
         self.fingerprint = export_fingerprint(self.path)
 
@@ -111,6 +108,33 @@ class ExportedModel:
             [volume.std(dtype=np.float64)],
         )
         return reason
+
+
+def export_preprocess_config(export_dir: str | os.PathLike, metadata: dict) -> PreprocessConfig:
+    """The PreprocessConfig of an export's preprocessing record (metadata key `preprocessing`).
+
+    Raises:
+        UsageError: One line: no record (a run trained on in-memory data, or exported by an older
+            version), another preprocessing version, or a record no scan can be preprocessed with.
+    """
+    record = metadata.get("preprocessing")
+    if record is None:
+        raise UsageError(
+            f"{export_dir}: the export has no preprocessing record, so its scans cannot be preprocessed as "
+            "its training data were; rebuild the run's dataset, retrain if it was trained on other data, "
+            "and export the run again"
+        )
+    try:
+        return preprocess_config_from_record(record)
+    except PreprocessingRecordError as error:
+        found = record.get("version") if isinstance(record, dict) else None
+        if found is not None and found != PREPROCESSING_VERSION:
+            raise UsageError(
+                f"{export_dir}: the export's preprocessing version is {found!r}, this package's is "
+                f"{PREPROCESSING_VERSION}; use the brainage_tf version that exported it, or export the "
+                "run again from a dataset rebuilt by this version"
+            ) from None
+        raise UsageError(f"{export_dir}: {one_line(error)}") from None
 
 
 def model_input(scan: PreprocessedScan) -> np.ndarray:

@@ -71,10 +71,8 @@ def provenance(model: ExportedModel, tool: str, settings: dict | None = None) ->
         "export": str(model.path),
         "export_fingerprint": model.fingerprint,
         "settings": settings or {},
-        "preprocessing": {
-            "grid": model.metadata.get("grid"),
-            "registration": model.metadata.get("registration"),
-        },
+        # The export's record of its training data's preprocessing, which every scan went through.
+        "preprocessing": model.metadata.get("preprocessing"),
         "package_version": model.metadata.get("package_version"),
     }
 

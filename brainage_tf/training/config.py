@@ -70,6 +70,10 @@ class TrainConfig:
             or "auto", which the trainer resolves to one of them for this machine before
             config.json is written.
         checkpoints_to_keep: Most recent per-epoch checkpoints kept on disk.
+        preprocessing: The training dataset's preprocessing record
+            (`brainage_tf.preprocessing_record`). Not a flag: training fills it from the
+            dataset when a new run starts, so config.json records it and the export and
+            evaluation read it from there; None for in-memory data.
     """
 
     model: str = "slice_lstm"
@@ -96,6 +100,7 @@ class TrainConfig:
     # float32 unless asked: a default that changed with the host's CPU would make runs machine-dependent.
     precision: str = "float32"
     checkpoints_to_keep: int = 3
+    preprocessing: dict | None = None
 
     @classmethod
     def paper(cls) -> TrainConfig:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from brainage_tf import data
 from brainage_tf.models import build_model
 from brainage_tf.preprocessing import GRIDS
+from brainage_tf.preprocessing_record import record_differences
 from brainage_tf.training.config import TrainConfig, UsageError
 from brainage_tf.training.precision import resolve_precision
 from brainage_tf.training.run_directory import RunDirectory
@@ -82,6 +83,23 @@ def plan_training(config: TrainConfig, labels: data.Labels, replicas: int, descr
     )
 
 
+def with_preprocessing(config: TrainConfig, source: data.ExampleSource) -> TrainConfig:
+    """The config with the source's preprocessing record, which a new run writes into config.json.
+
+    Raises:
+        UsageError: A resumed run whose recorded preprocessing is not its dataset's any more.
+    """
+    if source.preprocessing is None or config.preprocessing == source.preprocessing:
+        return config
+    if config.preprocessing is None:
+        return config.replace(preprocessing=source.preprocessing)
+    differences = record_differences(config.preprocessing, source.preprocessing)
+    raise UsageError(
+        f"the run was trained on data preprocessed otherwise than {source.description} is now "
+        f"(run vs dataset: {'; '.join(differences)}); train a new run."
+    )
+
+
 def selection_of(config: TrainConfig) -> data.Selection:
     """The examples of the training split that the config trains and validates on."""
     return data.Selection(config.min_age, config.max_age, config.validation_fraction)
@@ -125,6 +143,7 @@ class Trainer:
             log(f"--precision {config.precision}: {precision} ({reason})")
             # The resolved policy is what config.json records, so a resume or an export rebuilds it.
             config = config.replace(precision=precision)
+        config = with_preprocessing(config, source)
         self.config, self.source, self.strategy, self.run = config, source, strategy, run
         self.log, self.progress_bar = log, progress_bar
         self.plan = plan_training(

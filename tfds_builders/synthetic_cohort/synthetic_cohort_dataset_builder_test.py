@@ -1,6 +1,7 @@
 """Tests of the synthetic_cohort builder, including a 2-worker multi-processing Beam build."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,9 @@ import pytest
 import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from brainage_tf import data
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, IngestSummary, assign_splits, read_bids
+from brainage_tf.preprocessing_record import preprocessing_record
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
@@ -82,6 +85,13 @@ def test_multiprocessing_build_reads_back_with_right_shapes_and_labels(tmp_path)
     assert loaded_labels.keys() == expected_labels.keys()
     for key, age in expected_labels.items():
         assert loaded_labels[key] == pytest.approx(age, abs=1e-4)
+
+    # The prepared folder records its preprocessing, and the data layer reads it from the files.
+    record = preprocessing_record(TEST_CONFIG.preprocess_config)
+    metadata = json.loads((Path(builder.data_path) / "metadata.json").read_text())
+    assert metadata == {"preprocessing": record} and record["grid"] == "tiny"
+    source = data.tfds_source(f"synthetic_cohort/{TEST_CONFIG.name}", "train", str(tmp_path / "data"))
+    assert source.preprocessing == record
 
     summary = IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME)
     rows_in = len(expected_labels)

@@ -1,0 +1,71 @@
+"""The preprocessing record: made from a PreprocessConfig, turned back into one, refused when unusable."""
+
+import json
+
+import pytest
+
+from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.preprocessing import GRID_NAMES, GRIDS, REGISTRATION_MODES, PreprocessConfig
+from brainage_tf.preprocessing_record import (
+    PREPROCESSING_VERSION,
+    RECORD_KEYS,
+    PreprocessingRecordError,
+    check_record,
+    preprocess_config_from_record,
+    preprocessing_record,
+    record_differences,
+)
+
+
+@pytest.mark.parametrize("registration", REGISTRATION_MODES)
+@pytest.mark.parametrize("grid", GRID_NAMES)
+def test_the_record_round_trips_through_json(grid, registration):
+    config = PreprocessConfig(grid=grid, registration=registration, brain_mask=registration == "affine")
+    record = json.loads(json.dumps(preprocessing_record(config)))
+    assert tuple(record) == RECORD_KEYS
+    assert record["version"] == PREPROCESSING_VERSION and record["stored_dtype"] == STORED_VOLUME_DTYPE
+    assert record["grid_shape"] == list(GRIDS[grid].shape)
+    assert record["voxel_size_mm"] == GRIDS[grid].voxel_size_mm
+    assert record["normalization"] == "zscore"
+    assert preprocess_config_from_record(record) == config
+
+
+def test_a_missing_record_key_or_another_version_is_refused():
+    record = preprocessing_record(PreprocessConfig(grid="small", registration="affine"))
+    with pytest.raises(PreprocessingRecordError, match="^it has no preprocessing record$"):
+        preprocess_config_from_record(None)
+    with pytest.raises(PreprocessingRecordError, match="not a JSON object"):
+        check_record(["small"])
+    for key in ("registration", "version", "grid"):
+        incomplete = {name: value for name, value in record.items() if name != key}
+        with pytest.raises(PreprocessingRecordError, match=f"lacks {key}$"):
+            preprocess_config_from_record(incomplete)
+    newer = PREPROCESSING_VERSION + 1
+    expected = f"preprocessing version is {newer}, this package's is {PREPROCESSING_VERSION}$"
+    with pytest.raises(PreprocessingRecordError, match=expected):
+        preprocess_config_from_record({**record, "version": newer})
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"grid": None, "grid_shape": [16, 20, 14], "voxel_size_mm": None}, "no preset grid"),
+        ({"grid": "small", "grid_shape": [24, 30, 21]}, "no preset grid"),
+        ({"voxel_size_mm": 2.0}, "no preset grid"),
+        ({"registration": "rigid"}, "registration must be one of"),
+        ({"normalization": "minmax"}, "normalization is 'minmax'"),
+        ({"stored_dtype": "float32"}, "stored_dtype is 'float32'"),
+    ],
+)
+def test_a_record_this_package_cannot_reproduce_is_refused(changes, message):
+    record = {**preprocessing_record(PreprocessConfig(grid="small")), **changes}
+    with pytest.raises(PreprocessingRecordError, match=message):
+        preprocess_config_from_record(record)
+
+
+def test_differences_name_the_keys_that_differ():
+    run = preprocessing_record(PreprocessConfig(grid="tiny", registration="affine"))
+    assert record_differences(run, dict(run)) == []
+    other = preprocessing_record(PreprocessConfig(grid="tiny", registration="none"))
+    assert record_differences(run, other) == ["registration 'affine' vs 'none'"]
+    assert record_differences(run, {**run, "version": 0}) == [f"version {PREPROCESSING_VERSION} vs 0"]
