@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.metadata
+import numbers
 import os
 from typing import Literal, get_args
 
@@ -32,9 +33,11 @@ from brainage_tf.scan_errors import (
     NotSingleVolumeError,
     RegistrationError,
     ScanError,
+    ScanTooLargeError,
     UnreadableScanError,
     VoxelSizeError,
 )
+from brainage_tf.scan_file import MAX_SCAN_VOXELS, check_header, open_scan, unreadable
 
 __all__ = [  # the errors are re-exported: callers catch them from here
     "FIELD_OF_VIEW_CENTRE_MM",
@@ -42,6 +45,7 @@ __all__ = [  # the errors are re-exported: callers catch them from here
     "GRIDS",
     "GRID_NAMES",
     "MAX_NON_FINITE_FRACTION",
+    "MAX_SCAN_VOXELS",
     "MAX_VOXEL_SIZE_MM",
     "MIN_VOXEL_SIZE_MM",
     "REGISTRATION_MODES",
@@ -56,6 +60,7 @@ __all__ = [  # the errors are re-exported: callers catch them from here
     "RegistrationMode",
     "ScanError",
     "ScanMetadata",
+    "ScanTooLargeError",
     "UnreadableScanError",
     "VoxelSizeError",
     "get_grid",
@@ -153,16 +158,26 @@ class PreprocessConfig:
             millimetres (as for the paper's atlas-registered data), ``"affine"``
             to register it to the MNI152 2009a template with SimpleITK.
         brain_mask: If True, voxels outside the template brain mask are set to 0.
+        max_voxels: Most voxels a scan may hold (default `MAX_SCAN_VOXELS`); a header that
+            declares more is refused with ScanTooLargeError before any voxel is read. A guard
+            against running out of memory, not a setting: it never changes an output.
     """
 
     grid: str | Grid = "small"
     registration: RegistrationMode = "none"
     brain_mask: bool = False
+    max_voxels: int = MAX_SCAN_VOXELS
 
     def __post_init__(self):
         get_grid(self.grid)
         if self.registration not in REGISTRATION_MODES:
             raise ValueError(f"registration must be one of {REGISTRATION_MODES}, got {self.registration!r}")
+        if (
+            isinstance(self.max_voxels, bool)
+            or not isinstance(self.max_voxels, numbers.Integral)
+            or self.max_voxels < 1
+        ):
+            raise ValueError(f"max_voxels must be a positive whole number, got {self.max_voxels!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,26 +219,29 @@ class PreprocessedScan:
     metadata: ScanMetadata
 
 
-def load_scan(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
+def load_scan(path: str | os.PathLike, max_voxels: int = MAX_SCAN_VOXELS) -> nib.spatialimages.SpatialImage:
     """Loads a scan that nibabel reads, with its voxels in memory.
 
     Accepts NIfTI-1/2 (``.nii``, ``.nii.gz``), MINC1/MINC2 (``.mnc``),
-    MGH/MGZ and Analyze (``.hdr``/``.img``).
+    MGH/MGZ and Analyze (``.hdr``/``.img``). The header is checked before any
+    voxel is read (`brainage_tf.scan_file.check_header`).
+
+    Args:
+        path: The scan file.
+        max_voxels: Most voxels the header may declare.
 
     Raises:
         UnreadableScanError: if the file is missing, of an unknown format,
             corrupt, or a truncated gzip.
+        NotSingleVolumeError: if the header declares anything but one 3D volume.
+        ScanTooLargeError: if the header declares more than ``max_voxels`` voxels.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise UnreadableScanError(path, "file not found")
+    image = open_scan(path, max_voxels)
     try:
-        image = nib.load(path)
         image.get_fdata(dtype=np.float32)  # reads (and caches) every voxel now, so truncation shows here
     except Exception as error:  # nibabel raises many types for one cause: an unreadable file
-        raise UnreadableScanError(
-            path, f"cannot read as a nibabel image ({type(error).__name__}: {error})"
-        ) from error
+        raise unreadable(path, error) from error
     return image
 
 
@@ -232,9 +250,12 @@ def preprocess_scan(
 ) -> PreprocessedScan:
     """Turns one scan file into the model's input volume.
 
+    The header is checked first, so a file that declares too many voxels
+    (``config.max_voxels``) or several volumes is refused before any voxel is read.
+
     Args:
         path: A scan file in any format :func:`load_scan` reads.
-        config: Grid, registration mode and masking.
+        config: Grid, registration mode, masking and the voxel limit.
 
     Returns:
         The float32 volume on ``config.grid`` and its metadata.
@@ -243,7 +264,7 @@ def preprocess_scan(
         ScanError: a typed subclass naming the file and the problem.
     """
     path = os.fspath(path)
-    return preprocess_image(load_scan(path), config, source_path=path)
+    return preprocess_image(load_scan(path, config.max_voxels), config, source_path=path)
 
 
 def preprocess_image(
@@ -255,7 +276,7 @@ def preprocess_image(
 
     Args:
         image: A 3D image, or 4D with a singleton 4th axis.
-        config: Grid, registration mode and masking.
+        config: Grid, registration mode, masking and the voxel limit.
         source_path: Named in errors and metadata.
 
     Returns:
@@ -264,6 +285,7 @@ def preprocess_image(
     Raises:
         ScanError: a typed subclass naming the source and the problem.
     """
+    check_header(image, source_path, config.max_voxels)
     grid = get_grid(config.grid)
     data, non_finite = _validated_volume(image, source_path)
     voxel_size = tuple(float(v) for v in nib.affines.voxel_sizes(image.affine))
@@ -313,17 +335,11 @@ def _validated_volume(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The image's single 3D volume as float32 with non-finite voxels set to 0, and their mask.
 
-    Raises a typed error for anything else a model cannot use.
+    The image's shape has passed `check_header`. Raises a typed error for anything else a model cannot use.
     """
     data = image.get_fdata(dtype=np.float32)
-    if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):
+    if data.ndim > 3:  # check_header let through only extra axes of length 1
         data = data.reshape(data.shape[:3])
-    if data.ndim != 3:
-        raise NotSingleVolumeError(
-            path, f"expected one 3D volume, got a {data.ndim}D image of shape {data.shape}"
-        )
-    if min(data.shape) < 2:
-        raise NotSingleVolumeError(path, f"expected one 3D volume, got a single slice of shape {data.shape}")
     non_finite = ~np.isfinite(data)
     if non_finite.mean() > MAX_NON_FINITE_FRACTION:
         raise NonFiniteVoxelsError(

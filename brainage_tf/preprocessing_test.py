@@ -1,8 +1,11 @@
 """Tests for brainage_tf.preprocessing on real third-party files and every bad-input case."""
 
 import gzip
+import os
 import pathlib
 import pickle
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +18,8 @@ from brainage_tf.registration import mni152_images
 
 NIBABEL_DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
 TINY = prep.PreprocessConfig(grid="tiny", registration="none")
+# The checkout under test, so that a child interpreter measures this code and not an installed copy.
+CHECKOUT = pathlib.Path(prep.__file__).resolve().parents[1]
 
 
 def _assert_model_ready(result: prep.PreprocessedScan, grid: str = "tiny") -> None:
@@ -285,10 +290,140 @@ def test_absurd_voxel_size_is_rejected(tmp_path, voxel_mm):
         prep.preprocess_scan(path, TINY)
 
 
-@pytest.mark.parametrize("error_class", [prep.NonFiniteVoxelsError, prep.RegistrationError])
+@pytest.mark.parametrize(
+    "error_class", [prep.NonFiniteVoxelsError, prep.RegistrationError, prep.ScanTooLargeError]
+)
 def test_scan_errors_survive_pickling_for_beam_workers(error_class):
     error = error_class("/data/a.nii", "3 voxels are NaN or infinite")
     restored = pickle.loads(pickle.dumps(error))
     assert type(restored) is error_class
     assert str(restored) == "/data/a.nii: 3 voxels are NaN or infinite"
     assert isinstance(restored, prep.ScanError) and isinstance(restored, ValueError)
+
+
+# Scans too large for memory, and series: refused from the header, before any voxel is read.
+
+
+def _write_header_only(path: pathlib.Path, shape: tuple[int, ...], dtype: type, padding: int = 1000) -> None:
+    """A NIfTI whose header declares ``shape`` but whose voxels stop after ``padding`` bytes."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_sform(np.diag([0.1, 0.1, 0.1, 1.0]), code=1)
+    path.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * padding)  # an empty extension flag, then voxels
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb(tmp_path_factory) -> pathlib.Path:
+    """A valid 1024^3 uint8 .nii.gz of 4.7 MB, written one slice at a time (never 1 GB in memory)."""
+    size = 1024
+    path = tmp_path_factory.mktemp("bomb") / "bomb.nii.gz"
+    header = nib.Nifti1Header()
+    header.set_data_shape((size, size, size))
+    header.set_data_dtype(np.uint8)
+    header.set_sform(np.eye(4), code=1)
+    header.set_data_offset(352)
+    zeros = bytes(size * size)
+    with gzip.open(path, "wb", compresslevel=1) as stream:
+        stream.write(header.binaryblock + b"\0" * 4)
+        for _ in range(size):
+            stream.write(zeros)
+    return path
+
+
+def _run_in_fresh_interpreter(code: str, *args: str) -> str:
+    """Runs ``code`` with ``args`` in a fresh interpreter importing this checkout; returns its output."""
+    # A child of this process would count pytest's own peak RSS in its ru_maxrss (vfork, then exec),
+    # so a small interpreter starts it.
+    launcher = "import subprocess, sys; sys.exit(subprocess.run([sys.executable, *sys.argv[1:]]).returncode)"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(CHECKOUT), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-c", launcher, "-c", code, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=True).stdout
+
+
+def _refusal_and_peak_rss(path: pathlib.Path, config: str = "grid='tiny'") -> tuple[str, float]:
+    """Runs preprocess_scan on ``path`` in a fresh interpreter: (its outcome, its peak RSS in GB)."""
+    code = f"""
+import resource, sys
+from brainage_tf import preprocessing as prep
+try:
+    prep.preprocess_scan(sys.argv[1], prep.PreprocessConfig({config}))
+    print("accepted")
+except prep.ScanError as error:
+    print(type(error).__name__)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    outcome, max_rss_kib = _run_in_fresh_interpreter(code, str(path)).split()
+    return outcome, int(max_rss_kib) * 1024 / 1e9
+
+
+def test_truncated_file_whose_header_claims_2048_cubed_is_refused_from_the_header(tmp_path):
+    path = tmp_path / "giant.nii"
+    _write_header_only(path, (2048, 2048, 2048), np.int16)
+    assert path.stat().st_size == 1352 and nib.load(path).shape == (2048, 2048, 2048)
+    outcome, peak_gb = _refusal_and_peak_rss(path)  # first in a child: reading it takes 17 GB
+    assert outcome == "ScanTooLargeError" and peak_gb < 2.0, (outcome, peak_gb)
+    with pytest.raises(prep.ScanTooLargeError) as raised:
+        prep.preprocess_scan(path, TINY)
+    assert str(raised.value) == (
+        f"{path}: the header declares 2048x2048x2048 int16 voxels (8,589,934,592 voxels, 34.4 GB as "
+        "float32), more than the limit of 268,435,456; to accept it, raise max_voxels "
+        "(PreprocessConfig, or a builder config)"
+    )
+
+
+def test_gzip_bomb_of_1024_cubed_voxels_is_refused_from_the_header(gzip_bomb):
+    image = nib.load(gzip_bomb)  # a valid image of that shape, to its last slice
+    assert image.shape == (1024, 1024, 1024) and image.get_data_dtype() == np.uint8
+    assert gzip_bomb.stat().st_size < 5e6 and not np.asarray(image.dataobj[..., -1]).any()
+    outcome, peak_gb = _refusal_and_peak_rss(gzip_bomb, "grid='paper'")  # first in a child: 14 GB to read
+    assert outcome == "ScanTooLargeError" and peak_gb < 2.0, (outcome, peak_gb)
+    with pytest.raises(
+        prep.ScanTooLargeError,
+        match=r"^\S*bomb\.nii\.gz: the header declares 1024x1024x1024 uint8 voxels \(1,073,741,824 voxels, "
+        r"4\.3 GB as float32\), more than the limit of 268,435,456; to accept it, raise max_voxels",
+    ) as raised:
+        prep.preprocess_scan(gzip_bomb, prep.PreprocessConfig(grid="paper", registration="affine"))
+    assert "\n" not in str(raised.value)
+
+
+def test_the_limit_comes_from_the_config(tmp_path):
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    affine[:3, 3] = [-48.0, -72.0, -40.0]
+    path = _save(tmp_path, "t1.nii.gz", _noise((12, 14, 10)), affine)
+    at_limit = prep.PreprocessConfig(grid="tiny", max_voxels=12 * 14 * 10)
+    assert prep.preprocess_scan(path, at_limit).volume.shape == prep.GRIDS["tiny"].shape
+    below = prep.PreprocessConfig(grid="tiny", max_voxels=12 * 14 * 10 - 1)
+    message = (
+        r"t1\.nii\.gz: the header declares 12x14x10 float32 voxels \(1,680 voxels, 0\.0 MB .* limit of 1,679;"
+    )
+    with pytest.raises(prep.ScanTooLargeError, match=message):
+        prep.preprocess_scan(path, below)
+    with pytest.raises(prep.ScanTooLargeError, match="limit of 1,679;"):
+        prep.preprocess_image(nib.load(path), below, str(path))
+    with pytest.raises(prep.ScanTooLargeError, match="limit of 1,679;"):
+        prep.load_scan(path, max_voxels=1679)
+
+
+@pytest.mark.parametrize("max_voxels", [0, -5, 2.5e8, True, "268435456"])
+def test_max_voxels_must_be_a_positive_whole_number(max_voxels):
+    with pytest.raises(ValueError, match="max_voxels must be a positive whole number"):
+        prep.PreprocessConfig(max_voxels=max_voxels)
+
+
+def test_4d_series_is_refused_from_its_header_before_its_voxels_are_read(tmp_path):
+    # 200 volumes of 64x64x32 declared, none stored: reading voxels would fail as unreadable.
+    series = tmp_path / "bold.nii"
+    _write_header_only(series, (64, 64, 32, 200), np.float32)
+    with pytest.raises(
+        prep.NotSingleVolumeError,
+        match=r"bold\.nii: expected one 3D volume, got a 4D image of shape \(64, 64, 32, 200\)$",
+    ):
+        prep.preprocess_scan(series, TINY)
+    # A series larger than the voxel limit is named for what it is: not one volume.
+    fmri = tmp_path / "long_bold.nii"
+    _write_header_only(fmri, (128, 128, 64, 1000), np.int16)
+    with pytest.raises(prep.NotSingleVolumeError, match="got a 4D image of shape"):
+        prep.preprocess_scan(fmri, TINY)
+    outcome, peak_gb = _refusal_and_peak_rss(fmri)
+    assert outcome == "NotSingleVolumeError" and peak_gb < 2.0, (outcome, peak_gb)

@@ -11,6 +11,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf",
     "brainage_tf.defaults",
     "brainage_tf.preprocessing",
+    "brainage_tf.scan_file",
     "brainage_tf.synthetic",
     "brainage_tf.ingest",
     "brainage_tf.training.config",

@@ -1,0 +1,93 @@
+"""Opening a scan file within a memory bound: the header is checked before any voxel is read.
+
+`nib.load` reads only the header, so a file that claims billions of voxels (a
+truncated header, a gzip bomb) or several volumes is refused here for the cost
+of a few kilobytes, instead of after nibabel has allocated all of them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import nibabel as nib
+
+from brainage_tf.scan_errors import NotSingleVolumeError, ScanTooLargeError, UnreadableScanError
+
+# Most voxels a scan may hold: 2**28 (268 M), 2.6 times a 0.5 mm whole head (512 x 512 x 400,
+# 105 M voxels).
+MAX_SCAN_VOXELS = 2**28
+FLOAT32_BYTES = 4
+
+
+def open_scan(path: str | os.PathLike, max_voxels: int = MAX_SCAN_VOXELS) -> nib.spatialimages.SpatialImage:
+    """Opens a scan with nibabel, reading only its header, and checks it with `check_header`.
+
+    Args:
+        path: A scan file nibabel reads (NIfTI-1/2, MINC1/2, MGH/MGZ, Analyze).
+        max_voxels: Most voxels the header may declare.
+
+    Returns:
+        The image; its voxels are still on disk.
+
+    Raises:
+        UnreadableScanError: if the file is missing, of an unknown format or has a corrupt header.
+        NotSingleVolumeError: if the header declares anything but one 3D volume.
+        ScanTooLargeError: if the header declares more than ``max_voxels`` voxels.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise UnreadableScanError(path, "file not found")
+    try:
+        image = nib.load(path)
+    except Exception as error:  # nibabel raises many types for one cause: an unreadable file
+        raise unreadable(path, error) from error
+    check_header(image, path, max_voxels)
+    return image
+
+
+def check_header(image: nib.spatialimages.SpatialImage, path: str | None, max_voxels: int) -> None:
+    """Refuses, from the shape and data type alone, an image that is not one 3D volume or is too large.
+
+    Axes after the third are accepted when they have length 1 (one volume stored as 4D).
+
+    Args:
+        image: A nibabel image, from a file (voxels unread) or in memory.
+        path: Named in errors.
+        max_voxels: Most voxels the image may hold.
+
+    Raises:
+        NotSingleVolumeError: a series of several volumes, a 2D image or a single slice.
+        ScanTooLargeError: more than ``max_voxels`` voxels.
+    """
+    shape = tuple(int(n) for n in image.shape)
+    if len(shape) < 3 or any(n != 1 for n in shape[3:]):
+        raise NotSingleVolumeError(
+            path, f"expected one 3D volume, got a {len(shape)}D image of shape {shape}"
+        )
+    if min(shape[:3]) < 2:
+        raise NotSingleVolumeError(path, f"expected one 3D volume, got a single slice of shape {shape[:3]}")
+    voxels = math.prod(shape)
+    if voxels > max_voxels:
+        raise ScanTooLargeError(
+            path,
+            f"the header declares {'x'.join(map(str, shape))} {_data_type(image)} voxels "
+            f"({voxels:,} voxels, {_size(voxels * FLOAT32_BYTES)} as float32), more than the limit "
+            f"of {max_voxels:,}; to accept it, raise max_voxels (PreprocessConfig, or a builder config)",
+        )
+
+
+def unreadable(path: str, error: Exception) -> UnreadableScanError:
+    """The error of a file nibabel failed to read, naming nibabel's own error."""
+    return UnreadableScanError(path, f"cannot read as a nibabel image ({type(error).__name__}: {error})")
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def _data_type(image: nib.spatialimages.SpatialImage) -> str:
+    try:
+        return str(image.get_data_dtype())
+    except Exception:  # an image class without a stored data type still gets its size named
+        return "unknown-type"
