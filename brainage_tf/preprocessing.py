@@ -25,7 +25,8 @@ import nibabel.processing
 import numpy as np
 
 from brainage_tf import array_cache
-from brainage_tf.registration import antialias_fwhm, mni152_images, register_to_template
+from brainage_tf.registration import mni152_images, register_to_template
+from brainage_tf.resampling import resample_image
 from brainage_tf.scan_errors import (
     ConstantImageError,
     DegenerateAffineError,
@@ -37,7 +38,7 @@ from brainage_tf.scan_errors import (
     UnreadableScanError,
     VoxelSizeError,
 )
-from brainage_tf.scan_file import MAX_SCAN_VOXELS, check_header, open_scan, unreadable
+from brainage_tf.scan_file import MAX_SCAN_VOXELS, check_header, open_scan, read_voxels, unreadable
 
 __all__ = [  # the errors are re-exported: callers catch them from here
     "FIELD_OF_VIEW_CENTRE_MM",
@@ -264,7 +265,9 @@ def preprocess_scan(
         ScanError: a typed subclass naming the file and the problem.
     """
     path = os.fspath(path)
-    return preprocess_image(load_scan(path, config.max_voxels), config, source_path=path)
+    image = open_scan(path, config.max_voxels)
+    # Not cached in the image: this array is the one full-size copy, zeroed and smoothed in place.
+    return _preprocess(image, read_voxels(image, path), config, path)
 
 
 def preprocess_image(
@@ -286,8 +289,18 @@ def preprocess_image(
         ScanError: a typed subclass naming the source and the problem.
     """
     check_header(image, source_path, config.max_voxels)
+    data = image.get_fdata(dtype=np.float32, caching="unchanged")
+    if image.in_memory or not data.flags.writeable:  # the steps below work in place, not on the caller's
+        data = data.copy()
+    return _preprocess(image, data, config, source_path)
+
+
+def _preprocess(
+    image: nib.spatialimages.SpatialImage, data: np.ndarray, config: PreprocessConfig, source_path: str | None
+) -> PreprocessedScan:
+    """Preprocesses ``data``, the float32 voxels of ``image`` (which it overwrites)."""
     grid = get_grid(config.grid)
-    data, non_finite = _validated_volume(image, source_path)
+    data, non_finite = _validated_volume(data, image.affine, source_path)
     voxel_size = tuple(float(v) for v in nib.affines.voxel_sizes(image.affine))
     canonical = nib.as_closest_canonical(nib.Nifti1Image(data, image.affine))
     world_to_atlas = np.eye(4)
@@ -295,9 +308,9 @@ def preprocess_image(
         registered = register_to_template(canonical, source_path)
         world_to_atlas = registered.affine @ np.linalg.inv(canonical.affine)
         canonical = registered
-    volume = resample_image(canonical, grid.shape, grid.affine)
+    volume = resample_image(canonical, grid.shape, grid.affine, overwrite=True)
     template, mask = template_on_grid(grid)
-    if non_finite.any():
+    if non_finite is not None:
         _check_non_finite_outside_brain(non_finite, image.affine, canonical.affine, grid, mask, source_path)
     brain = volume[mask]
     spread = float(brain.std())
@@ -320,7 +333,7 @@ def preprocess_image(
         registration=config.registration,
         registration_ncc=ncc,
         grid=grid.name,
-        non_finite_voxels=int(non_finite.sum()),
+        non_finite_voxels=0 if non_finite is None else int(non_finite.sum()),
         world_to_atlas=tuple(tuple(float(v) for v in row) for row in world_to_atlas),
     )
     return PreprocessedScan(volume=volume.astype(np.float32), metadata=metadata)
@@ -331,26 +344,31 @@ def _is_finite(affine: np.ndarray) -> bool:
 
 
 def _validated_volume(
-    image: nib.spatialimages.SpatialImage, path: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The image's single 3D volume as float32 with non-finite voxels set to 0, and their mask.
+    data: np.ndarray, affine: np.ndarray, path: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The single 3D volume of ``data`` with its non-finite voxels set to 0 in place, and their mask.
 
-    The image's shape has passed `check_header`. Raises a typed error for anything else a model cannot use.
+    The mask is None when every voxel is finite. ``data``'s shape has passed `check_header`.
+    Raises a typed error for anything else a model cannot use.
     """
-    data = image.get_fdata(dtype=np.float32)
     if data.ndim > 3:  # check_header let through only extra axes of length 1
         data = data.reshape(data.shape[:3])
-    non_finite = ~np.isfinite(data)
-    if non_finite.mean() > MAX_NON_FINITE_FRACTION:
+    non_finite = np.isfinite(data)
+    np.logical_not(non_finite, out=non_finite)  # one mask in memory, not two
+    count = int(np.count_nonzero(non_finite))
+    if count / data.size > MAX_NON_FINITE_FRACTION:
         raise NonFiniteVoxelsError(
             path,
-            f"{int(non_finite.sum())} of {data.size} voxels are NaN or infinite "
+            f"{count} of {data.size} voxels are NaN or infinite "
             f"(more than {MAX_NON_FINITE_FRACTION:.0%} of the image)",
         )
-    data = np.where(non_finite, np.float32(0.0), data)
+    if count:
+        data[non_finite] = np.float32(0.0)
+    else:
+        non_finite = None  # nothing to track: the mask is not kept through resampling
     if float(data.max()) == float(data.min()):
         raise ConstantImageError(path, f"every voxel equals {float(data.min()):g}")
-    affine = np.asarray(image.affine, dtype=np.float64)
+    affine = np.asarray(affine, dtype=np.float64)
     if not _is_finite(affine):
         raise DegenerateAffineError(path, "the voxel-to-world affine has non-finite entries")
     linear = affine[:3, :3]
@@ -399,31 +417,6 @@ def _check_non_finite_outside_brain(
             f"{int(non_finite.sum())} voxels are NaN or infinite and they reach into the brain "
             f"({inside} of its {int(brain_mask.sum())} voxels on the {grid.name} grid)",
         )
-
-
-def resample_image(image: nib.Nifti1Image, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
-    """Anti-aliases, then trilinearly resamples ``image`` onto the voxel grid ``(shape, affine)``.
-
-    The one resampling of the package: scans onto the model grid here, and
-    explanation maps from the model grid back into a scan's own space
-    (`brainage_tf.explanation`), so both directions interpolate alike.
-
-    Args:
-        image: A 3D image with its voxel-to-world affine.
-        shape: Voxel shape of the target grid.
-        affine: Voxel-to-world affine of the target grid, in the image's world space.
-
-    Returns:
-        float32 voxels of shape ``shape``; 0 outside the image.
-    """
-    # The finest target edge: anisotropic targets lose no detail they can hold.
-    fwhm = antialias_fwhm(image, float(nib.affines.voxel_sizes(affine).min()))
-    if fwhm.max() > 0:
-        image = nibabel.processing.smooth_image(image, fwhm, mode="nearest")
-    resampled = nibabel.processing.resample_from_to(
-        image, (tuple(shape), affine), order=1, mode="constant", cval=0.0
-    )
-    return np.asarray(resampled.dataobj, dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,6 +14,7 @@ from nibabel.affines import from_matvec
 from nibabel.eulerangles import euler2mat
 
 from brainage_tf import preprocessing as prep
+from brainage_tf import scan_file
 from brainage_tf.registration import mni152_images
 
 NIBABEL_DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
@@ -427,3 +428,85 @@ def test_4d_series_is_refused_from_its_header_before_its_voxels_are_read(tmp_pat
         prep.preprocess_scan(fmri, TINY)
     outcome, peak_gb = _refusal_and_peak_rss(fmri)
     assert outcome == "NotSingleVolumeError" and peak_gb < 2.0, (outcome, peak_gb)
+
+
+def _scaled_and_stored_files(tmp_path: pathlib.Path) -> list[pathlib.Path]:
+    """One small brain-like volume stored the ways scanners and tools store it."""
+    data = _noise((21, 17, 13)).astype(np.float32) * 7.3 - 120.0
+    files = []
+    for name, dtype, image_class in [
+        ("int16_scaled.nii.gz", np.int16, nib.Nifti1Image),
+        ("uint8_scaled.nii", np.uint8, nib.Nifti1Image),
+        ("float64.nii.gz", np.float64, nib.Nifti2Image),
+        ("int32.mgz", np.int32, nib.MGHImage),
+        ("int16.img", np.int16, nib.Spm2AnalyzeImage),
+    ]:
+        image = image_class(data, np.diag([1.2, 0.9, 1.1, 1.0]))
+        image.set_data_dtype(dtype)
+        nib.save(image, tmp_path / name)
+        files.append(tmp_path / name)
+    singleton = nib.Nifti1Image(data[..., None], np.eye(4))
+    singleton.set_data_dtype(np.int16)
+    nib.save(singleton, tmp_path / "singleton_4d.nii.gz")
+    return [*files, tmp_path / "singleton_4d.nii.gz"]
+
+
+def test_voxels_read_slab_by_slab_have_the_bits_nibabel_reads_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(scan_file, "SLAB_VOXELS", 100)  # many slabs, and a last one that is partial
+    paths = _scaled_and_stored_files(tmp_path) + [NIBABEL_DATA / "anatomical.nii"]
+    for path in paths:
+        expected = nib.load(path).get_fdata(dtype=np.float32)
+        image = scan_file.open_scan(path)
+        assert type(image.dataobj) is nib.arrayproxy.ArrayProxy
+        voxels = scan_file.read_voxels(image, str(path))
+        assert voxels.dtype == np.float32 and voxels.shape == expected.shape, path
+        assert voxels.tobytes(order="A") == expected.tobytes(order="A"), path
+    assert nib.load(paths[0]).dataobj.slope != 1.0  # the scaled case is scaled
+
+
+def test_smoothing_in_place_gives_the_bits_of_smoothing_a_copy():
+    data = np.ascontiguousarray(_noise((40, 44, 36)).astype(np.float32)[::-1, :, ::-1])
+    image = nib.as_closest_canonical(nib.Nifti1Image(data, np.diag([-1.0, 1.1, -0.9, 1.0])))
+    grid = prep.get_grid("small")
+    expected = prep.resample_image(image, grid.shape, np.diag([3.0, 3.0, 3.0, 1.0]))
+    untouched = np.asarray(image.dataobj).copy()
+    assert np.array_equal(np.asarray(image.dataobj), untouched)
+    in_place = prep.resample_image(image, grid.shape, np.diag([3.0, 3.0, 3.0, 1.0]), overwrite=True)
+    assert in_place.tobytes() == expected.tobytes()
+    assert not np.array_equal(np.asarray(image.dataobj), untouched)  # it did smooth the image's own array
+
+
+def test_preprocess_image_leaves_the_callers_voxels_alone():
+    image = _small_mnc_with(np.nan, (slice(0, 3), slice(0, 4), slice(0, 4)))
+    before = np.asarray(image.dataobj).copy()
+    prep.preprocess_image(image, TINY, "spm.nii")
+    np.testing.assert_array_equal(np.asarray(image.dataobj), before)
+
+
+def test_a_large_scan_costs_about_one_float32_copy_of_its_voxels(tmp_path):
+    # 27 M voxels stored as scaled int16: nibabel's get_fdata scales them all in float64 (16 bytes a voxel).
+    shape = (300, 300, 300)
+    data = np.zeros(shape, dtype=np.float32)
+    data[60:240, 50:250, 40:260] = np.linspace(0.0, 900.0, 200, dtype=np.float32)[None, :, None]
+    affine = np.diag([0.6, 0.6, 0.6, 1.0])
+    affine[:3, 3] = [-90.0, -107.0, -85.0]
+    image = nib.Nifti1Image(data, affine)
+    image.set_data_dtype(np.int16)
+    nib.save(image, tmp_path / "big.nii.gz")
+    del data, image
+    prep.template_on_grid(prep.get_grid("small"))  # fills the array cache, so the child's warm-up stays small
+    code = """
+import resource, sys
+from brainage_tf import preprocessing as prep
+prep.template_on_grid(prep.get_grid("small"))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+prep.preprocess_scan(sys.argv[1], prep.PreprocessConfig(grid="small"))
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    before_kib, after_kib = (
+        int(f) for f in _run_in_fresh_interpreter(code, str(tmp_path / "big.nii.gz")).split()
+    )
+    bytes_per_voxel = (after_kib - before_kib) * 1024 / np.prod(shape)
+    # Measured 7.7 (the float32 copy, and nibabel's float64 scaling of one slab), and 16.3 before voxels
+    # were read in slabs; above 4, the peak was set by the scan and not by the warm-up.
+    assert 4.0 < bytes_per_voxel < 10.0, bytes_per_voxel

@@ -2,7 +2,9 @@
 
 `nib.load` reads only the header, so a file that claims billions of voxels (a
 truncated header, a gzip bomb) or several volumes is refused here for the cost
-of a few kilobytes, instead of after nibabel has allocated all of them.
+of a few kilobytes, instead of after nibabel has allocated all of them. The
+voxels are then read one slab at a time, so that nibabel's float64 scaling of
+stored integers never spans the whole image (docs/preprocessing.md, "Memory").
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import math
 import os
 
 import nibabel as nib
+import nibabel.arrayproxy
+import numpy as np
 
 from brainage_tf.scan_errors import NotSingleVolumeError, ScanTooLargeError, UnreadableScanError
 
 # Most voxels a scan may hold: 2**28 (268 M), 2.6 times a 0.5 mm whole head (512 x 512 x 400,
-# 105 M voxels).
+# 105 M voxels); preprocessing one that large peaks near 1.6 GB (docs/preprocessing.md, "Memory").
 MAX_SCAN_VOXELS = 2**28
 FLOAT32_BYTES = 4
+# Voxels per slab read: nibabel scales a slab in float64, so about 64 MB of temporaries at a time.
+SLAB_VOXELS = 2**22
 
 
 def open_scan(path: str | os.PathLike, max_voxels: int = MAX_SCAN_VOXELS) -> nib.spatialimages.SpatialImage:
@@ -39,7 +45,8 @@ def open_scan(path: str | os.PathLike, max_voxels: int = MAX_SCAN_VOXELS) -> nib
     if not os.path.exists(path):
         raise UnreadableScanError(path, "file not found")
     try:
-        image = nib.load(path)
+        # One open stream for every slab: reopened per slab, a .gz is decompressed from its start each time.
+        image = nib.load(path, keep_file_open=True)
     except Exception as error:  # nibabel raises many types for one cause: an unreadable file
         raise unreadable(path, error) from error
     check_header(image, path, max_voxels)
@@ -77,9 +84,51 @@ def check_header(image: nib.spatialimages.SpatialImage, path: str | None, max_vo
         )
 
 
+def read_voxels(image: nib.spatialimages.SpatialImage, path: str) -> np.ndarray:
+    """The image's voxels as float32, the same bits as ``image.get_fdata(dtype=np.float32)``, not cached.
+
+    NIfTI, Analyze and MGH files (nibabel's plain `ArrayProxy`) are read one slab of the
+    slowest stored axis at a time: nibabel then scales a slab in float64, not the whole
+    image (16 bytes a voxel). MINC and other formats are read whole, as nibabel does.
+
+    Args:
+        image: An image from `open_scan`.
+        path: Named in errors.
+
+    Returns:
+        A writeable float32 array of the image's shape, owned by the caller.
+
+    Raises:
+        UnreadableScanError: a truncated or corrupt file.
+    """
+    try:
+        if type(image.dataobj) is nibabel.arrayproxy.ArrayProxy:  # subclasses scale in their own ways
+            data = _read_in_slabs(image.dataobj)
+        else:
+            data = image.get_fdata(dtype=np.float32, caching="unchanged")
+    except Exception as error:  # nibabel raises many types for one cause: an unreadable file
+        raise unreadable(path, error) from error
+    return data if data.flags.writeable else data.copy()  # preprocessing works on it in place
+
+
 def unreadable(path: str, error: Exception) -> UnreadableScanError:
     """The error of a file nibabel failed to read, naming nibabel's own error."""
     return UnreadableScanError(path, f"cannot read as a nibabel image ({type(error).__name__}: {error})")
+
+
+def _read_in_slabs(proxy: nibabel.arrayproxy.ArrayProxy) -> np.ndarray:
+    shape = tuple(proxy.shape)
+    data = np.empty(shape, dtype=np.float32, order=proxy.order)
+    # The slowest axis in the file that is longer than 1: each of its slabs is one run of bytes.
+    slowest_first = range(len(shape) - 1, -1, -1) if proxy.order == "F" else range(len(shape))
+    axis = next(a for a in slowest_first if shape[a] > 1)
+    step = max(1, SLAB_VOXELS // (math.prod(shape) // shape[axis]))
+    for start in range(0, shape[axis], step):
+        index = (slice(None),) * axis + (slice(start, start + step),)
+        slab = proxy[index]
+        # get_fdata's cast: to the promoted type (float64 for scaled data), then to float32.
+        data[index] = slab.astype(np.promote_types(slab.dtype, np.float32), copy=False)
+    return data
 
 
 def _size(n_bytes: int) -> str:
