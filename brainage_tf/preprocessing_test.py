@@ -460,8 +460,27 @@ def test_voxels_read_slab_by_slab_have_the_bits_nibabel_reads_at_once(tmp_path, 
         assert type(image.dataobj) is nib.arrayproxy.ArrayProxy
         voxels = scan_file.read_voxels(image, str(path))
         assert voxels.dtype == np.float32 and voxels.shape == expected.shape, path
-        assert voxels.tobytes(order="A") == expected.tobytes(order="A"), path
+        assert voxels.tobytes() == expected.tobytes(), path
     assert nib.load(paths[0]).dataobj.slope != 1.0  # the scaled case is scaled
+
+
+@pytest.mark.parametrize(
+    "stored_axes, shape",
+    [("LPS", (20, 30, 40)), ("PIR", (20, 30, 40)), ("SAR", (20, 30, 40, 1)), ("RAS", (20, 30, 40))],
+)
+def test_voxels_are_laid_out_in_memory_in_ras_order(stored_axes, shape):
+    # Axial, sagittal (PIR, SAR) and 4D-singleton storage: the RAS+ view is C-ordered, up to flips.
+    ras_axes = {"L": (0, -1.0), "R": (0, 1.0), "P": (1, -1.0), "A": (1, 1.0), "I": (2, -1.0), "S": (2, 1.0)}
+    affine = np.zeros((4, 4))
+    affine[3, 3] = 1.0
+    for stored, code in enumerate(stored_axes):
+        axis, sign = ras_axes[code]
+        affine[axis, stored] = sign * (0.8 + 0.1 * stored)
+    data = scan_file.canonical_layout(shape, affine)
+    assert data.shape == shape and data.dtype == np.float32 and data.flags.writeable
+    ras = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(data.reshape(shape[:3]), affine)).dataobj)
+    assert np.shares_memory(ras, data)
+    assert [abs(stride) for stride in ras.strides] == list(np.empty(ras.shape, np.float32).strides)
 
 
 def test_smoothing_in_place_gives_the_bits_of_smoothing_a_copy():

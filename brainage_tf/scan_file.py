@@ -90,6 +90,8 @@ def read_voxels(image: nib.spatialimages.SpatialImage, path: str) -> np.ndarray:
     NIfTI, Analyze and MGH files (nibabel's plain `ArrayProxy`) are read one slab of the
     slowest stored axis at a time: nibabel then scales a slab in float64, not the whole
     image (16 bytes a voxel). MINC and other formats are read whole, as nibabel does.
+    The array is laid out in memory in RAS+ order (`canonical_layout`), so the filters
+    after `nib.as_closest_canonical` run over contiguous memory.
 
     Args:
         image: An image from `open_scan`.
@@ -102,13 +104,36 @@ def read_voxels(image: nib.spatialimages.SpatialImage, path: str) -> np.ndarray:
         UnreadableScanError: a truncated or corrupt file.
     """
     try:
+        data = canonical_layout(image.shape, image.affine)
         if type(image.dataobj) is nibabel.arrayproxy.ArrayProxy:  # subclasses scale in their own ways
-            data = _read_in_slabs(image.dataobj)
+            _read_in_slabs(image.dataobj, data)
         else:
-            data = image.get_fdata(dtype=np.float32, caching="unchanged")
+            data[...] = image.get_fdata(dtype=np.float32, caching="unchanged")
     except Exception as error:  # nibabel raises many types for one cause: an unreadable file
         raise unreadable(path, error) from error
-    return data if data.flags.writeable else data.copy()  # preprocessing works on it in place
+    return data
+
+
+def canonical_layout(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """An empty float32 array of ``shape`` whose RAS+ view (`nib.as_closest_canonical`) is C-ordered.
+
+    That view is what preprocessing smooths and interpolates from; scipy walks it in C
+    order, 2x faster over contiguous memory than over a stored sagittal or Fortran layout
+    (0.21 s against 0.10 s for a 1 mm scan onto the paper grid).
+
+    Args:
+        shape: The stored shape: three axes, then any of length 1.
+        affine: The stored voxel-to-world affine.
+    """
+    axes = nib.orientations.io_orientation(affine)[:, 0] if np.isfinite(affine).all() else [np.nan]
+    if sorted(axes) != [0, 1, 2]:  # a degenerate affine: preprocessing refuses it after the read
+        axes = [0, 1, 2]
+    order = [int(axis) for axis in axes]  # stored axis i is RAS axis order[i]
+    ras_shape = [0, 0, 0]
+    for stored, ras in enumerate(order):
+        ras_shape[ras] = shape[stored]
+    in_stored_order = np.empty(ras_shape, dtype=np.float32).transpose(order)
+    return in_stored_order.reshape(shape)  # the trailing axes of length 1: still a view
 
 
 def unreadable(path: str, error: Exception) -> UnreadableScanError:
@@ -116,9 +141,8 @@ def unreadable(path: str, error: Exception) -> UnreadableScanError:
     return UnreadableScanError(path, f"cannot read as a nibabel image ({type(error).__name__}: {error})")
 
 
-def _read_in_slabs(proxy: nibabel.arrayproxy.ArrayProxy) -> np.ndarray:
+def _read_in_slabs(proxy: nibabel.arrayproxy.ArrayProxy, data: np.ndarray) -> None:
     shape = tuple(proxy.shape)
-    data = np.empty(shape, dtype=np.float32, order=proxy.order)
     # The slowest axis in the file that is longer than 1: each of its slabs is one run of bytes.
     slowest_first = range(len(shape) - 1, -1, -1) if proxy.order == "F" else range(len(shape))
     axis = next(a for a in slowest_first if shape[a] > 1)
@@ -128,7 +152,6 @@ def _read_in_slabs(proxy: nibabel.arrayproxy.ArrayProxy) -> np.ndarray:
         slab = proxy[index]
         # get_fdata's cast: to the promoted type (float64 for scaled data), then to float32.
         data[index] = slab.astype(np.promote_types(slab.dtype, np.float32), copy=False)
-    return data
 
 
 def _size(n_bytes: int) -> str:
