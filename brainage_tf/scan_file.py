@@ -19,7 +19,8 @@ import numpy as np
 from brainage_tf.scan_errors import NotSingleVolumeError, ScanTooLargeError, UnreadableScanError
 
 # Most voxels a scan may hold: 2**28 (268 M), 2.6 times a 0.5 mm whole head (512 x 512 x 400,
-# 105 M voxels); preprocessing one that large peaks near 1.6 GB (docs/preprocessing.md, "Memory").
+# 105 M voxels); preprocessing one that large peaks at 1.4 GB, 2.6 GB with affine registration
+# (docs/preprocessing.md, "Memory").
 MAX_SCAN_VOXELS = 2**28
 FLOAT32_BYTES = 4
 # Voxels per slab read: nibabel scales a slab in float64, so under 20 MB of temporaries at a time
