@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.metadata
+import numbers
 import os
 from typing import Literal, get_args
 
@@ -24,7 +25,8 @@ import nibabel.processing
 import numpy as np
 
 from brainage_tf import array_cache
-from brainage_tf.registration import antialias_fwhm, mni152_images, register_to_template
+from brainage_tf.registration import mni152_images, register_to_template
+from brainage_tf.resampling import resample_image
 from brainage_tf.scan_errors import (
     ConstantImageError,
     DegenerateAffineError,
@@ -32,9 +34,11 @@ from brainage_tf.scan_errors import (
     NotSingleVolumeError,
     RegistrationError,
     ScanError,
+    ScanTooLargeError,
     UnreadableScanError,
     VoxelSizeError,
 )
+from brainage_tf.scan_file import MAX_SCAN_VOXELS, check_header, open_scan, read_voxels, unreadable
 
 __all__ = [  # the errors are re-exported: callers catch them from here
     "FIELD_OF_VIEW_CENTRE_MM",
@@ -42,6 +46,7 @@ __all__ = [  # the errors are re-exported: callers catch them from here
     "GRIDS",
     "GRID_NAMES",
     "MAX_NON_FINITE_FRACTION",
+    "MAX_SCAN_VOXELS",
     "MAX_VOXEL_SIZE_MM",
     "MIN_VOXEL_SIZE_MM",
     "REGISTRATION_MODES",
@@ -56,6 +61,7 @@ __all__ = [  # the errors are re-exported: callers catch them from here
     "RegistrationMode",
     "ScanError",
     "ScanMetadata",
+    "ScanTooLargeError",
     "UnreadableScanError",
     "VoxelSizeError",
     "get_grid",
@@ -153,16 +159,26 @@ class PreprocessConfig:
             millimetres (as for the paper's atlas-registered data), ``"affine"``
             to register it to the MNI152 2009a template with SimpleITK.
         brain_mask: If True, voxels outside the template brain mask are set to 0.
+        max_voxels: Most voxels a scan may hold (default `MAX_SCAN_VOXELS`); a header that
+            declares more is refused with ScanTooLargeError before any voxel is read. A guard
+            against running out of memory, not a setting: it never changes an output.
     """
 
     grid: str | Grid = "small"
     registration: RegistrationMode = "none"
     brain_mask: bool = False
+    max_voxels: int = MAX_SCAN_VOXELS
 
     def __post_init__(self):
         get_grid(self.grid)
         if self.registration not in REGISTRATION_MODES:
             raise ValueError(f"registration must be one of {REGISTRATION_MODES}, got {self.registration!r}")
+        if (
+            isinstance(self.max_voxels, bool)
+            or not isinstance(self.max_voxels, numbers.Integral)
+            or self.max_voxels < 1
+        ):
+            raise ValueError(f"max_voxels must be a positive whole number, got {self.max_voxels!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,26 +220,29 @@ class PreprocessedScan:
     metadata: ScanMetadata
 
 
-def load_scan(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
+def load_scan(path: str | os.PathLike, max_voxels: int = MAX_SCAN_VOXELS) -> nib.spatialimages.SpatialImage:
     """Loads a scan that nibabel reads, with its voxels in memory.
 
     Accepts NIfTI-1/2 (``.nii``, ``.nii.gz``), MINC1/MINC2 (``.mnc``),
-    MGH/MGZ and Analyze (``.hdr``/``.img``).
+    MGH/MGZ and Analyze (``.hdr``/``.img``). The header is checked before any
+    voxel is read (`brainage_tf.scan_file.check_header`).
+
+    Args:
+        path: The scan file.
+        max_voxels: Most voxels the header may declare.
 
     Raises:
         UnreadableScanError: if the file is missing, of an unknown format,
             corrupt, or a truncated gzip.
+        NotSingleVolumeError: if the header declares anything but one 3D volume.
+        ScanTooLargeError: if the header declares more than ``max_voxels`` voxels.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise UnreadableScanError(path, "file not found")
+    image = open_scan(path, max_voxels)
     try:
-        image = nib.load(path)
         image.get_fdata(dtype=np.float32)  # reads (and caches) every voxel now, so truncation shows here
     except Exception as error:  # nibabel raises many types for one cause: an unreadable file
-        raise UnreadableScanError(
-            path, f"cannot read as a nibabel image ({type(error).__name__}: {error})"
-        ) from error
+        raise unreadable(path, error) from error
     return image
 
 
@@ -232,9 +251,12 @@ def preprocess_scan(
 ) -> PreprocessedScan:
     """Turns one scan file into the model's input volume.
 
+    The header is checked first, so a file that declares too many voxels
+    (``config.max_voxels``) or several volumes is refused before any voxel is read.
+
     Args:
         path: A scan file in any format :func:`load_scan` reads.
-        config: Grid, registration mode and masking.
+        config: Grid, registration mode, masking and the voxel limit.
 
     Returns:
         The float32 volume on ``config.grid`` and its metadata.
@@ -243,7 +265,9 @@ def preprocess_scan(
         ScanError: a typed subclass naming the file and the problem.
     """
     path = os.fspath(path)
-    return preprocess_image(load_scan(path), config, source_path=path)
+    image = open_scan(path, config.max_voxels)
+    # Not cached in the image: this array is the one full-size copy, zeroed and smoothed in place.
+    return _preprocess(image, read_voxels(image, path), config, path)
 
 
 def preprocess_image(
@@ -255,7 +279,7 @@ def preprocess_image(
 
     Args:
         image: A 3D image, or 4D with a singleton 4th axis.
-        config: Grid, registration mode and masking.
+        config: Grid, registration mode, masking and the voxel limit.
         source_path: Named in errors and metadata.
 
     Returns:
@@ -264,8 +288,19 @@ def preprocess_image(
     Raises:
         ScanError: a typed subclass naming the source and the problem.
     """
+    check_header(image, source_path, config.max_voxels)
+    data = image.get_fdata(dtype=np.float32, caching="unchanged")
+    if image.in_memory or not data.flags.writeable:  # the steps below work in place, not on the caller's
+        data = data.copy()
+    return _preprocess(image, data, config, source_path)
+
+
+def _preprocess(
+    image: nib.spatialimages.SpatialImage, data: np.ndarray, config: PreprocessConfig, source_path: str | None
+) -> PreprocessedScan:
+    """Preprocesses ``data``, the float32 voxels of ``image`` (which it overwrites)."""
     grid = get_grid(config.grid)
-    data, non_finite = _validated_volume(image, source_path)
+    data, non_finite = _validated_volume(data, image.affine, source_path)
     voxel_size = tuple(float(v) for v in nib.affines.voxel_sizes(image.affine))
     canonical = nib.as_closest_canonical(nib.Nifti1Image(data, image.affine))
     world_to_atlas = np.eye(4)
@@ -273,9 +308,9 @@ def preprocess_image(
         registered = register_to_template(canonical, source_path)
         world_to_atlas = registered.affine @ np.linalg.inv(canonical.affine)
         canonical = registered
-    volume = resample_image(canonical, grid.shape, grid.affine)
+    volume = resample_image(canonical, grid.shape, grid.affine, overwrite=True)
     template, mask = template_on_grid(grid)
-    if non_finite.any():
+    if non_finite is not None:
         _check_non_finite_outside_brain(non_finite, image.affine, canonical.affine, grid, mask, source_path)
     brain = volume[mask]
     spread = float(brain.std())
@@ -298,7 +333,7 @@ def preprocess_image(
         registration=config.registration,
         registration_ncc=ncc,
         grid=grid.name,
-        non_finite_voxels=int(non_finite.sum()),
+        non_finite_voxels=0 if non_finite is None else int(non_finite.sum()),
         world_to_atlas=tuple(tuple(float(v) for v in row) for row in world_to_atlas),
     )
     return PreprocessedScan(volume=volume.astype(np.float32), metadata=metadata)
@@ -309,32 +344,31 @@ def _is_finite(affine: np.ndarray) -> bool:
 
 
 def _validated_volume(
-    image: nib.spatialimages.SpatialImage, path: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The image's single 3D volume as float32 with non-finite voxels set to 0, and their mask.
+    data: np.ndarray, affine: np.ndarray, path: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The single 3D volume of ``data`` with its non-finite voxels set to 0 in place, and their mask.
 
+    The mask is None when every voxel is finite. ``data``'s shape has passed `check_header`.
     Raises a typed error for anything else a model cannot use.
     """
-    data = image.get_fdata(dtype=np.float32)
-    if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):
+    if data.ndim > 3:  # check_header let through only extra axes of length 1
         data = data.reshape(data.shape[:3])
-    if data.ndim != 3:
-        raise NotSingleVolumeError(
-            path, f"expected one 3D volume, got a {data.ndim}D image of shape {data.shape}"
-        )
-    if min(data.shape) < 2:
-        raise NotSingleVolumeError(path, f"expected one 3D volume, got a single slice of shape {data.shape}")
-    non_finite = ~np.isfinite(data)
-    if non_finite.mean() > MAX_NON_FINITE_FRACTION:
+    non_finite = np.isfinite(data)
+    np.logical_not(non_finite, out=non_finite)  # one mask in memory, not two
+    count = int(np.count_nonzero(non_finite))
+    if count / data.size > MAX_NON_FINITE_FRACTION:
         raise NonFiniteVoxelsError(
             path,
-            f"{int(non_finite.sum())} of {data.size} voxels are NaN or infinite "
+            f"{count} of {data.size} voxels are NaN or infinite "
             f"(more than {MAX_NON_FINITE_FRACTION:.0%} of the image)",
         )
-    data = np.where(non_finite, np.float32(0.0), data)
+    if count:
+        data[non_finite] = np.float32(0.0)
+    else:
+        non_finite = None  # nothing to track: the mask is not kept through resampling
     if float(data.max()) == float(data.min()):
         raise ConstantImageError(path, f"every voxel equals {float(data.min()):g}")
-    affine = np.asarray(image.affine, dtype=np.float64)
+    affine = np.asarray(affine, dtype=np.float64)
     if not _is_finite(affine):
         raise DegenerateAffineError(path, "the voxel-to-world affine has non-finite entries")
     linear = affine[:3, :3]
@@ -383,31 +417,6 @@ def _check_non_finite_outside_brain(
             f"{int(non_finite.sum())} voxels are NaN or infinite and they reach into the brain "
             f"({inside} of its {int(brain_mask.sum())} voxels on the {grid.name} grid)",
         )
-
-
-def resample_image(image: nib.Nifti1Image, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
-    """Anti-aliases, then trilinearly resamples ``image`` onto the voxel grid ``(shape, affine)``.
-
-    The one resampling of the package: scans onto the model grid here, and
-    explanation maps from the model grid back into a scan's own space
-    (`brainage_tf.explanation`), so both directions interpolate alike.
-
-    Args:
-        image: A 3D image with its voxel-to-world affine.
-        shape: Voxel shape of the target grid.
-        affine: Voxel-to-world affine of the target grid, in the image's world space.
-
-    Returns:
-        float32 voxels of shape ``shape``; 0 outside the image.
-    """
-    # The finest target edge: anisotropic targets lose no detail they can hold.
-    fwhm = antialias_fwhm(image, float(nib.affines.voxel_sizes(affine).min()))
-    if fwhm.max() > 0:
-        image = nibabel.processing.smooth_image(image, fwhm, mode="nearest")
-    resampled = nibabel.processing.resample_from_to(
-        image, (tuple(shape), affine), order=1, mode="constant", cval=0.0
-    )
-    return np.asarray(resampled.dataobj, dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,8 +1,11 @@
 """Tests for brainage_tf.preprocessing on real third-party files and every bad-input case."""
 
 import gzip
+import os
 import pathlib
 import pickle
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -11,10 +14,13 @@ from nibabel.affines import from_matvec
 from nibabel.eulerangles import euler2mat
 
 from brainage_tf import preprocessing as prep
+from brainage_tf import scan_file
 from brainage_tf.registration import mni152_images
 
 NIBABEL_DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
 TINY = prep.PreprocessConfig(grid="tiny", registration="none")
+# The checkout under test, so that a child interpreter measures this code and not an installed copy.
+CHECKOUT = pathlib.Path(prep.__file__).resolve().parents[1]
 
 
 def _assert_model_ready(result: prep.PreprocessedScan, grid: str = "tiny") -> None:
@@ -285,10 +291,241 @@ def test_absurd_voxel_size_is_rejected(tmp_path, voxel_mm):
         prep.preprocess_scan(path, TINY)
 
 
-@pytest.mark.parametrize("error_class", [prep.NonFiniteVoxelsError, prep.RegistrationError])
+@pytest.mark.parametrize(
+    "error_class", [prep.NonFiniteVoxelsError, prep.RegistrationError, prep.ScanTooLargeError]
+)
 def test_scan_errors_survive_pickling_for_beam_workers(error_class):
     error = error_class("/data/a.nii", "3 voxels are NaN or infinite")
     restored = pickle.loads(pickle.dumps(error))
     assert type(restored) is error_class
     assert str(restored) == "/data/a.nii: 3 voxels are NaN or infinite"
     assert isinstance(restored, prep.ScanError) and isinstance(restored, ValueError)
+
+
+# Scans too large for memory, and series: refused from the header, before any voxel is read.
+
+
+def _write_header_only(path: pathlib.Path, shape: tuple[int, ...], dtype: type, padding: int = 1000) -> None:
+    """A NIfTI whose header declares ``shape`` but whose voxels stop after ``padding`` bytes."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_sform(np.diag([0.1, 0.1, 0.1, 1.0]), code=1)
+    path.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * padding)  # an empty extension flag, then voxels
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb(tmp_path_factory) -> pathlib.Path:
+    """A valid 1024^3 uint8 .nii.gz of 4.7 MB, written one slice at a time (never 1 GB in memory)."""
+    size = 1024
+    path = tmp_path_factory.mktemp("bomb") / "bomb.nii.gz"
+    header = nib.Nifti1Header()
+    header.set_data_shape((size, size, size))
+    header.set_data_dtype(np.uint8)
+    header.set_sform(np.eye(4), code=1)
+    header.set_data_offset(352)
+    zeros = bytes(size * size)
+    with gzip.open(path, "wb", compresslevel=1) as stream:
+        stream.write(header.binaryblock + b"\0" * 4)
+        for _ in range(size):
+            stream.write(zeros)
+    return path
+
+
+def _run_in_fresh_interpreter(code: str, *args: str) -> str:
+    """Runs ``code`` with ``args`` in a fresh interpreter importing this checkout; returns its output."""
+    # A child of this process would count pytest's own peak RSS in its ru_maxrss (vfork, then exec),
+    # so a small interpreter starts it.
+    launcher = "import subprocess, sys; sys.exit(subprocess.run([sys.executable, *sys.argv[1:]]).returncode)"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(CHECKOUT), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-c", launcher, "-c", code, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=True).stdout
+
+
+def _refusal_and_peak_rss(path: pathlib.Path, config: str = "grid='tiny'") -> tuple[str, float]:
+    """Runs preprocess_scan on ``path`` in a fresh interpreter: (its outcome, its peak RSS in GB)."""
+    code = f"""
+import resource, sys
+from brainage_tf import preprocessing as prep
+try:
+    prep.preprocess_scan(sys.argv[1], prep.PreprocessConfig({config}))
+    print("accepted")
+except prep.ScanError as error:
+    print(type(error).__name__)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    outcome, max_rss_kib = _run_in_fresh_interpreter(code, str(path)).split()
+    return outcome, int(max_rss_kib) * 1024 / 1e9
+
+
+def test_truncated_file_whose_header_claims_2048_cubed_is_refused_from_the_header(tmp_path):
+    path = tmp_path / "giant.nii"
+    _write_header_only(path, (2048, 2048, 2048), np.int16)
+    assert path.stat().st_size == 1352 and nib.load(path).shape == (2048, 2048, 2048)
+    outcome, peak_gb = _refusal_and_peak_rss(path)  # first in a child: reading it takes 17 GB
+    assert outcome == "ScanTooLargeError" and peak_gb < 2.0, (outcome, peak_gb)
+    with pytest.raises(prep.ScanTooLargeError) as raised:
+        prep.preprocess_scan(path, TINY)
+    assert str(raised.value) == (
+        f"{path}: the header declares 2048x2048x2048 int16 voxels (8,589,934,592 voxels, 34.4 GB as "
+        "float32), more than the limit of 268,435,456; to accept it, raise max_voxels "
+        "(PreprocessConfig, or a builder config)"
+    )
+
+
+def test_gzip_bomb_of_1024_cubed_voxels_is_refused_from_the_header(gzip_bomb):
+    image = nib.load(gzip_bomb)  # a valid image of that shape, to its last slice
+    assert image.shape == (1024, 1024, 1024) and image.get_data_dtype() == np.uint8
+    assert gzip_bomb.stat().st_size < 5e6 and not np.asarray(image.dataobj[..., -1]).any()
+    outcome, peak_gb = _refusal_and_peak_rss(gzip_bomb, "grid='paper'")  # first in a child: 14 GB to read
+    assert outcome == "ScanTooLargeError" and peak_gb < 2.0, (outcome, peak_gb)
+    with pytest.raises(
+        prep.ScanTooLargeError,
+        match=r"^\S*bomb\.nii\.gz: the header declares 1024x1024x1024 uint8 voxels \(1,073,741,824 voxels, "
+        r"4\.3 GB as float32\), more than the limit of 268,435,456; to accept it, raise max_voxels",
+    ) as raised:
+        prep.preprocess_scan(gzip_bomb, prep.PreprocessConfig(grid="paper", registration="affine"))
+    assert "\n" not in str(raised.value)
+
+
+def test_the_limit_comes_from_the_config(tmp_path):
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    affine[:3, 3] = [-48.0, -72.0, -40.0]
+    path = _save(tmp_path, "t1.nii.gz", _noise((12, 14, 10)), affine)
+    at_limit = prep.PreprocessConfig(grid="tiny", max_voxels=12 * 14 * 10)
+    assert prep.preprocess_scan(path, at_limit).volume.shape == prep.GRIDS["tiny"].shape
+    below = prep.PreprocessConfig(grid="tiny", max_voxels=12 * 14 * 10 - 1)
+    message = (
+        r"t1\.nii\.gz: the header declares 12x14x10 float32 voxels \(1,680 voxels, 0\.0 MB .* limit of 1,679;"
+    )
+    with pytest.raises(prep.ScanTooLargeError, match=message):
+        prep.preprocess_scan(path, below)
+    with pytest.raises(prep.ScanTooLargeError, match="limit of 1,679;"):
+        prep.preprocess_image(nib.load(path), below, str(path))
+    with pytest.raises(prep.ScanTooLargeError, match="limit of 1,679;"):
+        prep.load_scan(path, max_voxels=1679)
+
+
+@pytest.mark.parametrize("max_voxels", [0, -5, 2.5e8, True, "268435456"])
+def test_max_voxels_must_be_a_positive_whole_number(max_voxels):
+    with pytest.raises(ValueError, match="max_voxels must be a positive whole number"):
+        prep.PreprocessConfig(max_voxels=max_voxels)
+
+
+def test_4d_series_is_refused_from_its_header_before_its_voxels_are_read(tmp_path):
+    # 200 volumes of 64x64x32 declared, none stored: reading voxels would fail as unreadable.
+    series = tmp_path / "bold.nii"
+    _write_header_only(series, (64, 64, 32, 200), np.float32)
+    with pytest.raises(
+        prep.NotSingleVolumeError,
+        match=r"bold\.nii: expected one 3D volume, got a 4D image of shape \(64, 64, 32, 200\)$",
+    ):
+        prep.preprocess_scan(series, TINY)
+    # A series larger than the voxel limit is named for what it is: not one volume.
+    fmri = tmp_path / "long_bold.nii"
+    _write_header_only(fmri, (128, 128, 64, 1000), np.int16)
+    with pytest.raises(prep.NotSingleVolumeError, match="got a 4D image of shape"):
+        prep.preprocess_scan(fmri, TINY)
+    outcome, peak_gb = _refusal_and_peak_rss(fmri)
+    assert outcome == "NotSingleVolumeError" and peak_gb < 2.0, (outcome, peak_gb)
+
+
+def _scaled_and_stored_files(tmp_path: pathlib.Path) -> list[pathlib.Path]:
+    """One small brain-like volume stored the ways scanners and tools store it."""
+    data = _noise((21, 17, 13)).astype(np.float32) * 7.3 - 120.0
+    files = []
+    for name, dtype, image_class in [
+        ("int16_scaled.nii.gz", np.int16, nib.Nifti1Image),
+        ("uint8_scaled.nii", np.uint8, nib.Nifti1Image),
+        ("float64.nii.gz", np.float64, nib.Nifti2Image),
+        ("int32.mgz", np.int32, nib.MGHImage),
+        ("int16.img", np.int16, nib.Spm2AnalyzeImage),
+    ]:
+        image = image_class(data, np.diag([1.2, 0.9, 1.1, 1.0]))
+        image.set_data_dtype(dtype)
+        nib.save(image, tmp_path / name)
+        files.append(tmp_path / name)
+    singleton = nib.Nifti1Image(data[..., None], np.eye(4))
+    singleton.set_data_dtype(np.int16)
+    nib.save(singleton, tmp_path / "singleton_4d.nii.gz")
+    return [*files, tmp_path / "singleton_4d.nii.gz"]
+
+
+def test_voxels_read_slab_by_slab_have_the_bits_nibabel_reads_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(scan_file, "SLAB_VOXELS", 100)  # many slabs, and a last one that is partial
+    paths = _scaled_and_stored_files(tmp_path) + [NIBABEL_DATA / "anatomical.nii"]
+    for path in paths:
+        expected = nib.load(path).get_fdata(dtype=np.float32)
+        image = scan_file.open_scan(path)
+        assert type(image.dataobj) is nib.arrayproxy.ArrayProxy
+        voxels = scan_file.read_voxels(image, str(path))
+        assert voxels.dtype == np.float32 and voxels.shape == expected.shape, path
+        assert voxels.tobytes() == expected.tobytes(), path
+    assert nib.load(paths[0]).dataobj.slope != 1.0  # the scaled case is scaled
+
+
+@pytest.mark.parametrize(
+    "stored_axes, shape",
+    [("LPS", (20, 30, 40)), ("PIR", (20, 30, 40)), ("SAR", (20, 30, 40, 1)), ("RAS", (20, 30, 40))],
+)
+def test_voxels_are_laid_out_in_memory_in_ras_order(stored_axes, shape):
+    # Axial, sagittal (PIR, SAR) and 4D-singleton storage: the RAS+ view is C-ordered, up to flips.
+    ras_axes = {"L": (0, -1.0), "R": (0, 1.0), "P": (1, -1.0), "A": (1, 1.0), "I": (2, -1.0), "S": (2, 1.0)}
+    affine = np.zeros((4, 4))
+    affine[3, 3] = 1.0
+    for stored, code in enumerate(stored_axes):
+        axis, sign = ras_axes[code]
+        affine[axis, stored] = sign * (0.8 + 0.1 * stored)
+    data = scan_file.canonical_layout(shape, affine)
+    assert data.shape == shape and data.dtype == np.float32 and data.flags.writeable
+    ras = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(data.reshape(shape[:3]), affine)).dataobj)
+    assert np.shares_memory(ras, data)
+    assert [abs(stride) for stride in ras.strides] == list(np.empty(ras.shape, np.float32).strides)
+
+
+def test_smoothing_in_place_gives_the_bits_of_smoothing_a_copy():
+    data = np.ascontiguousarray(_noise((40, 44, 36)).astype(np.float32)[::-1, :, ::-1])
+    image = nib.as_closest_canonical(nib.Nifti1Image(data, np.diag([-1.0, 1.1, -0.9, 1.0])))
+    grid = prep.get_grid("small")
+    expected = prep.resample_image(image, grid.shape, np.diag([3.0, 3.0, 3.0, 1.0]))
+    untouched = np.asarray(image.dataobj).copy()
+    assert np.array_equal(np.asarray(image.dataobj), untouched)
+    in_place = prep.resample_image(image, grid.shape, np.diag([3.0, 3.0, 3.0, 1.0]), overwrite=True)
+    assert in_place.tobytes() == expected.tobytes()
+    assert not np.array_equal(np.asarray(image.dataobj), untouched)  # it did smooth the image's own array
+
+
+def test_preprocess_image_leaves_the_callers_voxels_alone():
+    image = _small_mnc_with(np.nan, (slice(0, 3), slice(0, 4), slice(0, 4)))
+    before = np.asarray(image.dataobj).copy()
+    prep.preprocess_image(image, TINY, "spm.nii")
+    np.testing.assert_array_equal(np.asarray(image.dataobj), before)
+
+
+def test_a_large_scan_costs_about_one_float32_copy_of_its_voxels(tmp_path):
+    # 27 M voxels stored as scaled int16: nibabel's get_fdata scales them all in float64 (16 bytes a voxel).
+    shape = (300, 300, 300)
+    data = np.zeros(shape, dtype=np.float32)
+    data[60:240, 50:250, 40:260] = np.linspace(0.0, 900.0, 200, dtype=np.float32)[None, :, None]
+    affine = np.diag([0.6, 0.6, 0.6, 1.0])
+    affine[:3, 3] = [-90.0, -107.0, -85.0]
+    image = nib.Nifti1Image(data, affine)
+    image.set_data_dtype(np.int16)
+    nib.save(image, tmp_path / "big.nii.gz")
+    del data, image
+    prep.template_on_grid(prep.get_grid("small"))  # fills the array cache, so the child's warm-up stays small
+    code = """
+import resource, sys
+from brainage_tf import preprocessing as prep
+prep.template_on_grid(prep.get_grid("small"))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+prep.preprocess_scan(sys.argv[1], prep.PreprocessConfig(grid="small"))
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    before_kib, after_kib = (
+        int(f) for f in _run_in_fresh_interpreter(code, str(tmp_path / "big.nii.gz")).split()
+    )
+    bytes_per_voxel = (after_kib - before_kib) * 1024 / np.prod(shape)
+    # Measured 5.2 (the float32 copy, the finiteness mask, one slab scaled in float64); 16.3 when nibabel
+    # read it whole, about 9 with one more float32 copy. Above 4, the scan and not the warm-up set the peak.
+    assert 4.0 < bytes_per_voxel < 7.0, bytes_per_voxel

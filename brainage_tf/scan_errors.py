@@ -53,3 +53,7 @@ class DegenerateAffineError(ScanError):
 
 class VoxelSizeError(ScanError):
     """A voxel edge outside the range a brain MRI can have."""
+
+
+class ScanTooLargeError(ScanError):
+    """A header that declares more voxels than the limit (`PreprocessConfig.max_voxels`)."""

@@ -14,6 +14,8 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.defaults",
     "brainage_tf.preprocessing",
     "brainage_tf.preprocessing_record",
+    "brainage_tf.scan_file",
+    "brainage_tf.resampling",
     "brainage_tf.synthetic",
     "brainage_tf.ingest",
     "brainage_tf.training.config",

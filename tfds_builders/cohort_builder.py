@@ -26,27 +26,43 @@ from brainage_tf.preprocessing_record import preprocessing_record
 
 
 class CohortConfig(tfds.core.BuilderConfig):
-    """Builder config: the preprocessing grid, the registration mode, strictness."""
+    """Builder config: the preprocessing grid, the registration mode, strictness, the voxel limit."""
 
-    def __init__(self, *, grid: str, registration: str, strict: bool = False, **kwargs):
+    def __init__(
+        self,
+        *,
+        grid: str,
+        registration: str,
+        strict: bool = False,
+        max_voxels: int | None = None,
+        **kwargs,
+    ):
         """Creates the config.
 
         Args:
           grid: "tiny", "small" or "paper" (see brainage_tf.preprocessing.GRIDS).
           registration: "none" (scans already in MNI space) or "affine".
           strict: Fail the build on the first bad row instead of skipping it.
+          max_voxels: Most voxels a scan may hold (None: `MAX_SCAN_VOXELS`); larger scans are
+            skipped as `scan_too_large` before any voxel is read. It changes no example.
           **kwargs: tfds.core.BuilderConfig arguments (name, description, ...).
+
+        Raises:
+          ValueError: an unknown grid or registration mode, or a max_voxels that is not positive.
         """
         kwargs.setdefault("description", _config_description(grid, registration))
         super().__init__(**kwargs)
         self.grid = grid
         self.registration = registration
         self.strict = strict
+        self.max_voxels = max_voxels
+        _ = self.preprocess_config  # built once here: a bad setting fails now, not on the Beam workers
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
         """The PreprocessConfig every scan of this config goes through."""
-        return PreprocessConfig(grid=self.grid, registration=self.registration, brain_mask=False)
+        limit = {} if self.max_voxels is None else {"max_voxels": self.max_voxels}
+        return PreprocessConfig(grid=self.grid, registration=self.registration, brain_mask=False, **limit)
 
 
 def _config_description(grid: str, registration: str) -> str:

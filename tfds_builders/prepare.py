@@ -69,7 +69,7 @@ def make_config(builder_cls, config: str):
         return config
     try:
         return builder_cls.builder_config_cls(**json.loads(config))
-    except (json.JSONDecodeError, TypeError) as error:
+    except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: a setting out of range
         raise BuildError(f"{builder_cls.name}: unusable JSON config {config} ({error}).") from None
 
 

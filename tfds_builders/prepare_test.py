@@ -44,6 +44,15 @@ def test_a_json_config_builds_a_config_of_the_builders_own_class(tmp_path, seen)
     assert (builder.builder_config.name, builder.builder_config.discovery_subjects) == ("tiny_6", 6)
 
 
+def test_a_json_config_sets_the_voxel_limit_of_its_scans(tmp_path, seen):
+    config = '{"name": "mysite", "grid": "paper", "registration": "affine", "max_voxels": 400000000}'
+    with pytest.raises(Stop):
+        prepare_dataset("nihpd", config, str(tmp_path / "data"), manual_dir=str(tmp_path))
+    ((builder, _, _),) = seen
+    preprocess = builder.builder_config.preprocess_config
+    assert (preprocess.grid, preprocess.registration, preprocess.max_voxels) == ("paper", "affine", 400000000)
+
+
 @pytest.mark.parametrize(
     "builder, config, manual_dir, message",
     [
@@ -56,6 +65,12 @@ def test_a_json_config_builds_a_config_of_the_builders_own_class(tmp_path, seen)
         ),
         ("synthetic_cohort", '{"name": "x", "grid": "tiny"', None, "unusable JSON config"),
         ("synthetic_cohort", '{"name": "x", "grid": "tiny", "colour": 1}', None, "unusable JSON config"),
+        (
+            "synthetic_cohort",
+            '{"name": "x", "grid": "tiny", "registration": "none", "max_voxels": 0}',
+            None,
+            "max_voxels must be a positive whole number, got 0",
+        ),
         ("nihpd", "small", None, "nihpd needs a manual dir"),
     ],
 )

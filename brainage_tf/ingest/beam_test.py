@@ -33,6 +33,10 @@ def _record(subject, path=GOOD_SCAN, age=5.0, session="", cohort="c"):
 def _records(tmp_path: Path) -> list[tuple[str, ScanRecord]]:
     corrupt = tmp_path / "corrupt.nii.gz"
     corrupt.write_bytes(b"\x1f\x8b truncated")
+    giant = tmp_path / "giant.nii"  # a header that declares 2048^3 voxels, and no voxels
+    header = nib.Nifti1Header()
+    header.set_data_shape((2048, 2048, 2048))
+    giant.write_bytes(header.binaryblock + b"\0" * 4)
     return [
         ("train", _record("good1", path=OTHER_SCAN)),
         ("test", _record("good2", age=12.5, session="V1")),
@@ -40,6 +44,7 @@ def _records(tmp_path: Path) -> list[tuple[str, ScanRecord]]:
         ("", _record("noage", age=None)),
         ("train", _record("fourd", path=SCAN_4D)),
         ("train", _record("corrupt", path=str(corrupt))),
+        ("train", _record("giant", path=str(giant))),
         ("train", _record("gone", path=str(tmp_path / "gone.nii"))),
         ("train", _record("twice", session="V1")),
         ("train", _record("twice", session="V1")),
@@ -87,7 +92,7 @@ def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
     records = _records(tmp_path)
     report = tmp_path / "skip_report.tsv"
     summary = summarize(_run(records, report))
-    assert (summary.rows_in, summary.examples_written, summary.skipped) == (9, 2, 7)
+    assert (summary.rows_in, summary.examples_written, summary.skipped) == (10, 2, 8)
     assert summary.rows_in == summary.examples_written + summary.skipped
     assert summary.skipped_by_reason == {
         "duplicate": 2,
@@ -95,13 +100,15 @@ def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
         "missing_age": 1,
         "missing_file": 1,
         "not_single_volume": 1,
+        "scan_too_large": 1,
         "unreadable_scan": 1,
     }
-    assert summary.line() == "9 rows in, 2 examples written, 7 skipped"
+    assert summary.line() == "10 rows in, 2 examples written, 8 skipped"
     rows = read_skip_report(str(report))
     assert sorted(row["subject"] for row in rows) == [
         "corrupt",
         "fourd",
+        "giant",
         "gone",
         "noage",
         "old",
@@ -110,6 +117,7 @@ def test_ingest_writes_examples_and_reports_every_skip(tmp_path):
     ]
     reasons = {row["subject"]: row["reason"] for row in rows}
     assert reasons["fourd"].startswith("not_single_volume: ")
+    assert reasons["giant"].startswith("scan_too_large: the header declares 2048x2048x2048 float32 voxels")
     assert reasons["gone"] == "missing_file: file does not exist"
 
 
