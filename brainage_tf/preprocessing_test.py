@@ -368,8 +368,8 @@ def test_truncated_file_whose_header_claims_2048_cubed_is_refused_from_the_heade
         prep.preprocess_scan(path, TINY)
     assert str(raised.value) == (
         f"{path}: the header declares 2048x2048x2048 int16 voxels (8,589,934,592 voxels, 34.4 GB as "
-        "float32), more than the limit of 268,435,456; to accept it, raise max_voxels "
-        "(PreprocessConfig, or a builder config)"
+        "float32), more than the limit of 268,435,456; to accept it, raise the limit (--max-voxels of "
+        "predict and explain, max_voxels of a builder config)"
     )
 
 
@@ -382,7 +382,7 @@ def test_gzip_bomb_of_1024_cubed_voxels_is_refused_from_the_header(gzip_bomb):
     with pytest.raises(
         prep.ScanTooLargeError,
         match=r"^\S*bomb\.nii\.gz: the header declares 1024x1024x1024 uint8 voxels \(1,073,741,824 voxels, "
-        r"4\.3 GB as float32\), more than the limit of 268,435,456; to accept it, raise max_voxels",
+        r"4\.3 GB as float32\), more than the limit of 268,435,456; to accept it, raise the limit",
     ) as raised:
         prep.preprocess_scan(gzip_bomb, prep.PreprocessConfig(grid="paper", registration="affine"))
     assert "\n" not in str(raised.value)

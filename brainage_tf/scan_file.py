@@ -82,7 +82,8 @@ def check_header(image: nib.spatialimages.SpatialImage, path: str | None, max_vo
             path,
             f"the header declares {'x'.join(map(str, shape))} {_data_type(image)} voxels "
             f"({voxels:,} voxels, {_size(voxels * FLOAT32_BYTES)} as float32), more than the limit "
-            f"of {max_voxels:,}; to accept it, raise max_voxels (PreprocessConfig, or a builder config)",
+            f"of {max_voxels:,}; to accept it, raise the limit (--max-voxels of predict and explain, "
+            "max_voxels of a builder config)",
         )
 
 

@@ -213,3 +213,35 @@ def test_a_resume_with_another_export_or_without_resume_is_refused(setup, tmp_pa
     )
     assert predict.main(["--model", setup["model"], *scans, "--out", str(out)]) == 2
     assert f"{out} exists: pass --resume" in capsys.readouterr().err
+
+
+def test_a_giant_header_is_refused_from_its_header_and_max_voxels_is_the_flag(setup, tmp_path):
+    giant = tmp_path / "giant.nii"  # 1.4 KB on disk; its header claims 2048^3 int16 voxels (17 GB read)
+    header = nib.Nifti1Header()
+    header.set_data_shape((2048, 2048, 2048))
+    header.set_data_dtype(np.int16)
+    header.set_sform(np.diag([0.1, 0.1, 0.1, 1.0]), code=1)
+    giant.write_bytes(header.binaryblock + b"\0" * 1000)
+    scans = [str(giant), *setup["scans"][:2]]
+    out = tmp_path / "ages.csv"
+    code = "import resource, sys; from brainage_tf import predict; status = predict.main(sys.argv[1:]); "
+    code += "usage = resource.getrusage; print(usage(resource.RUSAGE_SELF).ru_maxrss, "
+    code += "usage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+    code += "sys.exit(status)"
+    argv = ["--model", setup["model"], *scans, "--out", str(out), "--workers", "1"]
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stderr[-3000:]
+    command_kb, worker_kb = map(int, done.stdout.split()[-2:])
+    assert max(command_kb, worker_kb) < 2 * 1024**2  # KB: the command and its worker stayed under 2 GB
+    rows = read_rows(out)
+    assert [row["status"] for row in rows] == ["failed", "ok", "ok"]
+    assert rows[0]["reason"].startswith(f"{giant}: the header declares 2048x2048x2048 int16 voxels")
+    assert "--max-voxels" in rows[0]["reason"] and "\n" not in rows[0]["reason"]
+
+    # The toy scans hold 24 x 30 x 21 = 15,120 voxels: one fewer is allowed, and they are refused.
+    small = tmp_path / "small.csv"
+    argv = ["--model", setup["model"], *setup["scans"][:1], "--out", str(small), "--workers", "0"]
+    assert predict.main([*argv, "--max-voxels", "15119"]) == 1
+    assert "more than the limit of 15,119" in read_rows(small)[0]["reason"]
+    assert predict.main([*argv, "--max-voxels", "15120", "--resume"]) == 0
+    assert predict.main([*argv, "--max-voxels", "0", "--resume"]) == 2

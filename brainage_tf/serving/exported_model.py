@@ -54,7 +54,10 @@ class ExportedModel:
         self.metadata = read_metadata(self.path)
         self.preprocess_config = export_preprocess_config(export_dir, self.metadata)
         if max_voxels is not None:
-            self.preprocess_config = dataclasses.replace(self.preprocess_config, max_voxels=max_voxels)
+            try:
+                self.preprocess_config = dataclasses.replace(self.preprocess_config, max_voxels=max_voxels)
+            except ValueError as error:
+                raise UsageError(f"--max-voxels: {one_line(error)}") from None
         name, shape = self.metadata["preprocessing"]["grid"], tuple(self.metadata.get("grid_shape") or ())
         if GRIDS[name].shape != shape:
             raise UsageError(f"{export_dir}: export grid {name!r} does not have its input shape {shape}")
