@@ -15,6 +15,7 @@ import pytest
 import yaml
 from toy_data import TINY_RUN_FLAGS
 
+from brainage_tf.serving.metadata import METADATA_ASSET
 from pipelines import compile as compile_cli
 from pipelines import run
 
@@ -96,7 +97,7 @@ def test_end_to_end_local_run_builds_trains_evaluates_and_pushes(first_run):
     assert (
         json.loads((version / "push.json").read_text())["model_fingerprint"] == model["content_fingerprint"]
     )
-    served = json.loads((version / "assets" / "brainage_metadata.json").read_text())
+    served = json.loads((version / "assets" / METADATA_ASSET).read_text())
     assert (served["dataset"], served["grid"]) == ("synthetic_cohort/tiny_pipe", "tiny")
     assert served["bias_correction"] is not None  # the Evaluator's calibration went into the export
 

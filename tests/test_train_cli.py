@@ -19,6 +19,7 @@ import pytest
 from toy_data import TOY_VERSION, store_toy_tfds, toy_cohort, toy_record, write_record
 
 from brainage_tf import train
+from brainage_tf.serving.metadata import METADATA_ASSET
 from brainage_tf.training import flags
 from brainage_tf.training.config import PRESETS, TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
@@ -298,7 +299,7 @@ def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_p
         lines[-1]
         == f"  export for serving: {export_dir} (python -m brainage_tf.predict --model {export_dir} ...)"
     )
-    asset = json.loads((run_dir / "export" / "1" / "assets" / "brainage_metadata.json").read_text())
+    asset = json.loads((run_dir / "export" / "1" / "assets" / METADATA_ASSET).read_text())
     assert asset["grid"] == "tiny" and asset["bias_correction"]["slope"] != 0
     # The builder's record, through config.json into the export.
     recorded = json.loads((run_dir / "config.json").read_text())["preprocessing"]
