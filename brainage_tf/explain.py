@@ -21,9 +21,8 @@ from pathlib import Path
 
 from brainage_tf.defaults import SLICE_AXES
 from brainage_tf.explanation.saliency import METHODS, SaliencySettings
-from brainage_tf.scan_errors import one_line
-from brainage_tf.serving.batch import Interrupted, signals_interrupt
-from brainage_tf.serving.cli import OneLineParser, add_scan_arguments, checked_scans, interrupted_message
+from brainage_tf.serving.cli import OneLineParser, add_scan_arguments, checked_scans, run_batch_command
+from brainage_tf.serving.explanations import SUMMARY_CSV, explain_items, slab_settings
 from brainage_tf.training.config import UsageError
 
 
@@ -54,28 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m brainage_tf.explain`; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    with signals_interrupt():
-        try:
-            try:
-                settings = SaliencySettings(args.method, args.samples, args.noise, seed=args.seed)
-            except ValueError as error:
-                raise UsageError(str(error)) from None
-            items = checked_scans(args)
-            from brainage_tf.serving.explanations import SUMMARY_CSV, explain_items, slab_settings
-            from brainage_tf.serving.exported_model import ExportedModel
 
-            model = ExportedModel(args.model, max_voxels=args.max_voxels)
-            slabs = slab_settings(model.metadata, args.slab_axis, args.slab_size)
-            args.out.mkdir(exist_ok=True)
-            counts = explain_items(model, items, settings, slabs, args.out, args.workers, args.resume, report)
-        except UsageError as error:
-            print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
-            return 2
-        except Interrupted as interrupt:
-            print(interrupted_message(parser.prog, argv, interrupt, len(items)), file=sys.stderr)
-            return interrupt.exit_code
-    print(f"{counts['ok']} explained, {counts['failed']} failed: {args.out / SUMMARY_CSV}")
-    return 1 if counts["failed"] else 0
+    def work() -> dict[str, int]:
+        try:
+            settings = SaliencySettings(args.method, args.samples, args.noise, seed=args.seed)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        items = checked_scans(args)
+        from brainage_tf.serving.exported_model import ExportedModel
+
+        model = ExportedModel(args.model, max_voxels=args.max_voxels)
+        slabs = slab_settings(model.metadata, args.slab_axis, args.slab_size)
+        args.out.mkdir(exist_ok=True)
+        return explain_items(model, items, settings, slabs, args.out, args.workers, args.resume, report)
+
+    return run_batch_command(parser.prog, argv, work, "explained", args.out / SUMMARY_CSV)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainage_tf.preprocessing import GRIDS
-from brainage_tf.scan_errors import one_line
-from brainage_tf.serving.batch import Interrupted, signals_interrupt
-from brainage_tf.serving.cli import OneLineParser, add_scan_arguments, checked_scans, interrupted_message
-from brainage_tf.training.config import UsageError
+from brainage_tf.serving.cli import OneLineParser, add_scan_arguments, checked_scans, run_batch_command
 
 
 def build_parser() -> OneLineParser:
@@ -39,23 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m brainage_tf.predict`; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    with signals_interrupt():
-        try:
-            items = checked_scans(args)
-            from brainage_tf.serving.exported_model import ExportedModel
-            from brainage_tf.serving.predictions import predict_to_csv
 
-            model = ExportedModel(args.model, args.grid, args.max_voxels)
-            progress = sys.stderr.isatty()
-            counts = predict_to_csv(model, items, args.out, args.workers, args.resume, progress)
-        except UsageError as error:
-            print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
-            return 2
-        except Interrupted as interrupt:
-            print(interrupted_message(parser.prog, argv, interrupt, len(items)), file=sys.stderr)
-            return interrupt.exit_code
-    print(f"{counts['ok']} predicted, {counts['failed']} failed: {args.out}")
-    return 1 if counts["failed"] else 0
+    def work() -> dict[str, int]:
+        items = checked_scans(args)
+        from brainage_tf.serving.exported_model import ExportedModel
+        from brainage_tf.serving.predictions import predict_to_csv
+
+        model = ExportedModel(args.model, args.grid, args.max_voxels)
+        return predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty())
+
+    return run_batch_command(parser.prog, argv, work, "predicted", args.out)
 
 
 if __name__ == "__main__":

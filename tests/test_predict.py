@@ -97,7 +97,8 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_path, monkeypatch):
+def record_fed_volumes(monkeypatch) -> list[np.ndarray]:
+    """The list every volume fed to `ExportedModel.predict` is appended to, as float32."""
     fed = []
     original = ExportedModel.predict
 
@@ -106,6 +107,11 @@ def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_pa
         return original(self, volumes)
 
     monkeypatch.setattr(ExportedModel, "predict", recording)
+    return fed
+
+
+def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_path, monkeypatch):
+    fed = record_fed_volumes(monkeypatch)
     paths = sorted(setup["stored"])
     out = tmp_path / "p.csv"
     assert predict.main(["--model", str(setup["model"]), *paths, "--out", str(out), "--workers", "0"]) == 0
@@ -135,14 +141,7 @@ def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_f
         "affine",
         record,
     )
-    fed = []
-    original = ExportedModel.predict
-
-    def recording(self, volumes):
-        fed.extend(np.array(volumes, np.float32))
-        return original(self, volumes)
-
-    monkeypatch.setattr(ExportedModel, "predict", recording)
+    fed = record_fed_volumes(monkeypatch)
     # One scan: a registration costs seconds, and the builder registered it in a Beam worker.
     path, stored = min(setup["stored_affine"].items())
     out = tmp_path / "p.csv"

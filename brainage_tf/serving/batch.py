@@ -58,12 +58,14 @@ class Interrupted(BaseException):
     Attributes:
         signum: The signal.
         finished: Rows on disk when it stopped (set by `run_resumable`).
+        total: Scans of the run (set by `run_resumable`).
         kept_in: The file that keeps them (set by `run_resumable`).
     """
 
     def __init__(self, signum: int):
         self.signum = signum
         self.finished: int | None = None
+        self.total: int | None = None
         self.kept_in: Path | None = None
         super().__init__(signal.Signals(signum).name)
 
@@ -177,7 +179,11 @@ def run_resumable(
         keys = run_batch(items, config, handler, journal, workers, **options)
     except Interrupted as interrupt:
         journal.close()  # flushes a row the signal caught between its write and its flush
-        interrupt.finished, interrupt.kept_in = journal.rows_on_disk(), journal.partial
+        interrupt.finished, interrupt.total, interrupt.kept_in = (
+            journal.rows_on_disk(),
+            len(items),
+            journal.partial,
+        )
         raise
     finally:
         journal.close()

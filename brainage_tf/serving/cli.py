@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from brainage_tf.serving.batch import Interrupted
+from brainage_tf.scan_errors import one_line
+from brainage_tf.serving.batch import Interrupted, signals_interrupt
 from brainage_tf.serving.scans import ScanItem, scan_items
 from brainage_tf.training.config import UsageError
 
@@ -64,7 +66,7 @@ def checked_scans(args: argparse.Namespace) -> list[ScanItem]:
     return items
 
 
-def interrupted_message(prog: str, argv: Sequence[str] | None, interrupt: Interrupted, total: int) -> str:
+def interrupted_message(prog: str, argv: Sequence[str] | None, interrupt: Interrupted) -> str:
     """The one line a batch command prints when SIGINT or SIGTERM stops it: what is kept, how to resume."""
     if interrupt.kept_in is None:  # stopped before any scan was started
         return f"{prog}: interrupted by {interrupt}"
@@ -75,6 +77,35 @@ def interrupted_message(prog: str, argv: Sequence[str] | None, interrupt: Interr
     if len(resume) > _LONGEST_RESUME_LINE:  # hundreds of scan paths: no one copies that line
         resume = "the same command plus --resume"
     return (
-        f"interrupted by {interrupt}: {interrupt.finished} of {total} scans finished, kept in "
+        f"interrupted by {interrupt}: {interrupt.finished} of {interrupt.total} scans finished, kept in "
         f"{interrupt.kept_in}; resume with: {resume}"
     )
+
+
+def run_batch_command(
+    prog: str, argv: Sequence[str] | None, work: Callable[[], dict[str, int]], verb: str, out: Path
+) -> int:
+    """Runs a batch command's work, SIGINT and SIGTERM interrupting it; returns the exit code.
+
+    A usage error prints one line and gives 2; an interrupt prints what is kept and how to
+    resume, and gives 128 + the signal; otherwise the counts are printed, e.g.
+    "718 predicted, 2 failed: ages.csv", and the code is 1 when any scan failed.
+
+    Args:
+        prog: The command's name, for its messages.
+        argv: Its arguments (None: sys.argv's), for the resume line.
+        work: Everything the command does; returns {"ok", "failed", ...} counts.
+        verb: What an ok scan was, e.g. "predicted".
+        out: What the counts line names.
+    """
+    with signals_interrupt():
+        try:
+            counts = work()
+        except UsageError as error:
+            print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+            return 2
+        except Interrupted as interrupt:
+            print(interrupted_message(prog, argv, interrupt), file=sys.stderr)
+            return interrupt.exit_code
+    print(f"{counts['ok']} {verb}, {counts['failed']} failed: {out}")
+    return 1 if counts["failed"] else 0
