@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 from brainage_tf.training.config import UsageError
-from brainage_tf.training.distribute import make_strategy, split_cpu, worker_role_from_env
+from brainage_tf.training.distribute import worker_role_from_env
 from brainage_tf.training.flags import build_parser, config_from_args
 from brainage_tf.training.run_directory import LISTING, RunDirectory
+from brainage_tf.training.train_lib import resumed_config, train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,53 +27,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         # TensorFlow's C++ INFO lines, here and in Beam's worker processes, which inherit it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     role = worker_role_from_env()
-    interactive = sys.stderr.isatty() and role.is_chief
+    out = args.out or RunDirectory.default_path(args.model)
     try:
-        run = RunDirectory(args.out or RunDirectory.default_path(args.model), role)
-        if args.resume:
-            config = run.read_config().replace(**({"epochs": args.epochs} if args.epochs else {}))
-        else:
-            config = config_from_args(args)
-            run.check_new()
-        config.validate()
-        if args.logical_cpus > 1:
-            split_cpu(args.logical_cpus)
-        strategy = make_strategy(config.strategy, role)
-
-        from brainage_tf import data
-        from brainage_tf.training.trainer import Trainer
-        from tfds_builders.embedded import ensure_prepared
-
-        config.data_dir = config.data_dir or data.default_data_dir()
-        try:
-            ensure_prepared(config.dataset, config.data_dir, verbose=args.verbose, progress_bar=interactive)
-            source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
-        except data.DatasetError as error:
-            raise UsageError(str(error)) from None
-        started = time.perf_counter()
-        results = Trainer(config, source, strategy, run, progress_bar=interactive).fit(resume=args.resume)
-        trained = time.perf_counter() - started
-        exported = export_for_serving(run) if args.export and role.is_chief else None
+        config = resumed_config(out, args.epochs) if args.resume else config_from_args(args)
+        result = train(
+            config,
+            out,
+            resume=args.resume,
+            export=args.export,
+            logical_cpus=args.logical_cpus,
+            role=role,
+            verbose=args.verbose,
+            progress_bar=sys.stderr.isatty() and role.is_chief,
+        )
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     if role.is_chief:
         print(
-            f"done in {trained:.0f} s: {closing_figure(results)}\n"
-            f"run directory: {run.path.resolve()}\n  {LISTING}"
+            f"done in {result.seconds:.0f} s: {closing_figure(result.results)}\n"
+            f"run directory: {result.run_dir.resolve()}\n  {LISTING}"
         )
-        if exported:
-            print(f"  export for serving: {exported} (python -m brainage_tf.predict --model {exported} ...)")
+        if result.export_dir:
+            print(
+                f"  export for serving: {result.export_dir} "
+                f"(python -m brainage_tf.predict --model {result.export_dir} ...)"
+            )
     return 0
-
-
-def export_for_serving(run: RunDirectory):
-    """Fits the run's calibration, then exports its selected model; returns the export folder."""
-    from brainage_tf.evaluation.run_evaluation import calibrate_run
-    from brainage_tf.serving.export import export_run
-
-    calibrate_run(run.path)
-    return export_run(run.path).resolve()
 
 
 def closing_figure(results: dict) -> str:

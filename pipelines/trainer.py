@@ -1,18 +1,15 @@
-"""Trainer's work: `python -m brainage_tf.train` on ExampleGen's dataset, into the store.
+"""Trainer's work: `brainage_tf.training.train_lib.train` on ExampleGen's dataset, into the store.
 
 The output is the run directory (config.json, history.csv, results.json,
 best_model.keras, checkpoints/, tensorboard/); its artifact metadata holds the
-run's config and its best validation MAE. Training flags go through the driver's
-own parser, so every flag and preset of `brainage_tf.train` works here unchanged
-and is checked in one place.
+run's config and its best validation MAE. `train_args` are the flags of
+`python -m brainage_tf.train`, parsed by its own parser into the same TrainConfig,
+so every flag and preset works here unchanged and is checked in one place; a bad
+one is a UsageError, reported as this component's error.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,21 +20,6 @@ from pipelines.store import OutputStore, StoredOutput
 COMPONENT = "Trainer"
 # Set by the component from its input artifact and its store folder, never by the caller.
 OWNED_FLAGS = ("--dataset", "--data_dir", "--data-dir", "--out", "--resume")
-
-
-def _call_keeping_stderr(main, argv: Sequence[str]) -> tuple[int, str]:
-    """Runs a `main(argv) -> int` entry point; returns its exit code and what it wrote to stderr.
-
-    The text still reaches stderr (the task's log); argparse's exit is returned as a code.
-    """
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            code = main(list(argv))
-    except SystemExit as error:  # argparse rejects a flag
-        code = error.code if isinstance(error.code, int) else 2
-    sys.stderr.write(captured.getvalue())
-    return code, captured.getvalue()
 
 
 def run(
@@ -62,7 +44,7 @@ def run(
         The `model` output: the run directory and its metadata.
 
     Raises:
-        ComponentError: A flag this component sets, or training that exits with an error.
+        ComponentError: A flag this component sets, a bad flag, or a request training refuses.
     """
     owned = [arg for arg in train_args if arg.split("=")[0] in OWNED_FLAGS]
     if owned:
@@ -71,18 +53,26 @@ def run(
     dataset = examples_metadata["dataset"]
 
     def train(folder: Path) -> dict:
-        from brainage_tf import train as driver
+        from brainage_tf.training.config import UsageError
+        from brainage_tf.training.flags import config_from_args, parse_flags
+        from brainage_tf.training.train_lib import train as train_run
 
         argv = ["--dataset", dataset, "--data_dir", examples_path, "--model", model, "--preset", preset]
-        argv.append("--no-export")  # the Evaluator calibrates and the Pusher exports the blessed model
-        code, errors = _call_keeping_stderr(driver.main, [*argv, *train_args, "--out", str(folder)])
-        if code != 0:
-            lines = [line for line in errors.splitlines() if line.strip()]
-            reason = lines[-1].split(": error: ", 1)[-1] if lines else "no message"
-            raise ComponentError(f"training exited with code {code}: {reason}")
-        results = json.loads((folder / "results.json").read_text())
+        try:
+            args = parse_flags([*argv, *train_args])
+            # No export: the Evaluator calibrates and the Pusher exports the blessed model.
+            result = train_run(
+                config_from_args(args),
+                folder,
+                export=False,
+                logical_cpus=args.logical_cpus,
+                verbose=args.verbose,
+            )
+        except UsageError as error:
+            raise ComponentError(f"training refused: {error}") from None
+        results = result.results
         details = {
-            "config": json.loads((folder / "config.json").read_text()),
+            "config": result.config.to_json(),
             "best_val_mae": results["best_val_mae"],
             "mean_predictor_val_mae": results["mean_predictor_val_mae"],
             "dataset": dataset,

@@ -137,7 +137,7 @@ def test_a_failing_trainer_stops_the_run_and_leaves_the_pushed_model_untouched(f
     assert run.main(pipeline_args(out, train=too_big_batch)) == 1
     error = capsys.readouterr().err.splitlines()
     assert error[-2] == (
-        "python -m pipelines.run: error: Trainer failed: training exited with code 2: "
+        "python -m pipelines.run: error: Trainer failed: training refused: "
         "7 training examples are fewer than one global batch of 64; lower --batch-size."
     )
     assert error[-1] == f"the pipeline stopped there; earlier outputs are kept in {out / 'store'}"

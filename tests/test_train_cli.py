@@ -260,6 +260,27 @@ def test_command_line_run_writes_a_complete_run_directory_and_resumes(toy_tfds, 
     output = capsys.readouterr().out
     # Not a terminal: one line per epoch, no progress bar.
     assert len(epoch_lines(output)) == 2 and "\r" not in output
+    assert tensorboard_scalars(run_dir / "tensorboard") == {
+        tag: [
+            (int(row["epoch"]), pytest.approx(float(row[tag]), abs=1e-6))
+            for row in RunDirectory(run_dir).read_history()
+        ]
+        for tag in ("train_mae", "val_mae", "learning_rate")
+    }
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) per tag, as TensorBoard's own reader finds them for its scalars dashboard."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    return {
+        tag: [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in events.Tensors(tag)]
+        for tag in events.Tags()[event_accumulator.TENSORS]
+        if events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"
+    }
 
 
 def test_main_job_without_arguments_builds_the_embedded_cohort_then_trains(tmp_path, monkeypatch, capfd):

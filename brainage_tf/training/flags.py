@@ -8,10 +8,11 @@ bad flag is reported at once.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, SLICE_AXES
-from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig
+from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig, UsageError
 
 # Flags that override a preset's value only when given (their parser default is None).
 PRESET_FLAGS = (
@@ -26,9 +27,22 @@ PRESET_FLAGS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface."""
-    parser = argparse.ArgumentParser(
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser whose errors are UsageErrors, for callers that are not a command line."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def build_parser(
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
+    """The command-line interface.
+
+    Args:
+        parser_class: ArgumentParser for a command line (usage and exit 2 on a bad flag).
+    """
+    parser = parser_class(
         prog="python -m brainage_tf.train",
         description="Train slice_lstm (2D-ResNet18+LSTM) or resnet3d on a TFDS brain-MRI dataset. "
         "With no arguments: the demo run on the embedded synthetic cohort.",
@@ -100,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--verbose", action="store_true", help="Show Beam's and TFDS's INFO logs while building a dataset.")
     return parser
+
+
+def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
+    """The training flags of a caller that is not a command line (a pipeline component).
+
+    Raises:
+        UsageError: An unknown flag or a bad value, in argparse's words.
+    """
+    return build_parser(_RaisingParser).parse_args(list(argv))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -157,20 +157,12 @@ class RunDirectory:
             self.results_path.write_text(json.dumps(results, indent=2) + "\n")
 
     def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        """Writes TensorBoard scalars with TF's core summary op.
-
-        tf.summary.scalar needs the tensorboard package, which TensorFlow 2.21 no longer
-        installs; the core op plus the scalars-plugin metadata writes the same event.
-        """
+        """Writes the epoch's scalars with tf.summary, which TensorBoard's scalars dashboard reads."""
         import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
 
         if self._tensorboard_writer is None:
             self._tensorboard_writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-        ).SerializeToString()
         with self._tensorboard_writer.as_default(step=step):
             for tag, value in scalars.items():
-                tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
+                tf.summary.scalar(tag, value)
         self._tensorboard_writer.flush()
