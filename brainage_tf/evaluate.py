@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
 from brainage_tf.evaluation.metrics import CS_MAX_ALPHA
 from brainage_tf.training.config import UsageError
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="Output folder (--run: default RUN_DIR/eval/<dataset>-<split>; needed by --compare/--ensemble).",
     )
+    add_verbose_argument(parser)
     return parser
 
 
@@ -119,5 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# `python -m` and the console script: main with TensorFlow's native log lines off the console.
+command = entry_point(main)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.training.config import UsageError
 from brainage_tf.training.run_directory import CHECKPOINTS
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="Run directory to export.")
     parser.add_argument("--version", type=int, help="Version folder (default: 1 + the largest existing).")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best", help="Model to export.")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -41,5 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# `python -m` and the console script: main with TensorFlow's native log lines off the console.
+command = entry_point(main)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

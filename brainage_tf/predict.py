@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf.console import entry_point
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.serving.cli import OneLineParser, add_scan_arguments, checked_scans, run_batch_command
 
@@ -48,5 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_batch_command(parser.prog, argv, work, "predicted", args.out)
 
 
+# `python -m` and the console script: main with TensorFlow's native log lines off the console.
+command = entry_point(main)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

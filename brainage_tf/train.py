@@ -8,10 +8,10 @@ See docs/training.md for flags, presets, the run directory and tf.distribute.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
+from brainage_tf.console import entry_point
 from brainage_tf.training.config import UsageError
 from brainage_tf.training.distribute import worker_role_from_env
 from brainage_tf.training.flags import build_parser, config_from_args
@@ -23,9 +23,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m brainage_tf.train`; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose:
-        # TensorFlow's C++ INFO lines, here and in Beam's worker processes, which inherit it.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     role = worker_role_from_env()
     out = args.out or RunDirectory.default_path(args.model)
     try:
@@ -69,5 +66,8 @@ def closing_figure(results: dict) -> str:
     )
 
 
+# `python -m` and the console script: main with TensorFlow's native log lines off the console.
+command = entry_point(main)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, YOUNG_MAX_AGE_YEARS
 from brainage_tf.training.config import TrainConfig, UsageError
 from pipelines.paper_report import TABLES, epoch_seconds, write_experiment_report
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--replication-data-dir", help="real: its TFDS data dir (default: --data-dir).")
     add("--replication-split", help="real: its split (default test; the synthetic cohort's is replication).")
     add("--seed", type=int, default=TrainConfig.seed, help="Weights and shuffle seed of every run.")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -245,7 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m pipelines.paper_experiment`; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     started = time.perf_counter()
 
     def log(line: str) -> None:
@@ -262,5 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# `python -m` and the console script: main with TensorFlow's native log lines off the console.
+command = entry_point(main)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

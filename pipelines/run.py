@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.defaults import MODEL_NAMES
 from brainage_tf.training.config import PRESETS
 from pipelines.artifacts import ERROR_FILE
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_MAE,
         help="Largest MAE (years) blessed (default %(default)s).",
     )
+    add_verbose_argument(parser)
     return parser
 
 
@@ -158,5 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# `python -m` and the console script: main with TensorFlow's native log lines off the console.
+command = entry_point(main)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -165,7 +165,9 @@ def test_sigterm_keeps_every_finished_row_and_leaves_no_process(setup, tmp_path)
     process.terminate()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM
-    last = stderr.strip().splitlines()[-1]
+    [last] = (
+        stderr.strip().splitlines()
+    )  # the one line: no TensorFlow log line, no warning (brainage_tf.console)
     assert last.startswith("interrupted by SIGTERM: ") and f" of {SCANS} scans finished, kept in " in last
     assert last.endswith("resume with: the same command plus --resume")  # 120 paths: too long to print
     assert_all_exit(children)

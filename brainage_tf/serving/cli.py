@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from brainage_tf.console import add_verbose_argument
 from brainage_tf.scan_errors import one_line
 from brainage_tf.serving.batch import Interrupted, signals_interrupt
 from brainage_tf.serving.scans import ScanItem, scan_items
@@ -29,6 +30,7 @@ def add_scan_arguments(parser: argparse.ArgumentParser, default_workers: int) ->
     add = parser.add_argument
     add("scans", nargs="*", metavar="SCAN", help="Scan files (age unknown).")
     add("--model", required=True, metavar="EXPORT_DIR", help="An export version folder.")
+    add_verbose_argument(parser)
     add("--bids", metavar="DIR", help="BIDS folder: its T1w scans with their ages.")
     add("--manifest", metavar="CSV", help="Manifest CSV/TSV: subject_id, age, path[, session].")
     add(

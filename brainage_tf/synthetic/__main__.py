@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
 from brainage_tf.synthetic.cohort import generate_cohort, validate_arguments
 from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS, DEFAULT_AGE_DISTRIBUTION
@@ -57,6 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "visits 3-12 months apart) and school-age arm (4.5-18.5 y, visits about 2 years apart)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -102,5 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# `python -m` and the console script: main with TensorFlow's native log lines off the console.
+command = entry_point(main)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

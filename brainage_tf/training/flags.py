@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf.console import add_verbose_argument
 from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, SLICE_AXES
 from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig, UsageError
 
@@ -112,7 +113,7 @@ def build_parser(
         "or AMX and on GPUs with bf16, mixed_float16 on older GPUs, else float32. The age head, the "
         "loss and the variables stay float32.",
     )
-    add("--verbose", action="store_true", help="Show Beam's and TFDS's INFO logs while building a dataset.")
+    add_verbose_argument(parser)
     return parser
 
 

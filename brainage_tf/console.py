@@ -1,0 +1,118 @@
+"""The commands' console: TensorFlow's native log lines stay off it unless `--verbose` is given.
+
+TensorFlow's C++ code logs through absl before anything initialises absl's logging,
+so every line goes to file descriptor 2 whatever `TF_CPP_MIN_LOG_LEVEL` says (the
+`I0000 ... oneDNN custom operations are on` lines, at every start; `E0000 ... failed
+call to cuInit` on every machine without a GPU; `E0000 ... oneDNN supports DT_HALF`
+during evaluation). No switch reaches them from Python, so a command routes
+descriptor 2 through a pipe and drops exactly those lines; Python's own output
+bypasses the pipe. Library code never calls this: only a command's process owns its
+console (a test that calls `main` in-process keeps pytest's capture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import faulthandler
+import functools
+import io
+import os
+import re
+import select
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+VERBOSE_FLAG = "--verbose"
+VERBOSE_HELP = "Show TensorFlow's native log lines, and Beam's and TFDS's INFO logs while a dataset is built."
+# absl's prefix (severity I/W/E, date, time or 00:00:<epoch seconds>, thread, file:line]) and
+# the two lines of its start-up that carry no prefix; a fatal (F) line is never dropped.
+NATIVE_LOG_LINE = re.compile(
+    rb"^(?:[IWE]\d{4} [\d:.]+ +\d+ [^\]\s]+:\d+\] "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    rb"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$)"
+)
+# A partial line waits this long for its end before it is shown as it is (a prompt, a bar).
+_PARTIAL_LINE_SECONDS = 0.2
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """Adds the `--verbose` flag that `run_command` reads."""
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
+
+
+def entry_point(main: Callable[[], int]) -> Callable[[], int]:
+    """A command's console entry point: `main` run by `run_command` (for `python -m` and console scripts)."""
+    return functools.partial(run_command, main)
+
+
+def run_command(main: Callable[[], int], argv: Sequence[str] | None = None) -> int:
+    """Runs a command's `main` with native log lines filtered, unless `--verbose` is among the arguments.
+
+    Args:
+        main: The command's entry point, reading sys.argv; returns the exit code.
+        argv: The arguments to look for `--verbose` in (default sys.argv[1:]).
+
+    Returns:
+        `main`'s exit code.
+    """
+    if VERBOSE_FLAG not in (sys.argv[1:] if argv is None else argv):
+        filter_native_log_lines()
+    return main()
+
+
+def filter_native_log_lines() -> None:
+    """Routes file descriptor 2 through a filter thread that drops TensorFlow's native log lines.
+
+    sys.stderr is rebound to the real stderr, so Python's messages, tracebacks and bars
+    bypass the filter; child processes inherit the filtered descriptor. A fatal signal
+    still prints the Python traceback (faulthandler, on the real stderr). Does nothing
+    when stderr is not a file descriptor.
+    """
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(real, "w", closefd=False), encoding=sys.stderr.encoding, errors="backslashreplace",
+        line_buffering=True, write_through=True,
+    )  # fmt: skip
+    faulthandler.enable(file=sys.stderr)
+    thread = threading.Thread(target=_forward, args=(read_end, real), name="native-log-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes this process's write end: the thread reads to the end and stops
+        thread.join(timeout=1.0)
+
+    atexit.register(restore)
+
+
+def _forward(read_end: int, real: int) -> None:
+    """Copies lines from the pipe to the real stderr, all but the native log lines."""
+    pending = b""
+    while True:
+        ready, _, _ = select.select([read_end], [], [], _PARTIAL_LINE_SECONDS if pending else None)
+        if not ready:
+            _write_all(real, pending)
+            pending = b""
+            continue
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        _write_all(real, b"".join(line + b"\n" for line in lines if not NATIVE_LOG_LINE.match(line)))
+    if not NATIVE_LOG_LINE.match(pending):
+        _write_all(real, pending)
+    os.close(read_end)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
