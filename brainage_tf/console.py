@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 VERBOSE_FLAG = "--verbose"
+# Set by a verbose command for its child processes that are commands of their own (pipeline components).
+VERBOSE_ENV = "BRAINAGE_TF_VERBOSE"
 VERBOSE_HELP = "Show TensorFlow's native log lines, and Beam's and TFDS's INFO logs while a dataset is built."
 # absl's prefix (severity I/W/E, date, time or 00:00:<epoch seconds>, thread, file:line]) and
 # the two lines of its start-up that carry no prefix; a fatal (F) line is never dropped.
@@ -57,9 +59,17 @@ def run_command(main: Callable[[], int], argv: Sequence[str] | None = None) -> i
     Returns:
         `main`'s exit code.
     """
-    if VERBOSE_FLAG not in (sys.argv[1:] if argv is None else argv):
+    if VERBOSE_FLAG in (sys.argv[1:] if argv is None else argv):
+        os.environ[VERBOSE_ENV] = "1"
+    else:
         filter_native_log_lines()
     return main()
+
+
+def component_console() -> None:
+    """A pipeline component's process: native log lines filtered, unless its pipeline run is verbose."""
+    if not os.environ.get(VERBOSE_ENV):
+        filter_native_log_lines()
 
 
 def filter_native_log_lines() -> None:

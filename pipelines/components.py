@@ -25,9 +25,11 @@ def example_gen(
     examples: Output[Dataset],
 ):
     """ExampleGen: builds a TFDS dataset through the package's Beam builders."""
+    from brainage_tf.console import component_console
     from pipelines import example_gen as step
     from pipelines.artifacts import failure_reported, publish
 
+    component_console()
     with failure_reported("ExampleGen", examples):
         publish(examples, step.run(store_dir, builder, config, manual_dir, beam_pipeline_options))
 
@@ -42,9 +44,11 @@ def trainer(
     model: Output[Model],
 ):
     """Trainer: runs `python -m brainage_tf.train` on the examples; the Model is the run directory."""
+    from brainage_tf.console import component_console
     from pipelines import trainer as step
     from pipelines.artifacts import failure_reported, publish
 
+    component_console()
     with failure_reported("Trainer", model):
         publish(model, step.run(store_dir, examples.path, examples.metadata, model_name, preset, train_args))
 
@@ -62,9 +66,11 @@ def evaluator(
     blessing: Output[Artifact],
 ):
     """Evaluator: the paper's evaluation on one split, and a blessing (MAE threshold, pushed model)."""
+    from brainage_tf.console import component_console
     from pipelines import evaluator as step
     from pipelines.artifacts import failure_reported, publish
 
+    component_console()
     with failure_reported("Evaluator", metrics):
         outputs = step.run(
             store_dir,
@@ -90,9 +96,11 @@ def pusher(
     pushed_model: Output[Artifact],
 ):
     """Pusher: copies a blessed export into the serving folder as the next integer version."""
+    from brainage_tf.console import component_console
     from pipelines import pusher as step
     from pipelines.artifacts import failure_reported, publish
 
+    component_console()
     with failure_reported("Pusher", pushed_model):
         publish(
             pushed_model,
