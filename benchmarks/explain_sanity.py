@@ -27,6 +27,7 @@ from brainage_tf.explanation import occlusion, sanity
 from brainage_tf.explanation.saliency import METHODS, SaliencySettings, keras_age_function, saliency_map
 from brainage_tf.preprocessing import GRIDS, preprocess_scan
 from brainage_tf.preprocessing_record import preprocess_config_from_record
+from brainage_tf.serving.explanations import slab_settings
 from brainage_tf.training.run_directory import RunDirectory
 
 
@@ -44,6 +45,8 @@ def main() -> None:
     # As the run's export would: the preprocessing its dataset recorded, copied into config.json.
     prep = preprocess_config_from_record(config.preprocessing)
     grid = prep.grid
+    # The slabs explain would occlude for the run's export: its model's own, or the defaults.
+    slab_axis, slab_size = slab_settings({**config.to_json(), "grid_shape": list(grid_shape)}, None, None)
     trained, randomised = keras_age_function(model), keras_age_function(sanity.reinitialised(model))
     settings = SaliencySettings(method=args.method)
     print(f"{config.model} on grid {grid} {grid_shape}, {settings.describe()}")
@@ -59,15 +62,13 @@ def main() -> None:
         trained_map = saliency_map(trained, volume, settings)
         seconds_map = time.perf_counter() - start
         start = time.perf_counter()
-        table = occlusion.slab_importance(
-            trained, volume, config.slice_axis, config.pool_size, GRIDS[grid].affine
-        )
+        table = occlusion.slab_importance(trained, volume, slab_axis, slab_size, GRIDS[grid].affine)
         seconds_occlusion = time.perf_counter() - start
         random_map = saliency_map(randomised, volume, settings)
         second_seed = saliency_map(trained, volume, SaliencySettings(args.method, seed=1))
         top = max(1, len(table) // 4)
         consistency = sanity.occlusion_consistency(
-            trained, volume, table["importance"].to_numpy(), config.slice_axis, config.pool_size, top
+            trained, volume, table["importance"].to_numpy(), slab_axis, slab_size, top
         )
         row = (
             sanity.rank_correlation(trained_map, random_map),

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sections  # noqa: E402
 from flops import TRAINING_FLOPS_PER_FORWARD_FLOP  # noqa: E402
 
-from brainage_tf.defaults import MODEL_NAMES  # noqa: E402
+from brainage_tf.model_registry import DEFAULT_MODEL, model_names  # noqa: E402
 from brainage_tf.training.precision import BF16_CPU_FLAGS, cpu_flags  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -49,7 +49,7 @@ SIZES = {
     "matmul_calls": (9, 5),
     "train_steps": (6, 2),
     "train_rounds": (2, 1),
-    "inference_models": (MODEL_NAMES, ("slice_lstm",)),
+    "inference_models": (model_names(), (DEFAULT_MODEL,)),
     "serving_calls": (3, 2),
     "subjects": (100, 20),
     "predict_scans": (8, 4),
@@ -170,7 +170,7 @@ def main() -> None:
         results["ceilings"] = sections.matmul_ceilings(size["matmul_size"], size["matmul_calls"])
         log("2-3. training steps, one process per configuration")
         results["training"] = sections.training(
-            MODEL_NAMES, PRECISIONS, frameworks, size["train_steps"], size["train_rounds"], log
+            model_names(), PRECISIONS, frameworks, size["train_steps"], size["train_rounds"], log
         )
         add_ratios(results["training"])
 
@@ -196,7 +196,7 @@ def main() -> None:
                 export_dir = sections.export_untrained(model, precision, work_dir)
                 row = dict(model=model, precision=precision)
                 row["serving"] = sections.serving(export_dir, (1, 8), size["serving_calls"])
-                if model == "slice_lstm":
+                if model == DEFAULT_MODEL:  # the predict command around the model is the same for every model
                     row["predict"] = sections.predict_end_to_end(export_dir, scans, work_dir)
                 results["inference"].append(row)
                 log(f"  {model} {precision}: {row}")

@@ -117,9 +117,19 @@ class ResNet3D(nn.Module):
         return _float32_head(self.age, self.encoder(volume[:, None]))
 
 
+# Registered model name -> its PyTorch twin, built from the volume shape.
+TWINS = {"slice_lstm": SliceLSTM, "resnet3d": lambda volume_shape: ResNet3D()}
+
+
 def build(model_name: str, volume_shape: Sequence[int]) -> nn.Module:
-    """The PyTorch twin of `brainage_tf.models.build_model(model_name, volume_shape)` at full width."""
-    return SliceLSTM(volume_shape) if model_name == "slice_lstm" else ResNet3D()
+    """The PyTorch twin of `brainage_tf.models.build_model(model_name, volume_shape)` at full width.
+
+    Raises:
+        ValueError: The model has no twin here.
+    """
+    if model_name not in TWINS:
+        raise ValueError(f"no PyTorch twin of {model_name!r}; twins exist of {', '.join(TWINS)}.")
+    return TWINS[model_name](volume_shape)
 
 
 def training_step(model: nn.Module, precision: str):

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from timing import matmul_gflops, peak_rss_mb, time_calls  # noqa: E402
 
-from brainage_tf.defaults import MODEL_NAMES  # noqa: E402
+from brainage_tf.model_registry import DEFAULT_MODEL, model_names  # noqa: E402
 from brainage_tf.preprocessing import GRID_NAMES, GRIDS  # noqa: E402
 from brainage_tf.training.config import PRECISIONS  # noqa: E402
 
@@ -90,7 +90,7 @@ def main() -> None:
     """Measures one configuration; prints a JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("tf", "torch"), default="tf")
-    parser.add_argument("--model", choices=MODEL_NAMES, default=MODEL_NAMES[0])
+    parser.add_argument("--model", choices=model_names(), default=DEFAULT_MODEL)
     parser.add_argument("--grid", choices=GRID_NAMES, default="paper")
     parser.add_argument("--precision", choices=PRECISIONS[1:3], default="float32")
     parser.add_argument("--batch", type=int, default=1)

@@ -3,11 +3,10 @@
 This module imports nothing, so the command-line parsers, the ingest readers and
 the synthetic generator can check a flag without importing TensorFlow or Keras.
 Grid names and registration modes live beside their definitions in
-`brainage_tf.preprocessing` (also TensorFlow-free); the test fraction and age-bin
-width of the train/test split live in `brainage_tf.ingest.splits`.
+`brainage_tf.preprocessing` (also TensorFlow-free), model names in
+`brainage_tf.model_registry`; the test fraction and age-bin width of the
+train/test split live in `brainage_tf.ingest.splits`.
 """
-
-MODEL_NAMES = ("slice_lstm", "resnet3d")
 
 # Voxel axis of the RAS+ volume that each slicing steps along (x: L->R, y: P->A, z: I->S).
 SLICE_AXIS_INDEX = {"sagittal": 0, "coronal": 1, "axial": 2}

@@ -8,7 +8,8 @@ Pipelines or Vertex AI with `python -m pipelines.compile` (docs/pipelines.md).
 
 from kfp import dsl
 
-from brainage_tf.defaults import DEFAULT_DATASET, MODEL_NAMES
+from brainage_tf.defaults import DEFAULT_DATASET
+from brainage_tf.model_registry import DEFAULT_MODEL
 from pipelines.components import DEFAULT_IMAGE, evaluator, example_gen, pusher, trainer
 
 PIPELINE_NAME = "brain-age"
@@ -28,7 +29,7 @@ def brain_age_pipeline(
     config: str = DEFAULT_CONFIG,
     manual_dir: str = "",
     beam_pipeline_options: str = "",
-    model_name: str = MODEL_NAMES[0],
+    model_name: str = DEFAULT_MODEL,
     preset: str = "demo",
     train_args: list = [],  # noqa: B006 (KFP reads the default from the signature)
     split: str = "test",
@@ -44,7 +45,7 @@ def brain_age_pipeline(
         config: Builder config name, or a JSON config as `tfds build --config` takes.
         manual_dir: The cohort folder of nihpd or mghbch.
         beam_pipeline_options: `tfds build --beam_pipeline_options` text for the ingest.
-        model_name: slice_lstm or resnet3d.
+        model_name: A registered model (`brainage_tf.model_registry`): slice_lstm or resnet3d.
         preset: demo or paper.
         train_args: More `python -m brainage_tf.train` flags.
         split: Split the Evaluator evaluates.

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument, entry_point
-from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, YOUNG_MAX_AGE_YEARS
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.training.config import TrainConfig, UsageError
-from pipelines.paper_report import TABLES, epoch_seconds, write_experiment_report
+from pipelines.paper_report import PAPER_MODELS, TABLES, epoch_seconds, write_experiment_report
 
 COHORTS = ("synthetic", "real")
 # --size of the synthetic cohort: (TFDS config, changes to the demo preset). The sizes are
@@ -195,7 +195,7 @@ def evaluate(plan: dict, out: Path, run_dirs: dict, log: Callable[[str], None]) 
         template = EvaluationRequest(
             run_dir=None, dataset=dataset, split=split, data_dir=data_dir, age_edges=spec.edges
         )
-        members = compare.evaluate_members([run_dirs[spec.setting, m] for m in MODEL_NAMES], template, log)
+        members = compare.evaluate_members([run_dirs[spec.setting, m] for m in PAPER_MODELS], template, log)
         folder = out / spec.key
         evaluations[spec.key] = {
             "set": f"{dataset}:{split}",
@@ -217,7 +217,7 @@ def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) ->
     strategy = make_strategy(base.strategy, worker_role_from_env())
     run_dirs, timings = {}, []
     for setting, (min_age, max_age) in SETTINGS.items():
-        for model in MODEL_NAMES:
+        for model in PAPER_MODELS:
             run_dirs[setting, model] = out / "runs" / f"{model}_{setting}"
             config = base.replace(model=model, min_age=min_age, max_age=max_age)
             timings.append(train(config, run_dirs[setting, model], strategy, setting, log))

@@ -20,7 +20,9 @@ from brainage_tf.evaluation import metrics, report
 
 PAPER = "He et al. 2020"
 # The paper's names of our two models.
-PAPER_MODEL_NAMES = {"resnet3d": "3D-ResNet18", "slice_lstm": "2D-ResNet18+LSTM"}
+PAPER_MODEL_NAMES = {"slice_lstm": "2D-ResNet18+LSTM", "resnet3d": "3D-ResNet18"}
+# The models the paper compares: the experiment trains these, in this order, whatever else is registered.
+PAPER_MODELS = tuple(PAPER_MODEL_NAMES)
 # He et al. (ISBI 2020) Tables 1-3: (MAE per age group, Average), years, as printed.
 PAPER_MAE = {
     "table1": {

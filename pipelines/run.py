@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument, entry_point
-from brainage_tf.defaults import MODEL_NAMES
+from brainage_tf.model_registry import DEFAULT_MODEL, model_names
 from brainage_tf.training.config import PRESETS
 from pipelines.artifacts import ERROR_FILE
 from pipelines.brain_age_pipeline import (
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help='As tfds build, e.g. "runner=FlinkRunner,flink_master=H:8081".',
     )
-    add("--model", choices=MODEL_NAMES, default=MODEL_NAMES[0])
+    add("--model", choices=model_names(), default=DEFAULT_MODEL)
     add("--preset", choices=tuple(PRESETS), default="demo")
     add("--train-args", default="", help='More python -m brainage_tf.train flags, e.g. "--epochs 5".')
     add("--split", default="test", help="Split the Evaluator evaluates (default %(default)s).")

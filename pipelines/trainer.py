@@ -36,7 +36,7 @@ def run(
         store_dir: The output store.
         examples_path: ExampleGen's TFDS data dir.
         examples_metadata: ExampleGen's artifact metadata (`dataset`, `content_fingerprint`).
-        model: "slice_lstm" or "resnet3d".
+        model: A registered model name: "slice_lstm" or "resnet3d".
         preset: "demo" or "paper".
         train_args: More `python -m brainage_tf.train` flags, e.g. ["--epochs", "5"].
 

@@ -12,6 +12,7 @@ import pytest
 NUMPY_ONLY_MODULES = [
     "brainage_tf",
     "brainage_tf.defaults",
+    "brainage_tf.model_registry",
     "brainage_tf.preprocessing",
     "brainage_tf.preprocessing_record",
     "brainage_tf.scan_file",

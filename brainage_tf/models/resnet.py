@@ -17,10 +17,28 @@ import keras
 from brainage_tf.defaults import BLOCKS_PER_STAGE, STAGE_FILTERS, STAGE_STRIDES, STEM_FILTERS
 from brainage_tf.models.layers import instance_norm
 
+# (layer kind, spatial rank) -> Keras layer class: the one place the 2D/3D choice is made,
+# as MONAI's `Conv[Conv.CONV, spatial_dims]`.
+LAYERS = {
+    ("conv", 2): keras.layers.Conv2D,
+    ("conv", 3): keras.layers.Conv3D,
+    ("max_pool", 2): keras.layers.MaxPooling2D,
+    ("max_pool", 3): keras.layers.MaxPooling3D,
+    ("global_avg_pool", 2): keras.layers.GlobalAveragePooling2D,
+    ("global_avg_pool", 3): keras.layers.GlobalAveragePooling3D,
+}
+SPATIAL_RANKS = tuple(sorted({rank for _, rank in LAYERS}))
 
-def _conv_layer(spatial_rank: int):
-    """Returns the Keras convolution class for a spatial rank of 2 or 3."""
-    return {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[spatial_rank]
+
+def layer_class(kind: str, spatial_rank: int) -> type[keras.layers.Layer]:
+    """The Keras layer class of a kind ("conv", "max_pool", "global_avg_pool") at a spatial rank.
+
+    Raises:
+        ValueError: A rank the table has no layers for.
+    """
+    if spatial_rank not in SPATIAL_RANKS:
+        raise ValueError(f"spatial_rank must be one of {SPATIAL_RANKS}, got {spatial_rank}.")
+    return LAYERS[kind, spatial_rank]
 
 
 def scaled_filters(filters: int, width_multiplier: float) -> int:
@@ -36,13 +54,13 @@ def conv_norm(x, filters: int, kernel_size: int, strides: int, spatial_rank: int
         filters: Output channels.
         kernel_size: Kernel size along every spatial axis.
         strides: Stride along every spatial axis.
-        spatial_rank: 2 or 3.
+        spatial_rank: 2 or 3 (`SPATIAL_RANKS`).
         name: Prefix of the two layer names (`{name}_conv`, `{name}_norm`).
 
     Returns:
         The normalised feature map (before any activation).
     """
-    x = _conv_layer(spatial_rank)(
+    x = layer_class("conv", spatial_rank)(
         filters,
         kernel_size,
         strides=strides,
@@ -95,12 +113,10 @@ def resnet18_features(x, spatial_rank: int, width_multiplier: float = 1.0, name:
     Raises:
         ValueError: The input is so small that the last stage has a single position.
     """
-    if spatial_rank not in (2, 3):
-        raise ValueError(f"spatial_rank must be 2 or 3, got {spatial_rank}.")
+    max_pool = layer_class("max_pool", spatial_rank)  # checks the rank before any layer is made
     inputs_shape = x.shape[1:-1]
     x = conv_norm(x, scaled_filters(STEM_FILTERS, width_multiplier), 7, 2, spatial_rank, name=f"{name}_stem")
     x = keras.layers.ReLU(name=f"{name}_stem_relu")(x)
-    max_pool = {2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[spatial_rank]
     x = max_pool(pool_size=3, strides=2, padding="same", name=f"{name}_stem_pool")(x)
     for stage, (filters, stride) in enumerate(zip(STAGE_FILTERS, STAGE_STRIDES, strict=True), start=1):
         for block in range(1, BLOCKS_PER_STAGE + 1):
@@ -118,10 +134,7 @@ def resnet18_features(x, spatial_rank: int, width_multiplier: float = 1.0, name:
             "to its learned offset and the output no longer depends on the input. Use at least "
             "33 voxels along one spatial axis (e.g. slice_size 50x50, the paper's)."
         )
-    global_pool = {2: keras.layers.GlobalAveragePooling2D, 3: keras.layers.GlobalAveragePooling3D}[
-        spatial_rank
-    ]
-    return global_pool(name=f"{name}_avg_pool")(x)
+    return layer_class("global_avg_pool", spatial_rank)(name=f"{name}_avg_pool")(x)
 
 
 @keras.saving.register_keras_serializable(package="brainage_tf")

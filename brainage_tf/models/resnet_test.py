@@ -51,3 +51,8 @@ def test_layer_names_are_deterministic():
 def test_input_too_small_for_instance_norm_is_refused():
     with pytest.raises(ValueError, match="too small"):
         ResNet18Backbone((32, 32, 1), 0.125)
+
+
+def test_a_rank_without_layers_in_the_table_is_refused():
+    with pytest.raises(ValueError, match=r"spatial_rank must be one of \(2, 3\), got 1"):
+        ResNet18Backbone((40, 1), 0.125)

@@ -19,6 +19,7 @@ import numpy as np
 
 from brainage_tf.defaults import DEFAULT_POOL_SIZE, DEFAULT_SLICE_AXIS, SLICE_AXIS_INDEX
 from brainage_tf.explanation.saliency import SaliencySettings
+from brainage_tf.model_registry import UnknownModelError, get_model_spec
 from brainage_tf.preprocessing import PreprocessedScan, get_grid
 from brainage_tf.serving.batch import BASE_COLUMNS, SCAN_COLUMNS, run_resumable
 from brainage_tf.serving.exported_model import ExportedModel, model_input
@@ -34,23 +35,36 @@ EXPLAIN_COLUMNS = (*BASE_COLUMNS, "output_dir", "seconds", *SCAN_COLUMNS)
 
 
 def slab_settings(metadata: dict, slab_axis: str | None, slab_size: int | None) -> tuple[str, int]:
-    """The slabs to occlude: the flags, else the export's slice_lstm pooling, else the package defaults.
+    """The slabs to occlude: the flags, else the model's own slabs in the export, else the defaults.
 
-    resnet3d exports have no pooling of their own: by default they get the default
-    slice_lstm's slabs, so the two models' profiles line up.
+    What a model's own slab is comes from its spec (`ModelSpec.slabs`): slice_lstm's is its
+    pooling window, `pool_size` slices along `slice_axis`. resnet3d has none: by default it
+    gets a default slice_lstm's slabs, so the two models' profiles line up.
+
+    Args:
+        metadata: The export's metadata (or a run's config.json with `grid_shape`): the model
+            name, its recorded config fields and the grid shape.
+        slab_axis: `--slab-axis`, or None.
+        slab_size: `--slab-size`, or None.
 
     Raises:
-        UsageError: A slice_lstm export without `pool_size` in its metadata (exported
-            before it was recorded) and no `--slab-size`, or slabs larger than the grid.
+        UsageError: A model this package has not registered; an export without the slab size
+            its model defines (exported before it was recorded) and no `--slab-size`; or slabs
+            larger than the grid.
     """
-    axis = slab_axis or metadata.get("slice_axis") or DEFAULT_SLICE_AXIS
-    size = slab_size or metadata.get("pool_size")
-    if size is None and metadata.get("model") == "slice_lstm":
+    try:
+        spec = get_model_spec(metadata.get("model"))
+    except UnknownModelError as error:
+        raise UsageError(f"the export's {error}") from None
+    own_axis, own_size = spec.recorded_slabs(metadata)
+    if slab_size is None and own_size is None and spec.slabs.size_field is not None:
+        field = spec.slabs.size_field
         raise UsageError(
-            "the export's metadata has no pool_size (exported before it was recorded): "
-            "pass --slab-size, the run's --pool-size"
+            f"the export's metadata has no {field} (exported before it was recorded): "
+            f"pass --slab-size, the run's --{field.replace('_', '-')}"
         )
-    size = int(size or DEFAULT_POOL_SIZE)
+    axis = slab_axis or own_axis or DEFAULT_SLICE_AXIS
+    size = int(slab_size if slab_size is not None else own_size or DEFAULT_POOL_SIZE)
     slices = metadata["grid_shape"][SLICE_AXIS_INDEX[axis]]
     if not 1 <= size <= slices:
         raise UsageError(f"--slab-size must be between 1 and the grid's {slices} {axis} slices, got {size}")

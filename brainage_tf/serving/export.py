@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf.model_registry import UnknownModelError, get_model_spec
 from brainage_tf.preprocessing_record import NORMALIZATION, PreprocessingRecordError, check_record
 from brainage_tf.serving.metadata import METADATA_ASSET
 from brainage_tf.training.config import TrainConfig, UsageError
@@ -75,16 +76,17 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
     """The preprocessing settings and provenance written into the export (JSON-ready).
 
     The preprocessing comes from the run's record (config.json), which training copied from
-    its dataset; the flat keys repeat the parts TF Serving users and `metadata()` read.
+    its dataset; the flat keys repeat the parts TF Serving users and `metadata()` read. Of
+    the model fields, only those the model is built from (its spec's `config_fields`) are
+    written: with the name, they rebuild the model, and explanation reads its slabs from them.
     """
     record = config.preprocessing
+    values = config.to_json()
     return {
         **preprocessing_keys(record, shape),
         "normalization": record["normalization"] if record else NORMALIZATION,
         "preprocessing": record,
-        "slice_axis": config.slice_axis if config.model == "slice_lstm" else None,
-        # The pooled slabs of slices: what `brainage_tf.explain` occludes.
-        "pool_size": config.pool_size if config.model == "slice_lstm" else None,
+        **{field: values[field] for field in get_model_spec(config.model).config_fields},
         "model": config.model,
         # The model computes in this policy; its input (float32) and outputs (float32) do not change.
         "precision": config.precision,
@@ -125,7 +127,7 @@ def _serving_module(model, shape: Sequence[int], calibration: dict, metadata: di
             self.voxel_size_mm = tf.constant(metadata["voxel_size_mm"] or math.nan, tf.float32)
             self.registration = tf.constant(metadata["registration"] or "")
             self.normalization = tf.constant(metadata["normalization"])
-            self.slice_axis = tf.constant(metadata["slice_axis"] or "")
+            self.slice_axis = tf.constant(metadata.get("slice_axis") or "")  # "" for a model without one
             self.model_name = tf.constant(metadata["model"])
             self.precision = tf.constant(metadata["precision"])
             self.training_age_range = tf.constant(metadata["training_age_range"], tf.float32)
@@ -206,11 +208,15 @@ def export_run(run_dir: str | os.PathLike, version: int | None = None, checkpoin
         The written `RUN_DIR/export/<version>` folder.
 
     Raises:
-        UsageError: Not a run directory, no finished model, an existing version, or an
-            unreadable calibration file.
+        UsageError: Not a run directory, a model this package has not registered, no finished
+            model, an existing version, or an unreadable calibration file.
     """
     run = RunDirectory(Path(run_dir))
     config = run.read_config()
+    try:
+        get_model_spec(config.model)
+    except UnknownModelError as error:
+        raise UsageError(f"{run.config_path}: {error}") from None
     if checkpoint not in CHECKPOINTS:
         raise UsageError(f"unknown checkpoint {checkpoint!r}; choose one of {', '.join(CHECKPOINTS)}.")
     export_dir = run.path / "export"

@@ -20,10 +20,10 @@ from brainage_tf.defaults import (
     DEFAULT_SLICE_SIZE,
     MAX_AGE_YEARS,
     MIN_AGE_YEARS,
-    MODEL_NAMES,
     SLICE_AXES,
     VALIDATION_FRACTION,
 )
+from brainage_tf.model_registry import DEFAULT_MODEL, get_model_spec, model_names
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # `--precision`: "auto" resolves to one of the Keras dtype policies after it (training.precision).
@@ -46,7 +46,7 @@ class TrainConfig:
         0.0001
 
     Attributes:
-        model: "slice_lstm" or "resnet3d".
+        model: A registered model name (`brainage_tf.model_registry`): "slice_lstm" or "resnet3d".
         dataset: TFDS name with config, e.g. "synthetic_cohort/small".
         data_dir: TFDS data dir (None: $TFDS_DATA_DIR or ~/tensorflow_datasets).
         train_split: TFDS split to train on; validation is carved from it by subject.
@@ -60,9 +60,11 @@ class TrainConfig:
         learning_rate: Initial Adam learning rate.
         halve_every_epochs: The learning rate halves after every this many epochs.
         width_multiplier: Scales every ResNet18 filter count.
-        slice_axis: slice_lstm: "axial", "coronal" or "sagittal".
-        slice_size: slice_lstm: (height, width) each slice is resized to inside the model.
-        pool_size: slice_lstm: k of AveragePooling1D(k, strides=k) over the slices.
+        slice_axis: Slicing plane: "axial", "coronal" or "sagittal".
+        slice_size: (height, width) each slice is resized to inside the model.
+        pool_size: k of AveragePooling1D(k, strides=k) over the slices.
+            These four are model fields: each matters only to the models whose
+            `ModelSpec.config_fields` name it (slice_lstm: all four; resnet3d: width_multiplier).
         seed: Seed of weight initialisation and of every epoch's shuffle order.
         strategy: "auto", "one_device", "mirrored" or "multi_worker".
         jit_compile: XLA-compile the gradient step (for GPUs; 5-9x slower on CPU).
@@ -76,7 +78,7 @@ class TrainConfig:
             evaluation read it from there; None for in-memory data.
     """
 
-    model: str = "slice_lstm"
+    model: str = DEFAULT_MODEL
     dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
     train_split: str = "train"
@@ -138,7 +140,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises UsageError for any value that cannot work (cheap checks only)."""
-        _check_choice("model", self.model, MODEL_NAMES)
+        _check_choice("model", self.model, model_names())
         _check_choice("preset", self.preset, tuple(PRESETS))
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("slice axis", self.slice_axis, SLICE_AXES)
@@ -158,14 +160,13 @@ class TrainConfig:
             raise UsageError(f"--slice-size needs two sizes of at least 8, got {self.slice_size}.")
 
     def model_arguments(self) -> dict:
-        """The keyword arguments of `brainage_tf.models.build_model` this config fixes (all but the shape)."""
+        """The keyword arguments of `brainage_tf.models.build_model` this config fixes (all but the shape).
+
+        Only the fields the model's spec names: the others play no part in it.
+        """
+        fields = get_model_spec(self.model).config_fields
         return dict(
-            model_name=self.model,
-            width_multiplier=self.width_multiplier,
-            slice_axis=self.slice_axis,
-            slice_size=self.slice_size,
-            pool_size=self.pool_size,
-            precision=self.precision,
+            model_name=self.model, precision=self.precision, **{name: getattr(self, name) for name in fields}
         )
 
     def to_json(self) -> dict:

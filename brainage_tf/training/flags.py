@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument
-from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, SLICE_AXES
+from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, SLICE_AXES
+from brainage_tf.model_registry import model_names, model_specs
 from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig, UsageError
 
 # Flags that override a preset's value only when given (their parser default is None).
@@ -45,11 +46,16 @@ def build_parser(
     """
     parser = parser_class(
         prog="python -m brainage_tf.train",
-        description="Train slice_lstm (2D-ResNet18+LSTM) or resnet3d on a TFDS brain-MRI dataset. "
+        description="Train a brain-age model on a TFDS brain-MRI dataset. "
         "With no arguments: the demo run on the embedded synthetic cohort.",
     )
     add = parser.add_argument
-    add("--model", choices=MODEL_NAMES, default=MODEL_NAMES[0])
+    add(
+        "--model",
+        choices=model_names(),
+        default=TrainConfig.model,
+        help="; ".join(f"{spec.name}: {spec.summary}" for spec in model_specs()) + " (default %(default)s).",
+    )
     add("--dataset", default=DEFAULT_DATASET, help="TFDS name/config (default %(default)s, built if absent).")
     add(
         "--data_dir",
