@@ -37,6 +37,10 @@ NATIVE_LOG_LINE = re.compile(
 )
 # A partial line waits this long for its end before it is shown as it is (a prompt, a bar).
 _PARTIAL_LINE_SECONDS = 0.2
+# Written at exit after the process's last output; the filter shows what came before, then stops.
+_END_MARK = b"\0brainage_tf.console: end\0"
+# At exit, the longest wait for the filter to show the process's last lines (a loaded machine).
+_END_SECONDS = 30.0
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +90,7 @@ def filter_native_log_lines() -> None:
     except (OSError, AttributeError, ValueError):
         return
     read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
+    os.dup2(write_end, 2)  # the descriptor children inherit; write_end stays private to mark the end
     sys.stderr = io.TextIOWrapper(
         io.FileIO(real, "w", closefd=False), encoding=sys.stderr.encoding, errors="backslashreplace",
         line_buffering=True, write_through=True,
@@ -98,14 +101,17 @@ def filter_native_log_lines() -> None:
 
     def restore() -> None:
         sys.stderr.flush()
-        os.dup2(real, 2)  # closes this process's write end: the thread reads to the end and stops
-        thread.join(timeout=1.0)
+        os.dup2(real, 2)
+        # Everything this process wrote before the mark is shown before the thread stops, however
+        # slowly it is scheduled; a child still holding the pipe cannot keep the process alive.
+        os.write(write_end, _END_MARK)
+        thread.join(timeout=_END_SECONDS)
 
     atexit.register(restore)
 
 
 def _forward(read_end: int, real: int) -> None:
-    """Copies lines from the pipe to the real stderr, all but the native log lines."""
+    """Copies lines from the pipe to the real stderr, all but the native log lines, up to the end mark."""
     pending = b""
     while True:
         ready, _, _ = select.select([read_end], [], [], _PARTIAL_LINE_SECONDS if pending else None)
@@ -114,13 +120,18 @@ def _forward(read_end: int, real: int) -> None:
             pending = b""
             continue
         chunk = os.read(read_end, 65536)
-        if not chunk:
+        pending += chunk
+        end = pending.find(_END_MARK)
+        if not chunk or end >= 0:
             break
-        *lines, pending = (pending + chunk).split(b"\n")
-        _write_all(real, b"".join(line + b"\n" for line in lines if not NATIVE_LOG_LINE.match(line)))
-    if not NATIVE_LOG_LINE.match(pending):
-        _write_all(real, pending)
-    os.close(read_end)
+        *lines, pending = pending.split(b"\n")
+        _write_all(real, _kept(lines))
+    *lines, last = (pending if end < 0 else pending[:end]).split(b"\n")
+    _write_all(real, _kept(lines) + (b"" if NATIVE_LOG_LINE.match(last) else last))
+
+
+def _kept(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines if not NATIVE_LOG_LINE.match(line))
 
 
 def _write_all(fd: int, data: bytes) -> None:
