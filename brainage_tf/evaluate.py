@@ -27,9 +27,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf.errors import UsageError
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
 from brainage_tf.evaluation.metrics import CS_MAX_ALPHA
-from brainage_tf.training.config import UsageError
 from brainage_tf.training.run_directory import CHECKPOINTS
 
 

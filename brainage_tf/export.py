@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import UsageError
 from brainage_tf.training.run_directory import CHECKPOINTS
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.training.distribute import make_strategy, split_cpu, worker_role_from_env
 from brainage_tf.training.flags import build_parser, config_from_args
 from brainage_tf.training.run_directory import LISTING, RunDirectory
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             ensure_prepared(config.dataset, config.data_dir, verbose=args.verbose, progress_bar=interactive)
             source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
-        except data.DatasetError as error:
+        except DatasetError as error:
             raise UsageError(str(error)) from None
         started = time.perf_counter()
         results = Trainer(config, source, strategy, run, progress_bar=interactive).fit(resume=args.resume)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import BuildError, ComponentError, IngestSummaryError
 from pipelines.store import OutputStore, StoredOutput, fingerprint_of
 
 COMPONENT = "ExampleGen"
@@ -65,8 +65,7 @@ def run(
     parameters = {"builder": builder, "config": config, "manual_dir": manual_dir}
 
     def build(folder: Path) -> dict:
-        from brainage_tf.ingest.summary import IngestSummaryError
-        from tfds_builders.prepare import BuildError, prepare_dataset
+        from tfds_builders.prepare import prepare_dataset
 
         print(f"{COMPONENT}: building {builder} config {config} into {folder}")
         try:

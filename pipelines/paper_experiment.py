@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, MODEL_NAMES, YOUNG_MAX_AGE_YEARS
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.errors import DatasetError, UsageError
+from brainage_tf.training.config import TrainConfig
 from pipelines.paper_report import TABLES, epoch_seconds, write_experiment_report
 
 COHORTS = ("synthetic", "real")
@@ -134,7 +135,7 @@ def check_datasets(plan: dict, log: Callable[[str], None]) -> None:
             (replication["dataset"], replication["split"], replication["data_dir"]),
         ):
             data.tfds_source(name, split, where)
-    except data.DatasetError as error:
+    except DatasetError as error:
         raise UsageError(str(error)) from None
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import ComponentError
 from pipelines.store import OutputStore, StoredOutput, content_fingerprint, work_fingerprint
 
 COMPONENT = "Pusher"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from brainage_tf.errors import ComponentError
 from brainage_tf.serving import export
 from pipelines import pusher
-from pipelines.artifacts import ComponentError
 
 
 def fake_export_run(run_dir, version=None, checkpoint="best"):

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import ComponentError
 from pipelines.store import OutputStore, StoredOutput
 
 COMPONENT = "Trainer"

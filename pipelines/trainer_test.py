@@ -2,8 +2,8 @@
 
 import pytest
 
+from brainage_tf.errors import ComponentError
 from pipelines import trainer
-from pipelines.artifacts import ComponentError
 
 
 @pytest.mark.parametrize("flag", ["--out", "--data_dir=/elsewhere", "--data-dir", "--dataset", "--resume"])

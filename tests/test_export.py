@@ -15,11 +15,12 @@ import pytest
 from toy_data import TINY_RUN_FLAGS, TOY_VERSION, store_toy_tfds, toy_cohort, toy_record
 
 from brainage_tf import evaluate, export, train
+from brainage_tf.errors import UsageError
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals
 from brainage_tf.preprocessing import PreprocessConfig
 from brainage_tf.preprocessing_record import preprocessing_record
 from brainage_tf.serving import export as serving_export
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.config import TrainConfig
 
 SHAPE = (16, 20, 14)
 

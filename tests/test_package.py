@@ -12,6 +12,7 @@ import pytest
 NUMPY_ONLY_MODULES = [
     "brainage_tf",
     "brainage_tf.defaults",
+    "brainage_tf.errors",
     "brainage_tf.preprocessing",
     "brainage_tf.preprocessing_record",
     "brainage_tf.scan_file",
@@ -116,3 +117,20 @@ def test_no_library_module_imports_a_command_module():
             if found:
                 offenders[name] = sorted(found)
     assert offenders == {}
+
+
+def test_every_error_class_is_defined_in_the_errors_module():
+    # BaseException subclasses (serving.batch.Interrupted) carry a signal, not an error.
+    root = Path(__file__).resolve().parent.parent
+    defined = {}
+    for package in ("brainage_tf", "tfds_builders", "pipelines"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name.endswith("_test.py") or path.name == "conftest.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                bases = [ast.unparse(base).rsplit(".", 1)[-1] for base in getattr(node, "bases", [])]
+                if isinstance(node, ast.ClassDef) and any(
+                    base.endswith(("Error", "Exception")) and base != "BaseException" for base in bases
+                ):
+                    defined[node.name] = str(path.relative_to(root))
+    assert set(defined.values()) == {"brainage_tf/errors.py"}, defined

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from brainage_tf import data
+from brainage_tf.errors import DatasetError
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
 
 EMBEDDED_DATASET = "synthetic_cohort"
@@ -46,7 +47,7 @@ def ensure_prepared(
         progress_bar: Show the generator's per-subject bar (for a terminal).
 
     Raises:
-        data.DatasetError: The build failed.
+        DatasetError: The build failed.
     """
     name, _, config = dataset.partition("/")
     if name != EMBEDDED_DATASET:
@@ -62,7 +63,7 @@ def ensure_prepared(
             config or "small", data_dir, log=log, verbose=verbose, progress_bar=progress_bar
         )
     except (ImportError, ValueError) as error:
-        raise data.DatasetError(f"cannot build {dataset}: {error}") from None
+        raise DatasetError(f"cannot build {dataset}: {error}") from None
     log(summary_line)
 
 

@@ -13,16 +13,13 @@ import importlib
 import json
 from pathlib import Path
 
+from brainage_tf.errors import BuildError
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
 
 # The builders of this package; importing a module registers its builder with TFDS.
 BUILDER_MODULES = {
     name: f"tfds_builders.{name}.{name}_dataset_builder" for name in ("synthetic_cohort", "nihpd", "mghbch")
 }
-
-
-class BuildError(ValueError):
-    """A builder, config or Beam option that cannot build; one line naming the problem."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ import json
 import pytest
 import tensorflow_datasets as tfds
 
-from tfds_builders.prepare import BuildError, parse_beam_options, prepare_dataset
+from brainage_tf.errors import BuildError
+from tfds_builders.prepare import parse_beam_options, prepare_dataset
 
 
 class Stop(Exception):

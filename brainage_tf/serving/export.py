@@ -29,9 +29,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from brainage_tf.preprocessing_record import NORMALIZATION, PreprocessingRecordError, check_record
+from brainage_tf.errors import DatasetError, PreprocessingRecordError, UsageError
+from brainage_tf.preprocessing_record import NORMALIZATION, check_record
 from brainage_tf.serving.metadata import METADATA_ASSET
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import CHECKPOINTS, RunDirectory
 
 
@@ -189,7 +190,7 @@ def _load_model(run: RunDirectory, config: TrainConfig, checkpoint: str):
         return load_run_model(run, config, None, checkpoint)
     try:
         source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
-    except data.DatasetError as error:
+    except DatasetError as error:
         raise UsageError(f"--checkpoint last needs the run's dataset for its grid: {error}") from None
     return load_run_model(run, config, source.volume_shape, checkpoint)
 

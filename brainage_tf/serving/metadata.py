@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import UsageError
 
 # The one name of the asset that carries the export's preprocessing settings and calibration.
 METADATA_ASSET = "brainage_metadata.json"

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from brainage_tf.scan_errors import one_line
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import CohortLayoutError, UsageError, one_line
 
 _SCAN_SUFFIXES = re.compile(r"(\.nii\.gz|\.nii|\.mnc|\.mgz|\.mgh|\.hdr|\.img)$", re.IGNORECASE)
 
@@ -31,7 +30,7 @@ def scan_items(paths: Sequence[str], bids: str | None, manifest: str | None) -> 
     Raises:
         UsageError: An unreadable BIDS folder or manifest (one line naming the problem).
     """
-    from brainage_tf.ingest import CohortLayoutError, read_bids, read_manifest
+    from brainage_tf.ingest import read_bids, read_manifest
 
     items = [ScanItem(path=str(Path(path).resolve())) for path in paths]
     for reader, source in ((read_bids, bids), (read_manifest, manifest)):

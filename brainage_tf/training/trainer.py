@@ -19,10 +19,11 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from brainage_tf import data
+from brainage_tf.errors import UsageError
 from brainage_tf.models import build_model
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.precision import resolve_precision
 from brainage_tf.training.run_directory import RunDirectory
 
