@@ -65,7 +65,7 @@ def run(
     parameters = {"builder": builder, "config": config, "manual_dir": manual_dir}
 
     def build(folder: Path) -> dict:
-        from tfds_builders.prepare import prepare_dataset
+        from tfds_builders.prepare import DOWNLOADS_FOLDER, prepare_dataset
 
         print(f"{COMPONENT}: building {builder} config {config} into {folder}")
         try:
@@ -74,7 +74,7 @@ def run(
                 config,
                 str(folder),
                 # Shared by every build: the synthetic cohorts' generated scans are reused by name.
-                download_dir=str(store.root / "downloads"),
+                download_dir=str(store.root / DOWNLOADS_FOLDER),
                 manual_dir=manual_dir or None,
                 beam_pipeline_options=beam_pipeline_options,
             )

@@ -134,3 +134,12 @@ def test_every_error_class_is_defined_in_the_errors_module():
                 ):
                     defined[node.name] = str(path.relative_to(root))
     assert set(defined.values()) == {"brainage_tf/errors.py"}, defined
+
+
+def test_the_distribution_takes_its_version_from_the_package():
+    from setuptools.config.setupcfg import read_configuration
+
+    import brainage_tf
+
+    setup_cfg = Path(__file__).resolve().parent.parent / "setup.cfg"
+    assert read_configuration(setup_cfg)["metadata"]["version"] == brainage_tf.__version__

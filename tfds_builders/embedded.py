@@ -18,6 +18,7 @@ from pathlib import Path
 from brainage_tf import data
 from brainage_tf.errors import DatasetError
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
+from tfds_builders.prepare import DOWNLOADS_FOLDER
 
 EMBEDDED_DATASET = "synthetic_cohort"
 # Beam and TFDS log every stage at INFO, and Beam relays its workers' start-up warnings;
@@ -97,7 +98,7 @@ def build_synthetic_cohort(
     )
 
     builder = tfds.builder(f"{EMBEDDED_DATASET}/{config}", data_dir=data_dir)
-    download_dir = Path(data_dir) / "downloads"
+    download_dir = Path(data_dir) / DOWNLOADS_FOLDER
     # One Beam worker per core: 200 scans at the small grid build in 31 s instead of 47 s on 2 cores.
     workers = max(1, min(os.cpu_count() or 1, 8))
     for profile, arguments in builder.builder_config.cohorts():

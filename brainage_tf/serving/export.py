@@ -21,7 +21,6 @@ docs/serving.md.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 import os
@@ -29,9 +28,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf import __version__
 from brainage_tf.errors import DatasetError, PreprocessingRecordError, UsageError
 from brainage_tf.preprocessing_record import NORMALIZATION, check_record
-from brainage_tf.serving.metadata import METADATA_ASSET
+from brainage_tf.serving.metadata import METADATA_ASSET, next_version
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import CHECKPOINTS, RunDirectory
 
@@ -90,7 +90,7 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
         # The model computes in this policy; its input (float32) and outputs (float32) do not change.
         "precision": config.precision,
         "training_age_range": [float(config.min_age), float(config.max_age)],
-        "package_version": importlib.metadata.version("brainage_tf"),
+        "package_version": __version__,
         "dataset": config.dataset,
         "checkpoint": checkpoint,
         "bias_correction": calibration.get("bias_correction"),
@@ -173,12 +173,6 @@ def _serving_module(model, shape: Sequence[int], calibration: dict, metadata: di
             return {name: tf.identity(getattr(self, name)) for name in names + ("metadata_json",)}
 
     return BrainAgeModule()
-
-
-def next_version(export_dir: Path) -> int:
-    """1 + the largest integer version folder of `export_dir` (1 when there is none)."""
-    versions = [int(p.name) for p in export_dir.iterdir() if p.name.isdigit()] if export_dir.is_dir() else []
-    return max(versions, default=0) + 1
 
 
 def _load_model(run: RunDirectory, config: TrainConfig, checkpoint: str):

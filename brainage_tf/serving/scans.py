@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from brainage_tf.defaults import SCAN_SUFFIXES
 from brainage_tf.errors import CohortLayoutError, UsageError, one_line
 
-_SCAN_SUFFIXES = re.compile(r"(\.nii\.gz|\.nii|\.mnc|\.mgz|\.mgh|\.hdr|\.img)$", re.IGNORECASE)
+_SCAN_SUFFIX = re.compile(f"({'|'.join(map(re.escape, SCAN_SUFFIXES))})$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def folder_names(items: Sequence[ScanItem]) -> list[str]:
     names, used = [], set()
     for item in items:
         base = "_".join(p for p in (item.subject_id, item.session) if p)
-        base = base or _SCAN_SUFFIXES.sub("", Path(item.path).name) or "scan"
+        base = base or _SCAN_SUFFIX.sub("", Path(item.path).name) or "scan"
         name, copy = base, 1
         while name in used:
             copy += 1
