@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from brainage_tf.errors import DatasetError, UsageError
+from brainage_tf.progress import on_terminal
 from brainage_tf.training.distribute import make_strategy, split_cpu, worker_role_from_env
 from brainage_tf.training.flags import build_parser, config_from_args
 from brainage_tf.training.run_directory import LISTING, RunDirectory
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # TensorFlow's C++ INFO lines, here and in Beam's worker processes, which inherit it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     role = worker_role_from_env()
-    interactive = sys.stderr.isatty() and role.is_chief
+    interactive = on_terminal() and role.is_chief
     try:
         run = RunDirectory(args.out or RunDirectory.default_path(args.model), role)
         if args.resume:

@@ -18,6 +18,8 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.scan_file",
     "brainage_tf.resampling",
     "brainage_tf.synthetic",
+    "brainage_tf.synthetic.spec",
+    "brainage_tf.progress",
     "brainage_tf.ingest",
     "brainage_tf.training.config",
     "brainage_tf.training.run_directory",

@@ -45,7 +45,7 @@ def ensure_prepared(
         data_dir: TFDS data dir.
         log: Progress printer.
         verbose: Show Beam's and TFDS's INFO logs.
-        progress_bar: Show the generator's per-subject bar (for a terminal).
+        progress_bar: Show the package's progress bar while generating (for a terminal).
 
     Raises:
         DatasetError: The build failed.
@@ -83,7 +83,7 @@ def build_synthetic_cohort(
         data_dir: TFDS data dir.
         log: Progress printer.
         verbose: Show Beam's and TFDS's INFO logs.
-        progress_bar: Show the generator's per-subject bar.
+        progress_bar: Show the package's progress bar while generating (for a terminal).
 
     Returns:
         The ingest's closing line, "N rows in, M examples written, K skipped", with
@@ -101,14 +101,14 @@ def build_synthetic_cohort(
     download_dir = Path(data_dir) / DOWNLOADS_FOLDER
     # One Beam worker per core: 200 scans at the small grid build in 31 s instead of 47 s on 2 cores.
     workers = max(1, min(os.cpu_count() or 1, 8))
-    for profile, arguments in builder.builder_config.cohorts():
+    for profile, spec in builder.builder_config.cohorts():
         log(
-            f"generating the {profile} cohort: {arguments['n_subjects']} subjects aged "
-            f"{arguments['min_age']:g}-{arguments['max_age']:g} y"
+            f"generating the {profile} cohort: {spec.n_subjects} subjects aged "
+            f"{spec.min_age:g}-{spec.max_age:g} y"
         )
         ensure_generated(
             download_dir / GENERATED_FOLDER,
-            arguments,
+            spec,
             workers=builder.builder_config.generator_workers,
             progress=progress_bar,
         )
