@@ -35,6 +35,7 @@ from etils import epath
 from timing import time_calls
 
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
+from tfds_builders.prepare import DOWNLOADS_FOLDER
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
@@ -69,12 +70,12 @@ def generate(config: SyntheticConfig, work_dir: Path) -> tuple[float, list[Path]
     Returns:
         (seconds, the BIDS folders of the discovery and replication cohorts).
     """
-    generated = epath.Path(work_dir / "downloads" / GENERATED_FOLDER)
+    generated = epath.Path(work_dir / DOWNLOADS_FOLDER / GENERATED_FOLDER)
     generated.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    for _, arguments in config.cohorts():
-        ensure_generated(generated, arguments)
-    folders = [Path(generated / cohort_folder_name(arguments)) for _, arguments in config.cohorts()]
+    for _, spec in config.cohorts():
+        ensure_generated(generated, spec)
+    folders = [Path(generated / cohort_folder_name(spec)) for _, spec in config.cohorts()]
     return time.perf_counter() - start, folders
 
 
@@ -97,7 +98,7 @@ def build(
     builder = Builder(config=config, data_dir=str(data_dir))
     start = time.perf_counter()
     builder.download_and_prepare(
-        download_dir=str(work_dir / "downloads"),
+        download_dir=str(work_dir / DOWNLOADS_FOLDER),
         download_config=tfds.download.DownloadConfig(beam_options=beam_options(workers, processes)),
     )
     seconds = time.perf_counter() - start

@@ -35,12 +35,12 @@ SAMPLE_SECONDS = 0.2
 
 def make_scans(work_dir: Path, count: int) -> Path:
     """A BIDS folder of `count` synthetic scans, generated once per work dir."""
-    from brainage_tf.synthetic import generate_cohort
+    from brainage_tf.synthetic import CohortSpec, generate_cohort
 
     bids = work_dir / f"cohort_{count}"
     if not bids.exists():
         partial = work_dir / f"cohort_{count}.incomplete"
-        generate_cohort(str(partial), n_subjects=count, voxel_scale=3.9, progress=True)
+        generate_cohort(str(partial), CohortSpec(count, voxel_scale=3.9), progress=True)
         partial.rename(bids)
     return bids
 

@@ -132,6 +132,7 @@ def preprocess_case(path: str, registration: str, max_voxels: int | None) -> dic
     """Preprocesses `path` on the paper grid in this fresh process: seconds, outcome, peak RSS."""
     from brainage_tf import preprocessing
     from brainage_tf import registration as registration_module
+    from brainage_tf.errors import ScanError
 
     options = {} if max_voxels is None else {"max_voxels": max_voxels}
     config = preprocessing.PreprocessConfig(grid="paper", registration=registration, **options)
@@ -145,7 +146,7 @@ def preprocess_case(path: str, registration: str, max_voxels: int | None) -> dic
     try:
         result = preprocessing.preprocess_scan(path, config)
         outcome = f"accepted (NCC {result.metadata.registration_ncc:.2f})"
-    except preprocessing.ScanError as error:
+    except ScanError as error:
         outcome = f"{type(error).__name__}: {error.reason}"
     seconds = time.perf_counter() - start
     return dict(seconds=seconds, peak_rss_gb=_peak_rss_gb(), rss_before_gb=before_gb, outcome=outcome)

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from brainage_tf.synthetic import PROFILES, generate_cohort
+from brainage_tf.synthetic import PROFILES, CohortSpec, generate_cohort
 
 
 def main() -> None:
@@ -30,9 +30,8 @@ def main() -> None:
             scratch = Path(tempfile.mkdtemp(prefix="synthetic_benchmark_"))
             try:
                 start = time.perf_counter()
-                generate_cohort(
-                    scratch, n_subjects=args.subjects, profile=profile, seed=args.seed, workers=workers
-                )
+                spec = CohortSpec(args.subjects, profile=profile, seed=args.seed)
+                generate_cohort(scratch, spec, workers=workers, progress=True)
                 seconds = time.perf_counter() - start
                 size_mb = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file()) / 1e6
             finally:

@@ -32,16 +32,13 @@ import numpy as np
 import tensorflow as tf
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, VALIDATION_FRACTION
-from brainage_tf.preprocessing_record import PreprocessingRecordError, check_record
+from brainage_tf.errors import DatasetError, PreprocessingRecordError
+from brainage_tf.preprocessing_record import check_record
 
 HASH_BUCKETS = 10_000
 DEFAULT_CACHE_BUDGET_BYTES = 2 * 1024**3
 # The key of the prepared dataset's metadata.json under which the builders record their preprocessing.
 PREPROCESSING_METADATA_KEY = "preprocessing"
-
-
-class DatasetError(ValueError):
-    """A dataset is missing, unprepared, or selects no examples."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from brainage_tf import data
+from brainage_tf.errors import DatasetError
 
 SHAPE = (6, 5, 4)
 
@@ -126,5 +127,5 @@ def test_sharding_policy_is_file_only_with_a_file_per_worker():
 
 
 def test_unknown_tfds_dataset_is_a_dataset_error(tmp_path):
-    with pytest.raises(data.DatasetError, match="no_such_cohort"):
+    with pytest.raises(DatasetError, match="no_such_cohort"):
         data.tfds_source("no_such_cohort/small", "train", str(tmp_path))

@@ -38,6 +38,10 @@ VALIDATION_FRACTION = 0.2
 
 DEFAULT_DATASET = "synthetic_cohort/small"
 
+# File suffixes of the scans the package reads (nibabel's NIfTI, MINC, MGH and Analyze), lower
+# case. Gzipped MINC (.mnc.gz) is not one: nibabel cannot open it.
+SCAN_SUFFIXES = (".nii", ".nii.gz", ".mnc", ".mgz", ".mgh", ".img", ".hdr")
+
 # The builders store each volume as float16 (half the disk and cache of float32); the
 # model is trained and evaluated on, and predict feeds it, volumes rounded to it.
 STORED_VOLUME_DTYPE = "float16"

@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument, entry_point
+from brainage_tf.errors import UsageError
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
 from brainage_tf.evaluation.metrics import CS_MAX_ALPHA
-from brainage_tf.training.config import UsageError
 from brainage_tf.training.run_directory import CHECKPOINTS
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from brainage_tf.console import entry_point
 from brainage_tf.defaults import SLICE_AXES
+from brainage_tf.errors import UsageError
 from brainage_tf.explanation.saliency import METHODS, SaliencySettings
 from brainage_tf.serving.cli import OneLineParser, add_scan_arguments, checked_scans, run_batch_command
 from brainage_tf.serving.explanations import SUMMARY_CSV, explain_items, slab_settings
-from brainage_tf.training.config import UsageError
 
 
 def build_parser() -> OneLineParser:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument, entry_point
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import UsageError
 from brainage_tf.training.run_directory import CHECKPOINTS
 
 

@@ -31,9 +31,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-
-class UnknownModelError(ValueError):
-    """A model name that no spec is registered under."""
+from brainage_tf.errors import UnknownModelError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from brainage_tf import model_registry
+from brainage_tf.errors import UsageError
 from brainage_tf.model_registry import (
     DEFAULT_MODEL,
     ModelSpec,
@@ -25,7 +26,7 @@ from brainage_tf.models import build_model
 from brainage_tf.models.layers import dtype_policy_scope
 from brainage_tf.serving.explanations import slab_settings
 from brainage_tf.serving.export import export_metadata
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.flags import build_parser
 
 SHAPE = (6, 5, 6)

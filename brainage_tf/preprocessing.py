@@ -8,7 +8,7 @@ grid, optionally mask the brain, and z-score the intensities inside the brain.
 
 Only numpy, scipy and nibabel are imported at module import; nilearn (the
 MNI152 template) and SimpleITK (registration, in `brainage_tf.registration`) are
-imported when first needed. The typed errors live in `brainage_tf.scan_errors`.
+imported when first needed. The typed errors it raises live in `brainage_tf.errors`.
 """
 
 from __future__ import annotations
@@ -25,22 +25,17 @@ import nibabel.processing
 import numpy as np
 
 from brainage_tf import array_cache
-from brainage_tf.registration import mni152_images, register_to_template
-from brainage_tf.resampling import resample_image
-from brainage_tf.scan_errors import (
+from brainage_tf.errors import (
     ConstantImageError,
     DegenerateAffineError,
     NonFiniteVoxelsError,
-    NotSingleVolumeError,
-    RegistrationError,
-    ScanError,
-    ScanTooLargeError,
-    UnreadableScanError,
     VoxelSizeError,
 )
+from brainage_tf.registration import mni152_images, register_to_template
+from brainage_tf.resampling import resample_image
 from brainage_tf.scan_file import MAX_SCAN_VOXELS, check_header, open_scan, read_voxels, unreadable
 
-__all__ = [  # the errors are re-exported: callers catch them from here
+__all__ = [
     "FIELD_OF_VIEW_CENTRE_MM",
     "FIELD_OF_VIEW_MM",
     "GRIDS",
@@ -50,20 +45,11 @@ __all__ = [  # the errors are re-exported: callers catch them from here
     "MAX_VOXEL_SIZE_MM",
     "MIN_VOXEL_SIZE_MM",
     "REGISTRATION_MODES",
-    "ConstantImageError",
-    "DegenerateAffineError",
     "Grid",
-    "NonFiniteVoxelsError",
-    "NotSingleVolumeError",
     "PreprocessConfig",
     "PreprocessedScan",
-    "RegistrationError",
     "RegistrationMode",
-    "ScanError",
     "ScanMetadata",
-    "ScanTooLargeError",
-    "UnreadableScanError",
-    "VoxelSizeError",
     "get_grid",
     "load_scan",
     "preprocess_image",

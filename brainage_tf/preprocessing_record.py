@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.errors import PreprocessingRecordError
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, get_grid
 
 # Bump whenever `preprocess_scan`'s output changes for any input: datasets, runs and exports
@@ -34,10 +35,6 @@ RECORD_KEYS = (
     "normalization",
     "stored_dtype",
 )
-
-
-class PreprocessingRecordError(ValueError):
-    """A preprocessing record that is missing, incomplete, or of another preprocessing version."""
 
 
 def preprocessing_record(config: PreprocessConfig) -> dict:

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.errors import PreprocessingRecordError
 from brainage_tf.preprocessing import GRID_NAMES, GRIDS, REGISTRATION_MODES, PreprocessConfig
 from brainage_tf.preprocessing_record import (
     PREPROCESSING_VERSION,
     RECORD_KEYS,
-    PreprocessingRecordError,
     check_record,
     preprocess_config_from_record,
     preprocessing_record,

@@ -13,8 +13,8 @@ import pytest
 from nibabel.affines import from_matvec
 from nibabel.eulerangles import euler2mat
 
+from brainage_tf import errors, scan_file
 from brainage_tf import preprocessing as prep
-from brainage_tf import scan_file
 from brainage_tf.registration import mni152_images
 
 NIBABEL_DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
@@ -119,9 +119,9 @@ def test_failed_registration_raises_registration_error_naming_the_file(monkeypat
 
     monkeypatch.setattr(sitk.ImageRegistrationMethod, "Execute", fail)
     path = NIBABEL_DATA / "small.mnc"
-    with pytest.raises(prep.RegistrationError) as raised:
+    with pytest.raises(errors.RegistrationError) as raised:
         prep.preprocess_scan(path, prep.PreprocessConfig(grid="tiny", registration="affine"))
-    assert type(raised.value) is prep.RegistrationError
+    assert type(raised.value) is errors.RegistrationError
     assert str(raised.value) == f"{path}: affine registration to MNI152 failed (optimizer diverged)"
 
 
@@ -165,7 +165,7 @@ def _noise(shape=(12, 14, 10)):
 
 
 def test_missing_file_is_unreadable(tmp_path):
-    with pytest.raises(prep.UnreadableScanError, match="missing.nii.gz: file not found"):
+    with pytest.raises(errors.UnreadableScanError, match="missing.nii.gz: file not found"):
         prep.preprocess_scan(tmp_path / "missing.nii.gz", TINY)
 
 
@@ -173,7 +173,7 @@ def test_truncated_gzip_is_unreadable(tmp_path):
     path = _save(tmp_path, "scan.nii.gz", _noise((40, 40, 40)))
     payload = path.read_bytes()
     path.write_bytes(payload[: len(payload) // 2])
-    with pytest.raises(prep.UnreadableScanError, match=r"scan\.nii\.gz: cannot read"):
+    with pytest.raises(errors.UnreadableScanError, match=r"scan\.nii\.gz: cannot read"):
         prep.preprocess_scan(path, TINY)
 
 
@@ -183,17 +183,17 @@ def test_corrupt_gzip_and_garbage_files_are_unreadable(tmp_path):
     garbage = tmp_path / "garbage.mnc"
     garbage.write_bytes(b"\x89HDF\x00garbage")
     for path in (corrupt, garbage):
-        with pytest.raises(prep.UnreadableScanError, match=str(path.name)):
+        with pytest.raises(errors.UnreadableScanError, match=str(path.name)):
             prep.preprocess_scan(path, TINY)
 
 
 def test_4d_with_several_volumes_is_rejected_and_singleton_4d_is_accepted(tmp_path):
     series = _save(tmp_path, "bold.nii.gz", np.stack([_noise(), _noise()], axis=-1))
     with pytest.raises(
-        prep.NotSingleVolumeError, match=r"bold\.nii\.gz: expected one 3D volume, got a 4D image"
+        errors.NotSingleVolumeError, match=r"bold\.nii\.gz: expected one 3D volume, got a 4D image"
     ):
         prep.preprocess_scan(series, TINY)
-    with pytest.raises(prep.NotSingleVolumeError, match="example_nifti2.nii.gz"):
+    with pytest.raises(errors.NotSingleVolumeError, match="example_nifti2.nii.gz"):
         prep.preprocess_scan(NIBABEL_DATA / "example_nifti2.nii.gz", TINY)
     affine = np.diag([8.0, 8.0, 8.0, 1.0])
     affine[:3, 3] = [-48.0, -72.0, -40.0]
@@ -202,7 +202,7 @@ def test_4d_with_several_volumes_is_rejected_and_singleton_4d_is_accepted(tmp_pa
 
 
 def test_single_slice_is_rejected(tmp_path):
-    with pytest.raises(prep.NotSingleVolumeError, match="single slice"):
+    with pytest.raises(errors.NotSingleVolumeError, match="single slice"):
         prep.preprocess_scan(_save(tmp_path, "slice.nii.gz", _noise((30, 30, 1))), TINY)
 
 
@@ -230,7 +230,7 @@ def test_non_finite_background_is_read_as_zero_and_counted():
 def test_non_finite_voxels_inside_the_brain_are_rejected():
     centre = (slice(8, 10), slice(13, 15), slice(13, 15))
     with pytest.raises(
-        prep.NonFiniteVoxelsError, match=r"^hole\.nii: 8 voxels are NaN .* reach into the brain"
+        errors.NonFiniteVoxelsError, match=r"^hole\.nii: 8 voxels are NaN .* reach into the brain"
     ):
         prep.preprocess_image(_small_mnc_with(np.nan, centre), TINY, "hole.nii")
 
@@ -239,7 +239,7 @@ def test_mostly_non_finite_image_is_rejected(tmp_path):
     data = _noise()
     data[: data.shape[0] * 2 // 3] = np.nan
     with pytest.raises(
-        prep.NonFiniteVoxelsError,
+        errors.NonFiniteVoxelsError,
         match=r"nan\.nii\.gz: \d+ of \d+ voxels are NaN or infinite \(more than 50%",
     ):
         prep.preprocess_scan(_save(tmp_path, "nan.nii.gz", data), TINY)
@@ -247,19 +247,19 @@ def test_mostly_non_finite_image_is_rejected(tmp_path):
 
 def test_nibabel_resampled_file_with_nan_inside_its_slab_is_rejected():
     # Its 153 NaN voxels fill the corners of a 3-slice slab through the brain.
-    with pytest.raises(prep.NonFiniteVoxelsError, match="153 voxels are NaN or infinite and they reach"):
+    with pytest.raises(errors.NonFiniteVoxelsError, match="153 voxels are NaN or infinite and they reach"):
         prep.preprocess_scan(NIBABEL_DATA / "resampled_anat_moved.nii", TINY)
 
 
 def test_constant_image_is_rejected(tmp_path):
-    with pytest.raises(prep.ConstantImageError, match=r"flat\.nii\.gz: every voxel equals 7"):
+    with pytest.raises(errors.ConstantImageError, match=r"flat\.nii\.gz: every voxel equals 7"):
         prep.preprocess_scan(_save(tmp_path, "flat.nii.gz", np.full((10, 10, 10), 7.0)), TINY)
 
 
 def test_scan_outside_the_atlas_brain_is_rejected(tmp_path):
     far_away = np.eye(4)
     far_away[:3, 3] = [5000.0, 5000.0, 5000.0]
-    with pytest.raises(prep.ConstantImageError, match="does not cover the atlas brain"):
+    with pytest.raises(errors.ConstantImageError, match="does not cover the atlas brain"):
         prep.preprocess_scan(_save(tmp_path, "far.nii.gz", _noise(), far_away), TINY)
 
 
@@ -278,7 +278,7 @@ def test_degenerate_affine_is_rejected(tmp_path, linear):
     path = tmp_path / "singular.nii.gz"
     nib.save(nib.Nifti1Image(_noise().astype(np.float32), None, header), path)
     with pytest.raises(
-        prep.DegenerateAffineError,
+        errors.DegenerateAffineError,
         match=r"singular\.nii\.gz: the voxel-to-world affine (is not invertible|has non-finite)",
     ):
         prep.preprocess_scan(path, TINY)
@@ -287,19 +287,19 @@ def test_degenerate_affine_is_rejected(tmp_path, linear):
 @pytest.mark.parametrize("voxel_mm", [0.001, 50.0])
 def test_absurd_voxel_size_is_rejected(tmp_path, voxel_mm):
     path = _save(tmp_path, "odd.nii.gz", _noise(), np.diag([voxel_mm, 1.0, 1.0, 1.0]))
-    with pytest.raises(prep.VoxelSizeError, match=r"odd\.nii\.gz: voxel size"):
+    with pytest.raises(errors.VoxelSizeError, match=r"odd\.nii\.gz: voxel size"):
         prep.preprocess_scan(path, TINY)
 
 
 @pytest.mark.parametrize(
-    "error_class", [prep.NonFiniteVoxelsError, prep.RegistrationError, prep.ScanTooLargeError]
+    "error_class", [errors.NonFiniteVoxelsError, errors.RegistrationError, errors.ScanTooLargeError]
 )
 def test_scan_errors_survive_pickling_for_beam_workers(error_class):
     error = error_class("/data/a.nii", "3 voxels are NaN or infinite")
     restored = pickle.loads(pickle.dumps(error))
     assert type(restored) is error_class
     assert str(restored) == "/data/a.nii: 3 voxels are NaN or infinite"
-    assert isinstance(restored, prep.ScanError) and isinstance(restored, ValueError)
+    assert isinstance(restored, errors.ScanError) and isinstance(restored, ValueError)
 
 
 # Scans too large for memory, and series: refused from the header, before any voxel is read.
@@ -346,11 +346,12 @@ def _refusal_and_peak_rss(path: pathlib.Path, config: str = "grid='tiny'") -> tu
     """Runs preprocess_scan on ``path`` in a fresh interpreter: (its outcome, its peak RSS in GB)."""
     code = f"""
 import resource, sys
+from brainage_tf import errors
 from brainage_tf import preprocessing as prep
 try:
     prep.preprocess_scan(sys.argv[1], prep.PreprocessConfig({config}))
     print("accepted")
-except prep.ScanError as error:
+except errors.ScanError as error:
     print(type(error).__name__)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -364,7 +365,7 @@ def test_truncated_file_whose_header_claims_2048_cubed_is_refused_from_the_heade
     assert path.stat().st_size == 1352 and nib.load(path).shape == (2048, 2048, 2048)
     outcome, peak_gb = _refusal_and_peak_rss(path)  # first in a child: reading it takes 17 GB
     assert outcome == "ScanTooLargeError" and peak_gb < 2.0, (outcome, peak_gb)
-    with pytest.raises(prep.ScanTooLargeError) as raised:
+    with pytest.raises(errors.ScanTooLargeError) as raised:
         prep.preprocess_scan(path, TINY)
     assert str(raised.value) == (
         f"{path}: the header declares 2048x2048x2048 int16 voxels (8,589,934,592 voxels, 34.4 GB as "
@@ -380,7 +381,7 @@ def test_gzip_bomb_of_1024_cubed_voxels_is_refused_from_the_header(gzip_bomb):
     outcome, peak_gb = _refusal_and_peak_rss(gzip_bomb, "grid='paper'")  # first in a child: 14 GB to read
     assert outcome == "ScanTooLargeError" and peak_gb < 2.0, (outcome, peak_gb)
     with pytest.raises(
-        prep.ScanTooLargeError,
+        errors.ScanTooLargeError,
         match=r"^\S*bomb\.nii\.gz: the header declares 1024x1024x1024 uint8 voxels \(1,073,741,824 voxels, "
         r"4\.3 GB as float32\), more than the limit of 268,435,456; to accept it, raise the limit",
     ) as raised:
@@ -398,11 +399,11 @@ def test_the_limit_comes_from_the_config(tmp_path):
     message = (
         r"t1\.nii\.gz: the header declares 12x14x10 float32 voxels \(1,680 voxels, 0\.0 MB .* limit of 1,679;"
     )
-    with pytest.raises(prep.ScanTooLargeError, match=message):
+    with pytest.raises(errors.ScanTooLargeError, match=message):
         prep.preprocess_scan(path, below)
-    with pytest.raises(prep.ScanTooLargeError, match="limit of 1,679;"):
+    with pytest.raises(errors.ScanTooLargeError, match="limit of 1,679;"):
         prep.preprocess_image(nib.load(path), below, str(path))
-    with pytest.raises(prep.ScanTooLargeError, match="limit of 1,679;"):
+    with pytest.raises(errors.ScanTooLargeError, match="limit of 1,679;"):
         prep.load_scan(path, max_voxels=1679)
 
 
@@ -417,14 +418,14 @@ def test_4d_series_is_refused_from_its_header_before_its_voxels_are_read(tmp_pat
     series = tmp_path / "bold.nii"
     _write_header_only(series, (64, 64, 32, 200), np.float32)
     with pytest.raises(
-        prep.NotSingleVolumeError,
+        errors.NotSingleVolumeError,
         match=r"bold\.nii: expected one 3D volume, got a 4D image of shape \(64, 64, 32, 200\)$",
     ):
         prep.preprocess_scan(series, TINY)
     # A series larger than the voxel limit is named for what it is: not one volume.
     fmri = tmp_path / "long_bold.nii"
     _write_header_only(fmri, (128, 128, 64, 1000), np.int16)
-    with pytest.raises(prep.NotSingleVolumeError, match="got a 4D image of shape"):
+    with pytest.raises(errors.NotSingleVolumeError, match="got a 4D image of shape"):
         prep.preprocess_scan(fmri, TINY)
     outcome, peak_gb = _refusal_and_peak_rss(fmri)
     assert outcome == "NotSingleVolumeError" and peak_gb < 2.0, (outcome, peak_gb)

@@ -14,7 +14,7 @@ import nibabel as nib
 import nibabel.processing
 import numpy as np
 
-from brainage_tf.scan_errors import DegenerateAffineError, RegistrationError
+from brainage_tf.errors import DegenerateAffineError, RegistrationError
 
 
 @functools.lru_cache(maxsize=1)

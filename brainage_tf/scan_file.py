@@ -16,7 +16,7 @@ import nibabel as nib
 import nibabel.arrayproxy
 import numpy as np
 
-from brainage_tf.scan_errors import NotSingleVolumeError, ScanTooLargeError, UnreadableScanError
+from brainage_tf.errors import NotSingleVolumeError, ScanTooLargeError, UnreadableScanError
 
 # Most voxels a scan may hold: 2**28 (268 M), 2.6 times a 0.5 mm whole head (512 x 512 x 400,
 # 105 M voxels); preprocessing one that large peaks at 1.4 GB, 2.6 GB with affine registration

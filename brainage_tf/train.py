@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from brainage_tf.console import entry_point
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import UsageError
+from brainage_tf.progress import on_terminal
 from brainage_tf.training.distribute import worker_role_from_env
 from brainage_tf.training.flags import build_parser, config_from_args
 from brainage_tf.training.run_directory import LISTING, RunDirectory
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logical_cpus=args.logical_cpus,
             role=role,
             verbose=args.verbose,
-            progress_bar=sys.stderr.isatty() and role.is_chief,
+            progress_bar=on_terminal() and role.is_chief,
         )
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

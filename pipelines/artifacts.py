@@ -11,14 +11,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from brainage_tf.errors import ComponentError
 from pipelines.store import StoredOutput
 
 # Written beside a failed component's KFP outputs, so `python -m pipelines.run` can name the cause.
 ERROR_FILE = "error.txt"
-
-
-class ComponentError(RuntimeError):
-    """A component that cannot do its work; the message is one line naming the problem."""
 
 
 def publish(artifact, output: StoredOutput) -> None:

@@ -3,7 +3,8 @@
 import pytest
 from kfp.dsl import Dataset
 
-from pipelines.artifacts import ERROR_FILE, ComponentError, failure_reported, publish
+from brainage_tf.errors import ComponentError
+from pipelines.artifacts import ERROR_FILE, failure_reported, publish
 from pipelines.store import StoredOutput
 
 

@@ -10,9 +10,11 @@ already has the package and kfp, so nothing is installed at run time. See docs/p
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
+from brainage_tf import __version__
+
 # The image a cluster runs every component in: the package installed (docs/pipelines.md has a
 # Dockerfile). The pipeline's `image` parameter overrides it per run.
-DEFAULT_IMAGE = "brainage-tf:0.1.0"
+DEFAULT_IMAGE = f"brainage-tf:{__version__}"
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, packages_to_install=[], install_kfp_package=False)

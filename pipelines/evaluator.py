@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import ComponentError, UsageError
 from pipelines.pusher import BLESSED, CALIBRATION, NOT_BLESSED, RUN_FILES, serving_baseline
 from pipelines.store import OutputStore, StoredOutput
 
@@ -115,8 +115,6 @@ def run(
     Raises:
         ComponentError: An unknown split, no scan in the run's age range, or another grid.
     """
-    from brainage_tf.training.config import UsageError
-
     dataset = examples_metadata["dataset"]
     model_fingerprint = model_metadata["content_fingerprint"]
     baseline = serving_baseline(serving_dir, model_fingerprint)

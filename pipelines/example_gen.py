@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import BuildError, ComponentError, IngestSummaryError
 from pipelines.store import OutputStore, StoredOutput, fingerprint_of
 
 COMPONENT = "ExampleGen"
@@ -65,8 +65,7 @@ def run(
     parameters = {"builder": builder, "config": config, "manual_dir": manual_dir}
 
     def build(folder: Path) -> dict:
-        from brainage_tf.ingest.summary import IngestSummaryError
-        from tfds_builders.prepare import BuildError, prepare_dataset
+        from tfds_builders.prepare import DOWNLOADS_FOLDER, prepare_dataset
 
         print(f"{COMPONENT}: building {builder} config {config} into {folder}")
         try:
@@ -75,7 +74,7 @@ def run(
                 config,
                 str(folder),
                 # Shared by every build: the synthetic cohorts' generated scans are reused by name.
-                download_dir=str(store.root / "downloads"),
+                download_dir=str(store.root / DOWNLOADS_FOLDER),
                 manual_dir=manual_dir or None,
                 beam_pipeline_options=beam_pipeline_options,
             )

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import ComponentError
 from pipelines.example_gen import manual_dir_fingerprint
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.errors import DatasetError, UsageError
+from brainage_tf.training.config import TrainConfig
 from pipelines.paper_report import PAPER_MODELS, TABLES, epoch_seconds, write_experiment_report
 
 COHORTS = ("synthetic", "real")
@@ -135,7 +136,7 @@ def check_datasets(plan: dict, log: Callable[[str], None]) -> None:
             (replication["dataset"], replication["split"], replication["data_dir"]),
         ):
             data.tfds_source(name, split, where)
-    except data.DatasetError as error:
+    except DatasetError as error:
         raise UsageError(str(error)) from None
 
 

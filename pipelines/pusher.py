@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import ComponentError
+from brainage_tf.serving.metadata import next_version, version_folders
 from pipelines.store import OutputStore, StoredOutput, content_fingerprint, work_fingerprint
 
 COMPONENT = "Pusher"
@@ -35,15 +36,11 @@ CALIBRATION = "calibration.json"
 
 def pushed_versions(serving_dir: str | Path) -> list[tuple[int, dict]]:
     """(version, push record) of every version the Pusher wrote into a serving folder, oldest first."""
-    root = Path(serving_dir)
-    if not root.is_dir():
-        return []
-    versions = []
-    for folder in root.iterdir():
-        record = folder / PUSH_RECORD
-        if folder.name.isdigit() and record.is_file():
-            versions.append((int(folder.name), json.loads(record.read_text())))
-    return sorted(versions, key=lambda item: item[0])
+    return [
+        (version, json.loads((folder / PUSH_RECORD).read_text()))
+        for version, folder in version_folders(serving_dir)
+        if (folder / PUSH_RECORD).is_file()
+    ]
 
 
 def serving_baseline(serving_dir: str | Path, model_fingerprint: str) -> tuple[int, Path, str] | None:
@@ -56,9 +53,7 @@ def serving_baseline(serving_dir: str | Path, model_fingerprint: str) -> tuple[i
     Returns:
         (version, its folder, its model fingerprint), or None when no other model serves.
     """
-    root = Path(serving_dir)
-    folders = [p for p in root.iterdir() if p.name.isdigit() and p.is_dir()] if root.is_dir() else []
-    for folder in sorted(folders, key=lambda p: int(p.name), reverse=True):
+    for version, folder in reversed(version_folders(serving_dir)):
         record = folder / PUSH_RECORD
         fingerprint = (
             json.loads(record.read_text()).get("model_fingerprint")
@@ -66,7 +61,7 @@ def serving_baseline(serving_dir: str | Path, model_fingerprint: str) -> tuple[i
             else content_fingerprint(folder)
         )
         if fingerprint != model_fingerprint:
-            return int(folder.name), folder, fingerprint
+            return version, folder, fingerprint
     return None
 
 
@@ -81,7 +76,7 @@ def push_export(run_dir: Path, calibration: Path, serving_dir: Path, record: dic
     Raises:
         ComponentError: The next version folder exists when the export is renamed into place.
     """
-    from brainage_tf.serving.export import export_run, next_version
+    from brainage_tf.serving.export import export_run
 
     serving_dir.mkdir(parents=True, exist_ok=True)
     version = next_version(serving_dir)

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from brainage_tf.errors import ComponentError
 from brainage_tf.serving import export
+from brainage_tf.serving.metadata import version_folders
 from pipelines import pusher
-from pipelines.artifacts import ComponentError
 
 
 def fake_export_run(run_dir, version=None, checkpoint="best"):
@@ -74,6 +75,21 @@ def test_pushes_as_the_next_integer_version_and_records_the_model(tmp_path, fake
     assert sorted(p.name for p in serving.iterdir()) == ["1", "2", "3", "4"]
 
 
+def test_only_folders_named_by_a_whole_number_are_versions(tmp_path, faked_export):
+    serving = tmp_path / "serving"
+    for name in ("2", "10", "1", "\u00b2", ".push-11-x", "notes"):  # "\u00b2" (superscript 2) is a digit
+        (serving / name).mkdir(parents=True)
+    (serving / "12").write_text("a file, not a version")
+    assert [(version, folder.name) for version, folder in version_folders(serving)] == [
+        (1, "1"),
+        (2, "2"),
+        (10, "10"),
+    ]
+    model = make_model(tmp_path, "a")
+    assert push(tmp_path, model, make_blessing(tmp_path, model[1]), serving).metadata["version"] == 11
+    assert pusher.serving_baseline(serving, "fp-a")[0] == 10
+
+
 def test_a_model_already_serving_is_not_pushed_twice(tmp_path, faked_export):
     serving, model = tmp_path / "serving", make_model(tmp_path, "a")
     push(tmp_path, model, make_blessing(tmp_path, model[1]), serving)
@@ -111,7 +127,7 @@ def test_a_version_that_appears_during_the_push_is_never_overwritten(tmp_path, f
     serving, model = tmp_path / "serving", make_model(tmp_path, "a")
     (serving / "1").mkdir(parents=True)
     (serving / "1" / "saved_model.pb").write_bytes(b"served by another writer")
-    monkeypatch.setattr(export, "next_version", lambda folder: 1)  # a writer that raced us to 1
+    monkeypatch.setattr(pusher, "next_version", lambda folder: 1)  # a writer that raced us to 1
     with pytest.raises(ComponentError, match="appeared during the push; versions are never overwritten"):
         push(tmp_path, model, make_blessing(tmp_path, model[1]), serving)
     assert (serving / "1" / "saved_model.pb").read_bytes() == b"served by another writer"

@@ -23,13 +23,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import brainage_tf
 
 # Bump when the meaning of a component's outputs changes, so old entries are not reused.
 STORE_LAYOUT_VERSION = 1
@@ -79,7 +80,7 @@ def work_fingerprint(component: str, parameters: Mapping[str, Any], inputs: Mapp
         {
             "component": component,
             "layout": STORE_LAYOUT_VERSION,
-            "package_version": importlib.metadata.version("brainage_tf"),
+            "package_version": brainage_tf.__version__,
             "parameters": dict(parameters),
             "inputs": dict(inputs),
         }

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.artifacts import ComponentError
+from brainage_tf.errors import ComponentError
 from pipelines.store import OutputStore, StoredOutput
 
 COMPONENT = "Trainer"
@@ -53,7 +53,7 @@ def run(
     dataset = examples_metadata["dataset"]
 
     def train(folder: Path) -> dict:
-        from brainage_tf.training.config import UsageError
+        from brainage_tf.errors import UsageError
         from brainage_tf.training.flags import config_from_args, parse_flags
         from brainage_tf.training.train_lib import train as train_run
 

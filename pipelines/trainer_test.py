@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from brainage_tf.errors import ComponentError
 from pipelines import trainer
-from pipelines.artifacts import ComponentError
 
 
 @pytest.mark.parametrize("flag", ["--out", "--data_dir=/elsewhere", "--data-dir", "--dataset", "--resume"])

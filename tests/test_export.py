@@ -15,11 +15,13 @@ import pytest
 from toy_data import TINY_RUN_FLAGS, TOY_VERSION, store_toy_tfds, toy_cohort, toy_record
 
 from brainage_tf import evaluate, export, train
+from brainage_tf.errors import UsageError
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals
 from brainage_tf.preprocessing import PreprocessConfig
 from brainage_tf.preprocessing_record import preprocessing_record
 from brainage_tf.serving import export as serving_export
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.serving.metadata import next_version
+from brainage_tf.training.config import TrainConfig
 
 SHAPE = (16, 20, 14)
 
@@ -184,7 +186,7 @@ def test_an_export_is_never_overwritten_and_versions_count_up(exported, capsys):
     assert snapshot(first) == before
     assert export.main(["--run", str(run_dir)]) == 0
     assert (run_dir / "export" / "2" / "saved_model.pb").is_file()
-    assert serving_export.next_version(run_dir / "export") == 3
+    assert next_version(run_dir / "export") == 3
     assert sorted(path.name for path in (run_dir / "export").iterdir()) == ["1", "2"]  # no staging left
 
 

@@ -12,12 +12,15 @@ import pytest
 NUMPY_ONLY_MODULES = [
     "brainage_tf",
     "brainage_tf.defaults",
+    "brainage_tf.errors",
     "brainage_tf.model_registry",
     "brainage_tf.preprocessing",
     "brainage_tf.preprocessing_record",
     "brainage_tf.scan_file",
     "brainage_tf.resampling",
     "brainage_tf.synthetic",
+    "brainage_tf.synthetic.spec",
+    "brainage_tf.progress",
     "brainage_tf.ingest",
     "brainage_tf.training.config",
     "brainage_tf.training.run_directory",
@@ -117,3 +120,29 @@ def test_no_library_module_imports_a_command_module():
             if found:
                 offenders[name] = sorted(found)
     assert offenders == {}
+
+
+def test_every_error_class_is_defined_in_the_errors_module():
+    # BaseException subclasses (serving.batch.Interrupted) carry a signal, not an error.
+    root = Path(__file__).resolve().parent.parent
+    defined = {}
+    for package in ("brainage_tf", "tfds_builders", "pipelines"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name.endswith("_test.py") or path.name == "conftest.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                bases = [ast.unparse(base).rsplit(".", 1)[-1] for base in getattr(node, "bases", [])]
+                if isinstance(node, ast.ClassDef) and any(
+                    base.endswith(("Error", "Exception")) and base != "BaseException" for base in bases
+                ):
+                    defined[node.name] = str(path.relative_to(root))
+    assert set(defined.values()) == {"brainage_tf/errors.py"}, defined
+
+
+def test_the_distribution_takes_its_version_from_the_package():
+    from setuptools.config.setupcfg import read_configuration
+
+    import brainage_tf
+
+    setup_cfg = Path(__file__).resolve().parent.parent / "setup.cfg"
+    assert read_configuration(setup_cfg)["metadata"]["version"] == brainage_tf.__version__

@@ -43,7 +43,7 @@ def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, dict[str, np.nda
     import tensorflow_datasets as tfds
 
     from brainage_tf.synthetic import generate_cohort
-    from tfds_builders.prepare import make_config
+    from tfds_builders.prepare import DOWNLOADS_FOLDER, make_config
     from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
         GENERATED_FOLDER,
         Builder,
@@ -63,11 +63,11 @@ def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, dict[str, np.nda
         )
         config = make_config(Builder, json.dumps(arguments))  # fmt: skip
         (_, discovery), *_ = config.cohorts()
-        bids = root / "downloads" / GENERATED_FOLDER / cohort_folder_name(discovery)
+        bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
         if not bids.exists():  # the builder reuses this folder
-            generate_cohort(bids, workers=1, progress=False, **discovery)
+            generate_cohort(bids, discovery, workers=1)
         builder = Builder(config=config, data_dir=str(root / "data"))
-        builder.download_and_prepare(download_dir=str(root / "downloads"))
+        builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
         volumes = stored.setdefault(registration, {})
         for split in ("train", "test"):  # the discovery subjects
             for example in tfds.as_numpy(builder.as_dataset(split=split)):

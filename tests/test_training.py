@@ -19,9 +19,10 @@ import tensorflow as tf
 from toy_data import toy_cohort
 
 from brainage_tf import data
+from brainage_tf.errors import UsageError
 from brainage_tf.preprocessing import PreprocessConfig
 from brainage_tf.preprocessing_record import preprocessing_record
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
 from brainage_tf.training.trainer import Trainer, with_preprocessing
 

@@ -19,8 +19,8 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.errors import IngestError
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, ScanRecord
-from brainage_tf.ingest.skips import IngestError
 from brainage_tf.preprocessing import GRID_NAMES, REGISTRATION_MODES, PreprocessConfig, get_grid
 from brainage_tf.preprocessing_record import preprocessing_record
 

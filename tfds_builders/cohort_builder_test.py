@@ -2,9 +2,9 @@
 
 import pytest
 
+from brainage_tf.errors import IngestError
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, IngestSummary
 from brainage_tf.ingest import beam as ingest_beam
-from brainage_tf.ingest.skips import IngestError
 from brainage_tf.preprocessing import MAX_SCAN_VOXELS
 from tfds_builders.cohort_builder import CohortConfig
 from tfds_builders.nihpd.nihpd_dataset_builder import Builder

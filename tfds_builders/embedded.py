@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from brainage_tf import data
+from brainage_tf.errors import DatasetError
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
+from tfds_builders.prepare import DOWNLOADS_FOLDER
 
 EMBEDDED_DATASET = "synthetic_cohort"
 # Beam and TFDS log every stage at INFO, and Beam relays its workers' start-up warnings;
@@ -43,10 +45,10 @@ def ensure_prepared(
         data_dir: TFDS data dir.
         log: Progress printer.
         verbose: Show Beam's and TFDS's INFO logs.
-        progress_bar: Show the generator's per-subject bar (for a terminal).
+        progress_bar: Show the package's progress bar while generating (for a terminal).
 
     Raises:
-        data.DatasetError: The build failed.
+        DatasetError: The build failed.
     """
     name, _, config = dataset.partition("/")
     if name != EMBEDDED_DATASET:
@@ -62,7 +64,7 @@ def ensure_prepared(
             config or "small", data_dir, log=log, verbose=verbose, progress_bar=progress_bar
         )
     except (ImportError, ValueError) as error:
-        raise data.DatasetError(f"cannot build {dataset}: {error}") from None
+        raise DatasetError(f"cannot build {dataset}: {error}") from None
     log(summary_line)
 
 
@@ -81,7 +83,7 @@ def build_synthetic_cohort(
         data_dir: TFDS data dir.
         log: Progress printer.
         verbose: Show Beam's and TFDS's INFO logs.
-        progress_bar: Show the generator's per-subject bar.
+        progress_bar: Show the package's progress bar while generating (for a terminal).
 
     Returns:
         The ingest's closing line, "N rows in, M examples written, K skipped", with
@@ -96,17 +98,17 @@ def build_synthetic_cohort(
     )
 
     builder = tfds.builder(f"{EMBEDDED_DATASET}/{config}", data_dir=data_dir)
-    download_dir = Path(data_dir) / "downloads"
+    download_dir = Path(data_dir) / DOWNLOADS_FOLDER
     # One Beam worker per core: 200 scans at the small grid build in 31 s instead of 47 s on 2 cores.
     workers = max(1, min(os.cpu_count() or 1, 8))
-    for profile, arguments in builder.builder_config.cohorts():
+    for profile, spec in builder.builder_config.cohorts():
         log(
-            f"generating the {profile} cohort: {arguments['n_subjects']} subjects aged "
-            f"{arguments['min_age']:g}-{arguments['max_age']:g} y"
+            f"generating the {profile} cohort: {spec.n_subjects} subjects aged "
+            f"{spec.min_age:g}-{spec.max_age:g} y"
         )
         ensure_generated(
             download_dir / GENERATED_FOLDER,
-            arguments,
+            spec,
             workers=builder.builder_config.generator_workers,
             progress=progress_bar,
         )

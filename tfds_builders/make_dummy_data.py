@@ -150,8 +150,8 @@ def make_synthetic() -> None:
 
     root = _reset(BUILDERS_DIR / "synthetic_cohort" / "dummy_data") / GENERATED_FOLDER
     root.mkdir()
-    for _, arguments in TEST_CONFIG.cohorts():
-        ensure_generated(epath.Path(root), arguments)
+    for _, spec in TEST_CONFIG.cohorts():
+        ensure_generated(epath.Path(root), spec)
 
 
 def main() -> None:

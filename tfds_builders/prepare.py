@@ -13,6 +13,7 @@ import importlib
 import json
 from pathlib import Path
 
+from brainage_tf.errors import BuildError
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
 
 # The builders of this package; importing a module registers its builder with TFDS.
@@ -20,9 +21,9 @@ BUILDER_MODULES = {
     name: f"tfds_builders.{name}.{name}_dataset_builder" for name in ("synthetic_cohort", "nihpd", "mghbch")
 }
 
-
-class BuildError(ValueError):
-    """A builder, config or Beam option that cannot build; one line naming the problem."""
+# The folder of a TFDS data dir that downloads, and the synthetic cohorts' generated scans, go to
+# (`tfds build`'s default), shared by every build in that data dir.
+DOWNLOADS_FOLDER = "downloads"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +90,7 @@ def prepare_dataset(
         config: A config name ("tiny", "small_affine", ...) or a JSON object of config arguments
             with a new name, as `tfds build --config '{...}'` takes.
         data_dir: TFDS data dir to build in.
-        download_dir: Where downloads and generated scans go (default `<data_dir>/downloads`).
+        download_dir: Where downloads and generated scans go (default `<data_dir>/<DOWNLOADS_FOLDER>`).
         manual_dir: The user's cohort folder (nihpd, mghbch).
         beam_pipeline_options: `tfds build --beam_pipeline_options` text, e.g.
             "runner=FlinkRunner,flink_master=host:8081,environment_type=LOOPBACK".
@@ -115,7 +116,7 @@ def prepare_dataset(
         manual_dir=manual_dir or None, beam_options=PipelineOptions(parse_beam_options(beam_pipeline_options))
     )
     dataset.download_and_prepare(
-        download_dir=download_dir or str(Path(data_dir) / "downloads"), download_config=download_config
+        download_dir=download_dir or str(Path(data_dir) / DOWNLOADS_FOLDER), download_config=download_config
     )
     return PreparedDataset(
         name=f"{builder}/{dataset.builder_config.name}",

@@ -5,7 +5,8 @@ import json
 import pytest
 import tensorflow_datasets as tfds
 
-from tfds_builders.prepare import BuildError, parse_beam_options, prepare_dataset
+from brainage_tf.errors import BuildError
+from tfds_builders.prepare import DOWNLOADS_FOLDER, parse_beam_options, prepare_dataset
 
 
 class Stop(Exception):
@@ -32,7 +33,7 @@ def test_beam_options_reach_the_builder_as_tfds_build_passes_them(tmp_path, seen
     ((builder, download_dir, config),) = seen
     assert config.beam_options.get_all_options()["runner"] == "FlinkRunner"
     assert config.beam_options.get_all_options()["flink_master"] == "host:8081"
-    assert builder.builder_config.name == "tiny" and download_dir == str(tmp_path / "downloads")
+    assert builder.builder_config.name == "tiny" and download_dir == str(tmp_path / DOWNLOADS_FOLDER)
     assert parse_beam_options(" a=1, ,b=2") == ["--a=1", "--b=2"]
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from brainage_tf.errors import UsageError
 from brainage_tf.evaluation import metrics, plots, report
-from brainage_tf.training.config import UsageError
 
 KEY = ["subject_id", "session"]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from brainage_tf.errors import UsageError
 from brainage_tf.evaluation import compare, metrics, plots
-from brainage_tf.training.config import UsageError
 from brainage_tf.training.run_directory import RunDirectory
 
 WEIGHT_STEP = 0.1

@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from brainage_tf import data
+from brainage_tf.errors import UsageError
 from brainage_tf.models import build_model
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
 
 PREDICTION_BATCH_SIZE = 4

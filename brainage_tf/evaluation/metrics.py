@@ -6,7 +6,8 @@ years) next to an "Average" column, and the cumulative score
 
     CS(alpha) = 100 * #{subjects with |predicted - age| <= alpha} / N
 
-as a curve over the error level alpha (Figs. 4-5). Only numpy is imported.
+as a curve over the error level alpha (Figs. 4-5). Only numpy and the age bounds of
+`brainage_tf.defaults` are imported.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
+
 # Table 1: [0, 6), [6, 11), [11, 16), [16, 22] years, labelled 0-5, 6-10, 11-15, 16-22.
-PAPER_AGE_EDGES = (0.0, 6.0, 11.0, 16.0, 22.0)
+PAPER_AGE_EDGES = (MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS, 11.0, 16.0, MAX_AGE_YEARS)
 # Tables 2-3: one-year bins [0, 1), ..., [5, 6], labelled 0-1, ..., 5-6.
-YOUNG_AGE_EDGES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+YOUNG_AGE_EDGES = tuple(float(year) for year in range(int(MIN_AGE_YEARS), int(YOUNG_MAX_AGE_YEARS) + 1))
 
 # The error levels of the CS curves: 0 to 10 years in quarter-year steps.
 CS_ALPHA_STEP = 0.25

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.evaluation import metrics
 
 
@@ -17,6 +18,12 @@ def test_docstring_examples_run():
 def test_labels_of_the_papers_tables():
     assert metrics.age_group_labels(metrics.PAPER_AGE_EDGES) == ["0-5", "6-10", "11-15", "16-22"]
     assert metrics.age_group_labels(metrics.YOUNG_AGE_EDGES) == ["0-1", "1-2", "2-3", "3-4", "4-5", "5-6"]
+
+
+def test_the_age_groups_span_the_age_ranges_the_package_trains_on():
+    assert (metrics.PAPER_AGE_EDGES[0], metrics.PAPER_AGE_EDGES[-1]) == (MIN_AGE_YEARS, MAX_AGE_YEARS)
+    assert (metrics.YOUNG_AGE_EDGES[0], metrics.YOUNG_AGE_EDGES[-1]) == (MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS)
+    assert metrics.default_age_edges(YOUNG_MAX_AGE_YEARS) == metrics.YOUNG_AGE_EDGES
 
 
 def test_labels_of_fractional_edges_keep_the_edges():

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from brainage_tf import data
+from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.evaluation import inference, metrics, plots, report
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
 from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
 from brainage_tf.training.trainer import selection_of
 
@@ -165,7 +166,7 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
     dataset = request.dataset or config.dataset
     try:
         source = data.tfds_source(dataset, request.split, request.data_dir or config.data_dir)
-    except data.DatasetError as error:
+    except DatasetError as error:
         raise UsageError(str(error)) from None
     model = inference.load_run_model(run, config, source.volume_shape, request.checkpoint)
     check_same_preprocessing(config, source)

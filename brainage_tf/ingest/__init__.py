@@ -9,22 +9,15 @@ from brainage_tf.ingest.ages import age_problem
 from brainage_tf.ingest.bids import read_bids
 from brainage_tf.ingest.layout import detect_layout, read_cohort
 from brainage_tf.ingest.manifest import read_manifest
-from brainage_tf.ingest.records import CohortLayoutError, ScanRecord
+from brainage_tf.ingest.records import ScanRecord
 from brainage_tf.ingest.release import read_release
 from brainage_tf.ingest.splits import AGE_BIN_WIDTH_YEARS, TEST, TEST_FRACTION, TRAIN, assign_splits
-from brainage_tf.ingest.summary import (
-    INGEST_SUMMARY_NAME,
-    SKIP_REPORT_NAME,
-    IngestSummary,
-    IngestSummaryError,
-)
+from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, IngestSummary
 
 __all__ = [
     "AGE_BIN_WIDTH_YEARS",
-    "CohortLayoutError",
     "INGEST_SUMMARY_NAME",
     "IngestSummary",
-    "IngestSummaryError",
     "SKIP_REPORT_NAME",
     "ScanRecord",
     "TEST",

@@ -13,7 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from brainage_tf.ingest.records import CohortLayoutError, ScanRecord, cell_text
+from brainage_tf.errors import CohortLayoutError
+from brainage_tf.ingest.records import ScanRecord, cell_text
 
 AGE_UNITS_TO_YEARS: Mapping[str, float] = {
     "years": 1.0,

@@ -21,10 +21,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.errors import IngestError, ScanError
 from brainage_tf.ingest.ages import age_problem
 from brainage_tf.ingest.records import ScanRecord
 from brainage_tf.ingest.skips import (
-    IngestError,
     Skip,
     content_duplicates,
     find_duplicates,
@@ -94,7 +94,7 @@ class PreprocessRecordFn(beam.DoFn):
         Args:
           element: (split name, record, its `duplicate` skip or None).
         """
-        from brainage_tf.preprocessing import ScanError, preprocess_scan  # heavy: load on workers
+        from brainage_tf.preprocessing import preprocess_scan  # heavy: load on workers
 
         split, record, duplicate = element
         self._rows_in.inc()

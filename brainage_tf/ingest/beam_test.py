@@ -10,10 +10,11 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
+from brainage_tf.errors import IngestError
 from brainage_tf.ingest.beam import IngestScans, summarize
 from brainage_tf.ingest.direct_runner import prepare_direct_runner
 from brainage_tf.ingest.records import ScanRecord
-from brainage_tf.ingest.skips import IngestError, content_duplicates, find_duplicates, read_skip_report
+from brainage_tf.ingest.skips import content_duplicates, find_duplicates, read_skip_report
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig
 
 NIBABEL_DATA = Path(nib.__file__).resolve().parent / "tests" / "data"

@@ -11,15 +11,9 @@ import os
 import re
 from pathlib import Path
 
+from brainage_tf.errors import CohortLayoutError
 from brainage_tf.ingest.ages import AgeColumn, find_age_column, parse_age
-from brainage_tf.ingest.records import (
-    CohortLayoutError,
-    ScanRecord,
-    cell_text,
-    read_table,
-    record_from_row,
-    table_rows,
-)
+from brainage_tf.ingest.records import ScanRecord, cell_text, read_table, record_from_row, table_rows
 
 BIDS_MARKERS = ("participants.tsv", "dataset_description.json")
 _BIDS_T1W = re.compile(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from brainage_tf.errors import CohortLayoutError
 from brainage_tf.ingest.bids import BIDS_MARKERS, read_bids
 from brainage_tf.ingest.manifest import MANIFEST_NAMES, read_manifest
-from brainage_tf.ingest.records import CohortLayoutError, ScanRecord
+from brainage_tf.ingest.records import ScanRecord
 from brainage_tf.ingest.release import DEMOGRAPHICS_NAMES, read_release
 
 

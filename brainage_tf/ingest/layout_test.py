@@ -2,8 +2,8 @@
 
 import pytest
 
+from brainage_tf.errors import CohortLayoutError
 from brainage_tf.ingest.layout import detect_layout, read_cohort
-from brainage_tf.ingest.records import CohortLayoutError
 
 
 def test_detect_layout_finds_exactly_one(tmp_path, write_file):

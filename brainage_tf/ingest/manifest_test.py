@@ -2,9 +2,9 @@
 
 import pytest
 
+from brainage_tf.errors import CohortLayoutError
 from brainage_tf.ingest.ages import age_problem
 from brainage_tf.ingest.manifest import read_manifest
-from brainage_tf.ingest.records import CohortLayoutError
 
 
 def test_manifest_resolves_paths_and_states_units(tmp_path, write_file):

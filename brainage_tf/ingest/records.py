@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from brainage_tf.errors import CohortLayoutError
+
 NOT_AVAILABLE = "n/a"
-
-
-class CohortLayoutError(ValueError):
-    """A cohort folder or table that cannot be read as any supported layout."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,11 +10,11 @@ import os
 import re
 from pathlib import Path
 
+from brainage_tf.defaults import SCAN_SUFFIXES
 from brainage_tf.ingest.ages import parse_age, require_columns
 from brainage_tf.ingest.records import ScanRecord, cell_text, read_table, record_from_row, table_rows
 
 DEMOGRAPHICS_NAMES = ("demographics.csv", "demographics.tsv")
-SCAN_SUFFIXES = (".nii", ".nii.gz", ".mnc", ".mnc.gz", ".mgz", ".mgh", ".img", ".hdr")
 _VISIT_TOKEN = re.compile(r"(?:^|[_\-.])([A-Za-z0-9]+)_([Vv][A-Za-z0-9]+)(?=[_\-.])")
 
 

@@ -15,15 +15,12 @@ from collections.abc import Iterable, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
+from brainage_tf.errors import IngestError
 from brainage_tf.ingest.records import ScanRecord
 
 SKIP_REPORT_HEADER = ("path", "subject", "reason")
 DUPLICATE = "duplicate"
 DUPLICATE_CONTENT = "duplicate_content"
-
-
-class IngestError(ValueError):
-    """A bad row in strict mode, or an inconsistent ingest request."""
 
 
 @dataclasses.dataclass(frozen=True)

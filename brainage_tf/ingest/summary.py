@@ -13,12 +13,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from brainage_tf.errors import IngestSummaryError
+
 INGEST_SUMMARY_NAME = "ingest_summary.json"
 SKIP_REPORT_NAME = "skip_report.tsv"
-
-
-class IngestSummaryError(ValueError):
-    """An ingest summary file that is missing, not JSON, or lacks a field."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary, IngestSummaryError
+from brainage_tf.errors import IngestSummaryError
+from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
 
 SUMMARY = IngestSummary(18, 7, 11, {"duplicate": 2, "missing_age": 9}, "skip_report.tsv")
 

@@ -9,10 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument
-from brainage_tf.scan_errors import one_line
+from brainage_tf.errors import UsageError, one_line
 from brainage_tf.serving.batch import Interrupted, signals_interrupt
 from brainage_tf.serving.scans import ScanItem, scan_items
-from brainage_tf.training.config import UsageError
 
 # Longest resume command printed in full (characters).
 _LONGEST_RESUME_LINE = 300

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from brainage_tf.defaults import DEFAULT_POOL_SIZE, DEFAULT_SLICE_AXIS, SLICE_AXIS_INDEX
+from brainage_tf.errors import UsageError
 from brainage_tf.explanation.saliency import SaliencySettings
 from brainage_tf.model_registry import UnknownModelError, get_model_spec
 from brainage_tf.preprocessing import PreprocessedScan, get_grid
@@ -26,7 +27,6 @@ from brainage_tf.serving.exported_model import ExportedModel, model_input
 from brainage_tf.serving.journal import ResultJournal
 from brainage_tf.serving.predictions import provenance
 from brainage_tf.serving.scans import ScanItem, folder_names
-from brainage_tf.training.config import UsageError
 
 TOOL = "brainage_tf.explain"
 SUMMARY_CSV = "explain.csv"

@@ -21,7 +21,6 @@ docs/serving.md.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 import os
@@ -29,10 +28,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainage_tf import __version__
+from brainage_tf.errors import DatasetError, PreprocessingRecordError, UsageError
 from brainage_tf.model_registry import UnknownModelError, get_model_spec
-from brainage_tf.preprocessing_record import NORMALIZATION, PreprocessingRecordError, check_record
-from brainage_tf.serving.metadata import METADATA_ASSET
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.preprocessing_record import NORMALIZATION, check_record
+from brainage_tf.serving.metadata import METADATA_ASSET, next_version
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import CHECKPOINTS, RunDirectory
 
 
@@ -91,7 +92,7 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
         # The model computes in this policy; its input (float32) and outputs (float32) do not change.
         "precision": config.precision,
         "training_age_range": [float(config.min_age), float(config.max_age)],
-        "package_version": importlib.metadata.version("brainage_tf"),
+        "package_version": __version__,
         "dataset": config.dataset,
         "checkpoint": checkpoint,
         "bias_correction": calibration.get("bias_correction"),
@@ -176,12 +177,6 @@ def _serving_module(model, shape: Sequence[int], calibration: dict, metadata: di
     return BrainAgeModule()
 
 
-def next_version(export_dir: Path) -> int:
-    """1 + the largest integer version folder of `export_dir` (1 when there is none)."""
-    versions = [int(p.name) for p in export_dir.iterdir() if p.name.isdigit()] if export_dir.is_dir() else []
-    return max(versions, default=0) + 1
-
-
 def _load_model(run: RunDirectory, config: TrainConfig, checkpoint: str):
     """The run's Keras model: best_model.keras, or the last checkpoint rebuilt on the dataset's grid."""
     from brainage_tf import data
@@ -191,7 +186,7 @@ def _load_model(run: RunDirectory, config: TrainConfig, checkpoint: str):
         return load_run_model(run, config, None, checkpoint)
     try:
         source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
-    except data.DatasetError as error:
+    except DatasetError as error:
         raise UsageError(f"--checkpoint last needs the run's dataset for its grid: {error}") from None
     return load_run_model(run, config, source.volume_shape, checkpoint)
 

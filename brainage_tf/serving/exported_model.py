@@ -9,16 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.errors import PreprocessingRecordError, UsageError, one_line
 from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, PreprocessedScan
-from brainage_tf.preprocessing_record import (
-    PREPROCESSING_VERSION,
-    PreprocessingRecordError,
-    preprocess_config_from_record,
-)
-from brainage_tf.scan_errors import one_line
+from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocess_config_from_record
 from brainage_tf.serving.metadata import export_fingerprint, read_metadata
-from brainage_tf.training.config import UsageError
 
 # Outputs of serving_default beside predicted_age, present when the run was calibrated.
 OPTIONAL_OUTPUTS = ("corrected_predicted_age", "interval_low", "interval_high")

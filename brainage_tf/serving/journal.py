@@ -27,7 +27,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import UsageError
 
 OK, FAILED = "ok", "failed"
 PARTIAL_SUFFIX = ".partial"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from brainage_tf.errors import UsageError
 from brainage_tf.serving.journal import ResultJournal, cell
-from brainage_tf.training.config import UsageError
 
 COLUMNS = ("path", "predicted_age", "status", "reason")
 PROVENANCE = {"tool": "t", "export": "/runs/a/export/1", "export_fingerprint": "sha256:aa", "settings": {}}

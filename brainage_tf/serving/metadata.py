@@ -1,4 +1,4 @@
-"""What an export says about itself: the metadata asset and a fingerprint of its files.
+"""What an export says about itself: the metadata asset, a fingerprint of its files, its version folder.
 
 Light: no TensorFlow, so a command can check an export, or refuse a resume with
 another one, before paying TensorFlow's import.
@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import UsageError
 
 # The one name of the asset that carries the export's preprocessing settings and calibration.
 METADATA_ASSET = "brainage_metadata.json"
@@ -54,3 +54,23 @@ def export_fingerprint(export_dir: str | os.PathLike) -> str:
             for block in iter(lambda: handle.read(_HASH_BLOCK_BYTES), b""):
                 digest.update(block)
     return f"sha256:{digest.hexdigest()}"
+
+
+def version_folders(model_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(version, folder) of every version of a TF Serving model folder, oldest first.
+
+    TF Serving serves the sub-folders named by a whole number; anything else there (a
+    staging folder, a note) is not a version.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    found = [
+        (int(p.name), p) for p in model_dir.iterdir() if p.name.isascii() and p.name.isdigit() and p.is_dir()
+    ]
+    return sorted(found)
+
+
+def next_version(model_dir: str | os.PathLike) -> int:
+    """1 + the largest version of a TF Serving model folder (1 when it has none)."""
+    return max((version for version, _ in version_folders(model_dir)), default=0) + 1

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brainage_tf.preprocessing import PreprocessedScan, ScanError
+from brainage_tf.errors import ScanError
+from brainage_tf.preprocessing import PreprocessedScan
 from brainage_tf.serving.batch import BASE_COLUMNS, SCAN_COLUMNS, RowList, run_batch, run_resumable
 from brainage_tf.serving.exported_model import ExportedModel, model_input
 from brainage_tf.serving.journal import ResultJournal

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from brainage_tf.scan_errors import one_line
-from brainage_tf.training.config import UsageError
+from brainage_tf.defaults import SCAN_SUFFIXES
+from brainage_tf.errors import CohortLayoutError, UsageError, one_line
 
-_SCAN_SUFFIXES = re.compile(r"(\.nii\.gz|\.nii|\.mnc|\.mgz|\.mgh|\.hdr|\.img)$", re.IGNORECASE)
+_SCAN_SUFFIX = re.compile(f"({'|'.join(map(re.escape, SCAN_SUFFIXES))})$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def scan_items(paths: Sequence[str], bids: str | None, manifest: str | None) -> 
     Raises:
         UsageError: An unreadable BIDS folder or manifest (one line naming the problem).
     """
-    from brainage_tf.ingest import CohortLayoutError, read_bids, read_manifest
+    from brainage_tf.ingest import read_bids, read_manifest
 
     items = [ScanItem(path=str(Path(path).resolve())) for path in paths]
     for reader, source in ((read_bids, bids), (read_manifest, manifest)):
@@ -71,7 +71,7 @@ def folder_names(items: Sequence[ScanItem]) -> list[str]:
     names, used = [], set()
     for item in items:
         base = "_".join(p for p in (item.subject_id, item.session) if p)
-        base = base or _SCAN_SUFFIXES.sub("", Path(item.path).name) or "scan"
+        base = base or _SCAN_SUFFIX.sub("", Path(item.path).name) or "scan"
         name, copy = base, 1
         while name in used:
             copy += 1

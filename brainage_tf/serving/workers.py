@@ -26,8 +26,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from brainage_tf.preprocessing import PreprocessConfig, PreprocessedScan, ScanError
-from brainage_tf.scan_errors import one_line
+from brainage_tf.errors import ScanError, one_line
+from brainage_tf.preprocessing import PreprocessConfig, PreprocessedScan
 
 T = TypeVar("T")
 # A worker's work on one scan: (path, config) -> (scan or None, reason).

@@ -6,16 +6,17 @@ tempo) and site and scanner effects, so the whole pipeline runs without access-c
 docs/synthetic.md gives the curves, the literature behind them and what the tests measure.
 
 Modules: ``trajectories`` (developmental curves), ``sites`` (site profiles and scanner geometry),
-``anatomy`` (the template anatomy), ``sampling`` (visit ages), ``rendering`` (one subject's scan at
-one age), ``cohort`` (the BIDS writer) and ``__main__`` (the command line,
-``python -m brainage_tf.synthetic``).
+``anatomy`` (the template anatomy), ``sampling`` (visit ages), ``spec`` (``CohortSpec``, what a
+cohort is), ``rendering`` (one subject's scan at one age), ``cohort`` (the BIDS writer) and
+``__main__`` (the command line, ``python -m brainage_tf.synthetic``).
 """
 
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
-from brainage_tf.synthetic.cohort import generate_cohort, plan_visits, validate_arguments
+from brainage_tf.synthetic.cohort import generate_cohort, plan_visits
 from brainage_tf.synthetic.rendering import SubjectTraits, draw_subject_traits, render_scan, write_nifti_gz
 from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS
 from brainage_tf.synthetic.sites import PROFILES, SITES, Site, scan_affine
+from brainage_tf.synthetic.spec import CohortSpec
 from brainage_tf.synthetic.trajectories import (
     MAX_SUPPORTED_AGE,
     myelination,
@@ -27,6 +28,7 @@ from brainage_tf.synthetic.trajectories import (
 
 __all__ = [
     "AGE_DISTRIBUTIONS",
+    "CohortSpec",
     "MAX_SUPPORTED_AGE",
     "PROFILES",
     "SITES",
@@ -36,13 +38,11 @@ __all__ = [
     "draw_subject_traits",
     "generate_cohort",
     "load_template_anatomy",
-    "main",
     "myelination",
     "plan_visits",
     "relative_brain_volume",
     "render_scan",
     "scan_affine",
-    "validate_arguments",
     "ventricle_volume_factor",
     "white_grey_ratio",
     "white_matter_share",

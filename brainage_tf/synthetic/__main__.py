@@ -7,57 +7,70 @@ Usage::
         [--voxel-scale F] [--age-distribution log_uniform|nihpd] [--no-progress]
 
 Bad arguments print a one-line ``error:`` and exit with status 2 before anything is written.
+On a terminal, the package's progress bar counts the subjects written, as it counts an epoch's steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
 from brainage_tf.console import add_verbose_argument, entry_point
-from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
-from brainage_tf.synthetic.cohort import generate_cohort, validate_arguments
-from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS, DEFAULT_AGE_DISTRIBUTION
+from brainage_tf.errors import UsageError
+from brainage_tf.progress import on_terminal
+from brainage_tf.synthetic.cohort import generate_cohort
+from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS
 from brainage_tf.synthetic.sites import PROFILES
+from brainage_tf.synthetic.spec import CohortSpec, check_workers
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    """The flags; each flag of a CohortSpec field is stored under the field's name, with its default."""
+    spec = CohortSpec
     parser = argparse.ArgumentParser(
         prog="python -m brainage_tf.synthetic",
         description="Write a synthetic developmental T1w cohort as a BIDS dataset.",
     )
     parser.add_argument("--out", required=True, help="dataset root directory")
-    parser.add_argument("--subjects", type=int, required=True, help="number of participants")
+    parser.add_argument(
+        "--subjects", dest="n_subjects", metavar="N", type=int, required=True, help="number of participants"
+    )
     parser.add_argument(
         "--min-age",
         type=float,
-        default=MIN_AGE_YEARS,
-        help=f"youngest first-visit age in years (default {MIN_AGE_YEARS:g})",
+        default=spec.min_age,
+        help=f"youngest first-visit age in years (default {spec.min_age:g})",
     )
     parser.add_argument(
-        "--max-age",
-        type=float,
-        default=MAX_AGE_YEARS,
-        help=f"oldest age in years (default {MAX_AGE_YEARS:g})",
+        "--max-age", type=float, default=spec.max_age, help=f"oldest age in years (default {spec.max_age:g})"
     )
     parser.add_argument(
-        "--profile", choices=PROFILES, default="discovery", help="site profile (default discovery)"
+        "--profile", choices=PROFILES, default=spec.profile, help=f"site profile (default {spec.profile})"
     )
-    parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
-    parser.add_argument("--sessions", type=int, default=1, help="visits per subject (default 1)")
+    parser.add_argument("--seed", type=int, default=spec.seed, help=f"cohort seed (default {spec.seed})")
+    parser.add_argument(
+        "--sessions", type=int, default=spec.sessions, help=f"visits per subject (default {spec.sessions})"
+    )
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all CPUs)")
     parser.add_argument(
-        "--voxel-scale", type=float, default=1.0, help="multiply voxel sizes, e.g. 2 for quick tests"
+        "--voxel-scale",
+        type=float,
+        default=spec.voxel_scale,
+        help="multiply voxel sizes, e.g. 2 for quick tests",
     )
     parser.add_argument(
         "--age-distribution",
         choices=AGE_DISTRIBUTIONS,
-        default=DEFAULT_AGE_DISTRIBUTION,
-        help="first-visit ages: log_uniform (default) or nihpd, an NIH-PD-shaped infant arm (0-4.5 y, "
-        "visits 3-12 months apart) and school-age arm (4.5-18.5 y, visits about 2 years apart)",
+        default=spec.age_distribution,
+        help=f"first-visit ages (default {spec.age_distribution}): log_uniform, or nihpd, an NIH-PD-shaped "
+        "infant arm (0-4.5 y, visits 3-12 months apart) and school-age arm (4.5-18.5 y, visits about "
+        "2 years apart)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar (drawn only on a terminal)"
+    )
     add_verbose_argument(parser)
     return parser
 
@@ -74,32 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        validate_arguments(
-            args.subjects,
-            args.min_age,
-            args.max_age,
-            args.profile,
-            args.seed,
-            args.sessions,
-            args.workers,
-            args.voxel_scale,
-            args.age_distribution,
+        spec = CohortSpec(
+            **{field.name: getattr(args, field.name) for field in dataclasses.fields(CohortSpec)}
         )
-    except ValueError as error:
+        check_workers(args.workers)
+    except UsageError as error:
         parser.error(str(error))
-    participants = generate_cohort(
-        args.out,
-        n_subjects=args.subjects,
-        min_age=args.min_age,
-        max_age=args.max_age,
-        profile=args.profile,
-        seed=args.seed,
-        sessions=args.sessions,
-        workers=args.workers,
-        voxel_scale=args.voxel_scale,
-        progress=not args.no_progress,
-        age_distribution=args.age_distribution,
-    )
+    progress = on_terminal() and not args.no_progress
+    participants = generate_cohort(args.out, spec, workers=args.workers, progress=progress)
     print(f"wrote {len(participants)} subjects to {args.out}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -14,9 +15,11 @@ from nilearn import datasets
 from scipy import ndimage
 from scipy.stats import spearmanr
 
+from brainage_tf.errors import UsageError
 from brainage_tf.preprocessing import PreprocessConfig, preprocess_scan
 from brainage_tf.synthetic.cohort import generate_cohort
 from brainage_tf.synthetic.sites import SITES
+from brainage_tf.synthetic.spec import CohortSpec
 
 TINY_NONE = PreprocessConfig(grid="tiny", registration="none")
 
@@ -110,17 +113,10 @@ def _scan_paths(root: Path) -> list[Path]:
 def young_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     """30 subjects aged 0-10 y, replication profile, 2 mm voxels (voxel_scale=2) for speed."""
     root = tmp_path_factory.mktemp("young")
-    participants = generate_cohort(
-        root,
-        n_subjects=30,
-        min_age=0.0,
-        max_age=10.0,
-        profile="replication",
-        seed=7,
-        workers=2,
-        voxel_scale=2.0,
-        progress=False,
+    spec = CohortSpec(
+        n_subjects=30, min_age=0.0, max_age=10.0, profile="replication", seed=7, voxel_scale=2.0
     )
+    participants = generate_cohort(root, spec, workers=2)
     return root, participants
 
 
@@ -137,9 +133,7 @@ def full_resolution_cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[st
     roots = {}
     for profile, subjects, sessions in (("discovery", 4, 2), ("replication", 2, 1)):
         root = tmp_path_factory.mktemp(profile)
-        generate_cohort(
-            root, n_subjects=subjects, profile=profile, seed=3, sessions=sessions, workers=2, progress=False
-        )
+        generate_cohort(root, CohortSpec(subjects, profile=profile, seed=3, sessions=sessions), workers=2)
         roots[profile] = root
     return roots
 
@@ -219,11 +213,9 @@ def test_bids_layout_and_sessions(full_resolution_cohorts: dict[str, Path]) -> N
 
 
 def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
-    kwargs = dict(
-        n_subjects=2, min_age=1.0, max_age=3.0, profile="discovery", voxel_scale=2.0, progress=False
-    )
-    generate_cohort(tmp_path / "a", seed=11, workers=1, **kwargs)
-    generate_cohort(tmp_path / "b", seed=11, workers=2, **kwargs)
+    spec = CohortSpec(n_subjects=2, min_age=1.0, max_age=3.0, profile="discovery", seed=11, voxel_scale=2.0)
+    generate_cohort(tmp_path / "a", spec, workers=1)
+    generate_cohort(tmp_path / "b", spec, workers=2)
     files_a = [p.relative_to(tmp_path / "a") for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()]
     files_b = [p.relative_to(tmp_path / "b") for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()]
     assert files_a == files_b and len(files_a) == 4
@@ -232,18 +224,12 @@ def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
 
 
 def test_different_seeds_give_different_anatomy(tmp_path: Path) -> None:
-    kwargs = dict(
-        n_subjects=1,
-        min_age=8.0,
-        max_age=8.0,
-        profile="replication",
-        workers=1,
-        voxel_scale=2.0,
-        progress=False,
-    )
     volumes = []
     for seed in (1, 2):
-        generate_cohort(tmp_path / str(seed), seed=seed, **kwargs)
+        spec = CohortSpec(
+            n_subjects=1, min_age=8.0, max_age=8.0, profile="replication", seed=seed, voxel_scale=2.0
+        )
+        generate_cohort(tmp_path / str(seed), spec, workers=1)
         scan = tmp_path / str(seed) / "sub-0001" / "anat" / "sub-0001_T1w.nii.gz"
         volumes.append(preprocess_scan(scan, PreprocessConfig(grid="small", registration="none")).volume)
     correlation = np.corrcoef(volumes[0].ravel(), volumes[1].ravel())[0, 1]
@@ -251,8 +237,18 @@ def test_different_seeds_give_different_anatomy(tmp_path: Path) -> None:
     assert np.abs(volumes[0] - volumes[1]).mean() > 0.05
 
 
-def test_generate_cohort_rejects_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="subjects must be a positive integer"):
-        generate_cohort(tmp_path, n_subjects=0)
-    with pytest.raises(ValueError, match="is above max-age"):
-        generate_cohort(tmp_path, n_subjects=1, min_age=10.0, max_age=2.0)
+def test_a_spec_holds_its_numbers_in_one_type_as_dataset_description_json_writes_them() -> None:
+    spec = CohortSpec(3.0, min_age=1, max_age=4, seed=2.0, sessions=2.0, voxel_scale=2)
+    assert [repr(value) for value in dataclasses.astuple(spec)[:-1]] == [
+        "3", "1.0", "4.0", "'discovery'", "2", "2", "2.0",
+    ]  # fmt: skip
+
+
+def test_a_spec_rejects_bad_arguments_on_creation(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="subjects must be a positive integer"):
+        CohortSpec(n_subjects=0)
+    with pytest.raises(UsageError, match="is above max-age"):
+        CohortSpec(n_subjects=1, min_age=10.0, max_age=2.0)
+    with pytest.raises(UsageError, match="workers must be >= 1, got 0"):
+        generate_cohort(tmp_path / "cohort", CohortSpec(n_subjects=1), workers=0)
+    assert not (tmp_path / "cohort").exists()

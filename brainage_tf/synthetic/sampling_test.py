@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from brainage_tf.synthetic.cohort import generate_cohort, plan_visits
+from brainage_tf.synthetic.spec import CohortSpec
 
 # The paper's Table 1 groups [0, 6), [6, 11), [11, 16), [16, 22], written out rather than imported.
 TABLE_1_EDGES = [0.0, 6.0, 11.0, 16.0, 22.0 + 1e-9]
@@ -20,8 +21,8 @@ def _table_1_counts(ages: pd.Series) -> np.ndarray:
 
 
 def test_nihpd_populates_every_table_1_group_where_log_uniform_does_not() -> None:
-    nihpd = plan_visits(300, sessions=3, age_distribution="nihpd")
-    log_uniform = plan_visits(300, sessions=3)
+    nihpd = plan_visits(CohortSpec(300, sessions=3, age_distribution="nihpd"))
+    log_uniform = plan_visits(CohortSpec(300, sessions=3))
     nihpd_counts, log_counts = _table_1_counts(nihpd.age), _table_1_counts(log_uniform.age)
     print(f"scans per Table 1 group: nihpd {nihpd_counts.tolist()}, log_uniform {log_counts.tolist()}")
     assert nihpd_counts.sum() == len(nihpd) > 600
@@ -31,7 +32,7 @@ def test_nihpd_populates_every_table_1_group_where_log_uniform_does_not() -> Non
 
 
 def test_nihpd_arms_follow_the_two_objectives() -> None:
-    visits = plan_visits(400, sessions=3, age_distribution="nihpd", seed=5)
+    visits = plan_visits(CohortSpec(400, sessions=3, age_distribution="nihpd", seed=5))
     first = visits[visits.session == 1].set_index("participant_id").age
     infants = first[first < 4.5].index
     school = first[first >= 4.5].index
@@ -51,27 +52,27 @@ def test_nihpd_arms_follow_the_two_objectives() -> None:
 
 
 def test_nihpd_fills_every_year_of_the_young_tables() -> None:
-    young = plan_visits(300, sessions=3, age_distribution="nihpd").age
+    young = plan_visits(CohortSpec(300, sessions=3, age_distribution="nihpd")).age
     counts = np.histogram(young, [0, 1, 2, 3, 4, 5, 6])[0]
     print(f"scans per year 0-6: {counts.tolist()}")
     assert (counts >= 15).all()
 
 
 def test_nihpd_clips_arms_to_the_age_range() -> None:
-    school_only = plan_visits(50, min_age=8.0, max_age=22.0, sessions=2, age_distribution="nihpd")
+    school_only = plan_visits(CohortSpec(50, min_age=8.0, max_age=22.0, sessions=2, age_distribution="nihpd"))
     assert school_only[school_only.session == 1].age.between(8.0, 18.5).all()
-    infants_only = plan_visits(50, min_age=0.0, max_age=3.0, sessions=2, age_distribution="nihpd")
+    infants_only = plan_visits(CohortSpec(50, min_age=0.0, max_age=3.0, sessions=2, age_distribution="nihpd"))
     assert infants_only.age.between(0.0, 3.0).all()
     with pytest.raises(ValueError, match="the range 19-22 has none"):
-        plan_visits(5, min_age=19.0, max_age=22.0, age_distribution="nihpd")
+        plan_visits(CohortSpec(5, min_age=19.0, max_age=22.0, age_distribution="nihpd"))
     with pytest.raises(ValueError, match="age-distribution must be one of log_uniform, nihpd"):
-        plan_visits(5, age_distribution="uniform")
+        plan_visits(CohortSpec(5, age_distribution="uniform"))
 
 
 def test_written_cohort_has_the_planned_visits(tmp_path: Path) -> None:
-    arguments = dict(n_subjects=3, profile="discovery", seed=2, sessions=2, age_distribution="nihpd")
-    participants = generate_cohort(tmp_path, voxel_scale=3.9, workers=1, progress=False, **arguments)
-    plan = plan_visits(**arguments)
+    spec = CohortSpec(3, profile="discovery", seed=2, sessions=2, voxel_scale=3.9, age_distribution="nihpd")
+    participants = generate_cohort(tmp_path, spec, workers=1)
+    plan = plan_visits(spec)
     written = pd.concat(
         pd.read_csv(tmp_path / pid / f"{pid}_sessions.tsv", sep="\t").assign(participant_id=pid)
         for pid in participants.participant_id

@@ -23,15 +23,12 @@ from brainage_tf.defaults import (
     SLICE_AXES,
     VALIDATION_FRACTION,
 )
+from brainage_tf.errors import UsageError
 from brainage_tf.model_registry import DEFAULT_MODEL, get_model_spec, model_names
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # `--precision`: "auto" resolves to one of the Keras dtype policies after it (training.precision).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-
-
-class UsageError(ValueError):
-    """A flag, run directory or dataset choice that cannot work; reported before heavy work."""
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 
-from brainage_tf.training.config import UsageError
+from brainage_tf.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)

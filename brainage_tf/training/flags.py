@@ -13,8 +13,9 @@ from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument
 from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, SLICE_AXES
+from brainage_tf.errors import UsageError
 from brainage_tf.model_registry import model_names, model_specs
-from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig, UsageError
+from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig
 
 # Flags that override a preset's value only when given (their parser default is None).
 PRESET_FLAGS = (

@@ -23,7 +23,8 @@ import math
 import time
 from pathlib import Path
 
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.errors import UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.distribute import WorkerRole
 
 HISTORY_FIELDS = ("epoch", "train_mae", "val_mae", "learning_rate", "seconds")

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.errors import DatasetError, UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.distribute import WorkerRole, make_strategy, split_cpu, worker_role_from_env
 from brainage_tf.training.run_directory import RunDirectory
 
@@ -98,7 +99,7 @@ def train(
     try:
         ensure_prepared(config.dataset, config.data_dir, log=log, verbose=verbose, progress_bar=progress_bar)
         source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
-    except data.DatasetError as error:
+    except DatasetError as error:
         raise UsageError(str(error)) from None
     started = time.perf_counter()
     trainer = Trainer(config, source, strategy, run, log=log, progress_bar=progress_bar)

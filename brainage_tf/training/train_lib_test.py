@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.errors import UsageError
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
 from brainage_tf.training.train_lib import resumed_config, train
 

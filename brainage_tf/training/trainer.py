@@ -16,13 +16,14 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from brainage_tf import data
+from brainage_tf.errors import UsageError
 from brainage_tf.models import build_model
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
-from brainage_tf.training.config import TrainConfig, UsageError
+from brainage_tf.progress import progress_bar
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.precision import resolve_precision
 from brainage_tf.training.run_directory import RunDirectory
 
@@ -331,12 +332,11 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> float:
         """Runs one epoch's steps; returns the mean of their batch MAEs."""
         batches = self.distribute(self.epoch_dataset(epoch))
-        steps = tqdm(
+        steps = progress_bar(
             range(self.plan.steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            description=f"epoch {epoch + 1}/{self.config.epochs}",
             unit="step",
-            leave=False,
-            disable=not self.progress_bar,
+            enabled=self.progress_bar,
         )
         total = 0.0
         for step in steps:

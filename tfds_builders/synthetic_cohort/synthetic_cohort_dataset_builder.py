@@ -13,7 +13,9 @@ from etils import epath
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.ingest import AGE_BIN_WIDTH_YEARS, TEST_FRACTION, ScanRecord, assign_splits, read_bids
+from brainage_tf.progress import on_terminal
 from brainage_tf.synthetic.sampling import DEFAULT_AGE_DISTRIBUTION
+from brainage_tf.synthetic.spec import CohortSpec
 from tfds_builders.cohort_builder import CohortBuilder, CohortConfig, make_configs
 
 GENERATED_FOLDER = "synthetic_bids"
@@ -70,12 +72,12 @@ class SyntheticConfig(CohortConfig):
         self.discovery_age_distribution = discovery_age_distribution
         self.replication_sessions = sessions if replication_sessions is None else replication_sessions
 
-    def cohorts(self) -> list[tuple[str, dict]]:
-        """(profile, generate_cohort keyword arguments) of both generated cohorts."""
+    def cohorts(self) -> list[tuple[str, CohortSpec]]:
+        """(profile, spec) of both generated cohorts."""
         return [
             (
                 "discovery",
-                dict(
+                CohortSpec(
                     n_subjects=self.discovery_subjects,
                     min_age=self.discovery_ages[0],
                     max_age=self.discovery_ages[1],
@@ -88,7 +90,7 @@ class SyntheticConfig(CohortConfig):
             ),
             (
                 "replication",
-                dict(
+                CohortSpec(
                     n_subjects=self.replication_subjects,
                     min_age=self.replication_ages[0],
                     max_age=self.replication_ages[1],
@@ -96,25 +98,23 @@ class SyntheticConfig(CohortConfig):
                     seed=self.seed + 1,
                     sessions=self.replication_sessions,
                     voxel_scale=self.voxel_scale,
-                    age_distribution=DEFAULT_AGE_DISTRIBUTION,
                 ),
             ),
         ]
 
 
-def cohort_folder_name(arguments: dict) -> str:
-    """Folder name that encodes every generation argument, so a reuse is always exact."""
-    distribution = arguments.get("age_distribution", DEFAULT_AGE_DISTRIBUTION)
+def cohort_folder_name(spec: CohortSpec) -> str:
+    """Folder name that encodes every field of the spec, so a reuse is always exact."""
     return (
-        f"{arguments['profile']}_n{arguments['n_subjects']}_age{arguments['min_age']:g}-{arguments['max_age']:g}"
-        f"_ses{arguments['sessions']}_seed{arguments['seed']}_vox{arguments['voxel_scale']:g}"
+        f"{spec.profile}_n{spec.n_subjects}_age{spec.min_age:g}-{spec.max_age:g}"
+        f"_ses{spec.sessions}_seed{spec.seed}_vox{spec.voxel_scale:g}"
         # Named only when not the default, so folders generated before the option are reused.
-        + ("" if distribution == DEFAULT_AGE_DISTRIBUTION else f"_{distribution}")
+        + ("" if spec.age_distribution == DEFAULT_AGE_DISTRIBUTION else f"_{spec.age_distribution}")
     )
 
 
 def ensure_generated(
-    root: epath.PathLike, arguments: dict, workers: int | None = None, progress: bool = False
+    root: epath.PathLike, spec: CohortSpec, workers: int | None = None, progress: bool = False
 ) -> epath.Path:
     """Generates one synthetic BIDS cohort below `root` unless it is already there.
 
@@ -123,23 +123,23 @@ def ensure_generated(
 
     Args:
       root: Parent folder (the download folder).
-      arguments: generate_cohort keyword arguments.
+      spec: The cohort.
       workers: Generator processes (None: all CPUs).
-      progress: Show the generator's per-subject progress bar.
+      progress: Show the package's progress bar, one update per subject.
 
     Returns:
       The cohort's BIDS folder.
     """
     from brainage_tf.synthetic import generate_cohort  # heavy: only when generating
 
-    folder = epath.Path(root) / cohort_folder_name(arguments)
+    folder = epath.Path(root) / cohort_folder_name(spec)
     if folder.exists():
         return folder
     partial = folder.parent / f"{folder.name}.incomplete"
     if partial.exists():
         partial.rmtree()
     partial.mkdir(parents=True)
-    generate_cohort(str(partial), workers=workers, progress=progress, **arguments)
+    generate_cohort(str(partial), spec, workers=workers, progress=progress)
     partial.rename(folder)
     return folder
 
@@ -183,10 +183,11 @@ class Builder(CohortBuilder):
         root = epath.Path(dl_manager.download_dir) / GENERATED_FOLDER
         root.mkdir(parents=True, exist_ok=True)
         split_records = []
-        for profile, arguments in self.builder_config.cohorts():
+        for profile, spec in self.builder_config.cohorts():
+            # `tfds build` on a terminal shows the generation as `python -m brainage_tf.train` does.
+            workers = self.builder_config.generator_workers
             records = read_bids(
-                ensure_generated(root, arguments, workers=self.builder_config.generator_workers),
-                cohort=profile,
+                ensure_generated(root, spec, workers=workers, progress=on_terminal()), cohort=profile
             )
             if profile == "discovery":
                 splits = assign_splits(

@@ -105,8 +105,8 @@ def test_experiment_configs_draw_an_nihpd_shaped_discovery_cohort():
     configs = {config.name: config for config in Builder.BUILDER_CONFIGS}
     for name in ("experiment", "experiment_tiny"):
         (_, discovery), (_, replication) = configs[name].cohorts()
-        assert discovery["age_distribution"] == "nihpd" and discovery["sessions"] > 1
-        assert replication["age_distribution"] == "log_uniform" and replication["sessions"] == 1
+        assert discovery.age_distribution == "nihpd" and discovery.sessions > 1
+        assert replication.age_distribution == "log_uniform" and replication.sessions == 1
         assert cohort_folder_name(discovery).endswith("_nihpd")
     # The default configs keep their generated folders' names.
     assert cohort_folder_name(configs["small"].cohorts()[0][1]) == "discovery_n160_age0-22_ses1_seed0_vox1"

@@ -1,7 +1,12 @@
-"""The typed errors of a scan that cannot be preprocessed, one class per problem.
+"""Every error class of brainage_tf, its builders and its pipelines, in one module.
 
-Each names the file and the problem in one line, and pickles across Beam and
-multiprocessing workers. `brainage_tf.preprocessing` re-exports them.
+A newcomer finds here what the package can raise on bad input, and a caller catches
+one import away. Every message names the file or flag and the problem in one line
+(`one_line`); the commands print it without a traceback. The module imports nothing
+heavy, so the light modules (flags, readers, the synthetic generator) can raise these.
+
+The typed `ScanError`s, one class per problem, pickle across Beam and
+multiprocessing workers.
 """
 
 from __future__ import annotations
@@ -12,6 +17,42 @@ import os
 def one_line(error: object) -> str:
     """An error message on one line, as every bad-input message of the package is printed."""
     return " ".join(str(error).split())
+
+
+class UsageError(ValueError):
+    """A flag, run directory or dataset choice that cannot work; reported before heavy work."""
+
+
+class UnknownModelError(ValueError):
+    """A model name that no spec is registered under (brainage_tf.model_registry)."""
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, unprepared, or selects no examples."""
+
+
+class PreprocessingRecordError(ValueError):
+    """A preprocessing record that is missing, incomplete, or of another preprocessing version."""
+
+
+class CohortLayoutError(ValueError):
+    """A cohort folder or table that cannot be read as any supported layout."""
+
+
+class IngestError(ValueError):
+    """A bad row in strict mode, or an inconsistent ingest request."""
+
+
+class IngestSummaryError(ValueError):
+    """An ingest summary file that is missing, not JSON, or lacks a field."""
+
+
+class BuildError(ValueError):
+    """A TFDS builder, config or Beam option that cannot build (`tfds_builders.prepare`)."""
+
+
+class ComponentError(RuntimeError):
+    """A pipeline component that cannot do its work (`pipelines`)."""
 
 
 class ScanError(ValueError):
