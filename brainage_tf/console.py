@@ -6,8 +6,11 @@ so every line goes to file descriptor 2 whatever `TF_CPP_MIN_LOG_LEVEL` says (th
 call to cuInit` on every machine without a GPU; `E0000 ... oneDNN supports DT_HALF`
 during evaluation). No switch reaches them from Python, so a command routes
 descriptor 2 through a pipe and drops exactly those lines; Python's own output
-bypasses the pipe. Library code never calls this: only a command's process owns its
-console (a test that calls `main` in-process keeps pytest's capture).
+bypasses the pipe. The few warnings libraries log about their own internals
+(LIBRARY_NOTICES: Beam's missing GCP extra, TFDS calling its own deprecated API) are
+dropped by a logging filter; every other warning still shows. Library code never
+calls this: only a command's process owns its console (a test that calls `main`
+in-process keeps pytest's capture).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import atexit
 import faulthandler
 import functools
 import io
+import logging
 import os
 import re
 import select
@@ -35,6 +39,13 @@ NATIVE_LOG_LINE = re.compile(
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
     rb"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$)"
 )
+# Warnings libraries log about their own internals, by logger: nothing a user can act on.
+LIBRARY_NOTICES = {
+    # Beam's import, without the GCP extra this package does not use.
+    "root": ("apitools not found, and bigquery client libraries are not available",),
+    # TFDS's own decoder reads its deprecated FeatureConnector.dtype (tensor_feature.decode_example).
+    "absl": ("`FeatureConnector.dtype` is deprecated.",),
+}
 # A partial line waits this long for its end before it is shown as it is (a prompt, a bar).
 _PARTIAL_LINE_SECONDS = 0.2
 # Written at exit after the process's last output; the filter shows what came before, then stops.
@@ -66,14 +77,32 @@ def run_command(main: Callable[[], int], argv: Sequence[str] | None = None) -> i
     if VERBOSE_FLAG in (sys.argv[1:] if argv is None else argv):
         os.environ[VERBOSE_ENV] = "1"
     else:
-        filter_native_log_lines()
+        quiet_console()
     return main()
 
 
 def component_console() -> None:
     """A pipeline component's process: native log lines filtered, unless its pipeline run is verbose."""
     if not os.environ.get(VERBOSE_ENV):
-        filter_native_log_lines()
+        quiet_console()
+
+
+def quiet_console() -> None:
+    """Drops TensorFlow's native log lines and the LIBRARY_NOTICES; everything else still shows."""
+    for logger, messages in LIBRARY_NOTICES.items():
+        logging.getLogger(None if logger == "root" else logger).addFilter(_NoticeFilter(messages))
+    filter_native_log_lines()
+
+
+class _NoticeFilter(logging.Filter):
+    """Drops the log records whose message starts with one of the given texts."""
+
+    def __init__(self, messages: Sequence[str]):
+        super().__init__()
+        self.messages = tuple(messages)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.messages)
 
 
 def filter_native_log_lines() -> None:

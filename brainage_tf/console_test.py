@@ -81,3 +81,21 @@ def test_tensorflow_start_up_prints_nothing_through_a_command():
     assert (
         "I0000" in loud.stderr
     )  # TensorFlow does print them, so the empty stderr above is the filter's doing
+
+
+def test_library_notices_are_dropped_and_other_warnings_kept():
+    code = """
+import logging
+from brainage_tf.console import run_command
+
+def main():
+    import apache_beam  # logs the apitools notice on a machine without Beam's GCP extra
+    logging.warning("apitools not found, and bigquery client libraries are not available despite it")
+    logging.getLogger("absl").warning("`FeatureConnector.dtype` is deprecated. Please change your code")
+    logging.warning("a warning of this package's own")
+    return 0
+
+exit(run_command(main, []))
+"""
+    done = run_python(code)
+    assert (done.returncode, done.stderr) == (0, "WARNING:root:a warning of this package's own\n")

@@ -170,7 +170,9 @@ def _prepared_builder(name: str, data_dir: str):
         ) from None
     except ValueError as error:
         raise DatasetError(f"TFDS dataset {name!r}: {str(error).splitlines()[0]}") from None
-    if not builder.is_prepared():
+    # A version folder without dataset_info.json is a build under way or a failed one; asking
+    # builder.is_prepared() about it logs a TFDS warning on every check.
+    if not (builder.data_path / "dataset_info.json").exists() or not builder.is_prepared():
         raise DatasetError(f"TFDS dataset {name!r} is not prepared in {data_dir}; {hint}.")
     return builder
 

@@ -129,3 +129,12 @@ def test_sharding_policy_is_file_only_with_a_file_per_worker():
 def test_unknown_tfds_dataset_is_a_dataset_error(tmp_path):
     with pytest.raises(DatasetError, match="no_such_cohort"):
         data.tfds_source("no_such_cohort/small", "train", str(tmp_path))
+
+
+def test_a_version_folder_without_dataset_info_is_unprepared_without_a_warning(tmp_path, caplog):
+    import tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder  # noqa: F401  (registers it)
+
+    (tmp_path / "synthetic_cohort" / "tiny" / "1.1.0").mkdir(parents=True)  # a build under way
+    with caplog.at_level("WARNING"):
+        assert not data.is_prepared("synthetic_cohort/tiny", str(tmp_path))
+    assert caplog.records == []
