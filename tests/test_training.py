@@ -206,6 +206,14 @@ def test_paper_preset_keeps_every_training_subject_and_demo_holds_out_a_fifth():
     assert TrainConfig.demo().validation_fraction == 0.2
 
 
+def test_a_run_from_before_the_calibration_part_reads_back_with_none():
+    # Such a run picked its epoch on every validation subject: none may calibrate its intervals.
+    older = TrainConfig.demo().to_json()
+    del older["calibration_fraction"], older["calibration_seed"]
+    assert TrainConfig.from_json(older).calibration_fraction == 0.0
+    assert TrainConfig.from_json(TrainConfig.demo().to_json()).calibration_fraction == 0.5
+
+
 def test_paper_preset_on_another_grid_warns(tmp_path):
     logged = []
     config = TrainConfig.paper().replace(epochs=1, width_multiplier=0.125, slice_size=(40, 40), pool_size=2)
