@@ -10,10 +10,9 @@ The pipeline:
    validation when a stable 64-bit FarmHash of its `subject_id` falls below the
    validation fraction, so every session of a subject lands on the same side, the
    split is identical in every process and on every run, and the test split is
-   never touched for model selection. A keyed SipHash of the `subject_id` (key: the
-   calibration seed) splits the validation subjects in turn into a selection part,
-   which picks the best epoch, and a calibration part, which fits the bias
-   correction and the conformal intervals and so must take no part in selection;
+   never touched for model selection. A keyed SipHash of the `subject_id` splits
+   the validation subjects in turn into a selection part, which picks the best
+   epoch, and a calibration part for the conformal intervals, kept out of that choice;
 3. caches the decoded volumes in memory (as float16) when they fit a budget;
 4. for training: one dataset per epoch, shuffled with a seed that is a function of
    (run seed, epoch), so a resumed run sees exactly the batches an uninterrupted
@@ -255,19 +254,10 @@ def validation_flags(subject_ids, validation_fraction: float) -> tf.Tensor:
 
 
 def calibration_flags(subject_ids, calibration_fraction: float, calibration_seed: int) -> tf.Tensor:
-    """Whether each subject is in the calibration part, were it in validation (keyed hash of subject_id).
+    """Whether each subject would be in the calibration part of validation, for any shape of ids.
 
-    A keyed SipHash, not the FarmHash of `validation_flags`, so the two splits are
-    independent and another seed draws other calibration subjects from the same
-    validation part.
-
-    Args:
-        subject_ids: String tensor or array of subject ids, any shape.
-        calibration_fraction: Share of the validation subjects in calibration, in [0, 1).
-        calibration_seed: Non-negative key of the hash.
-
-    Returns:
-        Boolean tensor of the same shape.
+    A SipHash keyed by the seed, not the FarmHash of `validation_flags`: the two
+    splits are independent, and another seed draws other calibration subjects.
     """
     key = [int(calibration_seed), CALIBRATION_HASH_KEY]
     buckets = tf.strings.to_hash_bucket_strong(subject_ids, HASH_BUCKETS, key)
