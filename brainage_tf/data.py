@@ -10,7 +10,9 @@ The pipeline:
    validation when a stable 64-bit FarmHash of its `subject_id` falls below the
    validation fraction, so every session of a subject lands on the same side, the
    split is identical in every process and on every run, and the test split is
-   never touched for model selection;
+   never touched for model selection. A keyed SipHash of the `subject_id` splits
+   the validation subjects in turn into a selection part, which picks the best
+   epoch, and a calibration part for the conformal intervals, kept out of that choice;
 3. caches the decoded volumes in memory (as float16) when they fit a budget;
 4. for training: one dataset per epoch, shuffled with a seed that is a function of
    (run seed, epoch), so a resumed run sees exactly the batches an uninterrupted
@@ -31,11 +33,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, VALIDATION_FRACTION
+from brainage_tf.defaults import CALIBRATION_FRACTION, MAX_AGE_YEARS, MIN_AGE_YEARS, VALIDATION_FRACTION
 from brainage_tf.errors import DatasetError, PreprocessingRecordError
 from brainage_tf.preprocessing_record import check_record
 
 HASH_BUCKETS = 10_000
+# Second half of the SipHash key of the calibration split (the first is the calibration seed).
+CALIBRATION_HASH_KEY = 0x6361_6C69_6272_6174
+# What `role_mask` and the datasets accept: the calibration and selection parts make up validation.
+ROLES = ("train", "validation", "selection", "calibration", "all")
 DEFAULT_CACHE_BUDGET_BYTES = 2 * 1024**3
 # The key of the prepared dataset's metadata.json under which the builders record their preprocessing.
 PREPROCESSING_METADATA_KEY = "preprocessing"
@@ -80,11 +86,15 @@ class Selection:
         min_age: Smallest age kept, inclusive (years).
         max_age: Largest age kept, inclusive (years).
         validation_fraction: Share of subjects carved out for validation, in [0, 1).
+        calibration_fraction: Share of the validation subjects set aside for calibration, in [0, 1).
+        calibration_seed: Key of the hash that splits validation into selection and calibration.
     """
 
     min_age: float = MIN_AGE_YEARS
     max_age: float = MAX_AGE_YEARS
     validation_fraction: float = VALIDATION_FRACTION
+    calibration_fraction: float = CALIBRATION_FRACTION
+    calibration_seed: int = 0
 
 
 def default_data_dir() -> str:
@@ -242,34 +252,47 @@ def validation_flags(subject_ids, validation_fraction: float) -> tf.Tensor:
     return buckets < int(round(validation_fraction * HASH_BUCKETS))
 
 
-def role_mask(labels: Labels, selection: Selection, role: str) -> np.ndarray:
-    """Boolean mask of the examples a role uses ("train", "validation" or "all").
+def calibration_flags(subject_ids, calibration_fraction: float, calibration_seed: int) -> tf.Tensor:
+    """Whether each subject would be in the calibration part of validation, for any shape of ids.
 
-    "all" keeps every example in the age range, for evaluating a held-out split.
+    A SipHash keyed by the seed, not the FarmHash of `validation_flags`: the two
+    splits are independent, and another seed draws other calibration subjects.
     """
-    in_range = (labels.ages >= selection.min_age) & (labels.ages <= selection.max_age)
+    key = [int(calibration_seed), CALIBRATION_HASH_KEY]
+    buckets = tf.strings.to_hash_bucket_strong(subject_ids, HASH_BUCKETS, key)
+    return buckets < int(round(calibration_fraction * HASH_BUCKETS))
+
+
+def _role_flags(subject_ids, ages, selection: Selection, role: str) -> tf.Tensor:
+    """Which examples a role keeps, in eager mode (role_mask) and inside tf.data alike."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}.")
+    in_range = (ages >= selection.min_age) & (ages <= selection.max_age)
     if role == "all":
         return in_range
-    in_validation = validation_flags(labels.subject_ids, selection.validation_fraction).numpy()
-    if role == "validation":
-        return in_range & in_validation
-    if role == "train":
-        return in_range & ~in_validation
-    raise ValueError(f"role must be 'train', 'validation' or 'all', got {role!r}.")
+    in_validation = validation_flags(subject_ids, selection.validation_fraction)
+    if role in ("train", "validation"):
+        return in_range & (in_validation if role == "validation" else ~in_validation)
+    in_calibration = calibration_flags(
+        subject_ids, selection.calibration_fraction, selection.calibration_seed
+    )
+    return in_range & in_validation & (in_calibration if role == "calibration" else ~in_calibration)
+
+
+def role_mask(labels: Labels, selection: Selection, role: str) -> np.ndarray:
+    """Boolean mask of the examples a role uses (one of ROLES).
+
+    "validation" is every held-out subject: "selection", which picks the best epoch,
+    plus "calibration", which took no part in that choice. "all" keeps every
+    example in the age range, for evaluating a held-out split.
+    """
+    ages = tf.constant(labels.ages, tf.float32)
+    return _role_flags(labels.subject_ids, ages, selection, role).numpy()
 
 
 def _select(dataset: tf.data.Dataset, selection: Selection, role: str) -> tf.data.Dataset:
-    """Filters example dicts to a role, the in-graph twin of role_mask."""
-
-    def keep(example):
-        age = example["age"]
-        in_range = (age >= selection.min_age) & (age <= selection.max_age)
-        if role == "all":
-            return in_range
-        in_validation = validation_flags(example["subject_id"], selection.validation_fraction)
-        return in_range & (in_validation if role == "validation" else ~in_validation)
-
-    return dataset.filter(keep)
+    """Filters example dicts to a role, with the same flags as role_mask."""
+    return dataset.filter(lambda example: _role_flags(example["subject_id"], example["age"], selection, role))
 
 
 def _to_pair(example):
@@ -360,7 +383,7 @@ def evaluation_dataset(
     batch_size: int,
     cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
 ) -> tf.data.Dataset:
-    """Finite, ordered (volume, age) batches of a role ("validation" or "all"), for evaluation.
+    """Finite, ordered (volume, age) batches of a role (see role_mask), for evaluation.
 
     Evaluation runs in full on every worker (not distributed), so each worker
     computes the same validation MAE and takes the same model-selection decision.
@@ -387,7 +410,7 @@ def prediction_dataset(
     Args:
         source: The split to predict.
         selection: Age range and validation carve-out.
-        role: "all", "train" or "validation" (see role_mask).
+        role: One of ROLES (see role_mask).
         batch_size: Volumes per batch.
 
     Returns:

@@ -1,5 +1,7 @@
 """Tests of the tf.data input pipeline on in-memory example dicts (no TFDS builder needed)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -34,6 +36,29 @@ def test_validation_is_carved_by_subject_and_is_stable():
     assert set(np.array(subjects[::3])[again]) == {s.decode() for s in validation_subjects}
 
 
+def test_validation_splits_by_subject_into_selection_and_calibration_and_the_seed_redraws_it():
+    subjects = [f"sub-{index:03d}" for index in range(200) for _ in range(3)]
+    labels = data.read_labels(_source(np.linspace(0, 22, 600), subjects))
+    selection = data.Selection(validation_fraction=0.5, calibration_fraction=0.5)
+    validation = data.role_mask(labels, selection, "validation")
+    picking = data.role_mask(labels, selection, "selection")
+    calibration = data.role_mask(labels, selection, "calibration")
+    np.testing.assert_array_equal(picking | calibration, validation)
+    assert not np.any(picking & calibration)
+    assert set(labels.subject_ids[picking]).isdisjoint(labels.subject_ids[calibration])
+    # About 50 of the 100 validation subjects each: binomial sd 5, so 30-70 is 4 sd.
+    assert 30 <= len(set(labels.subject_ids[calibration])) <= 70
+    # Another seed draws other calibration subjects from the same validation part.
+    other = data.role_mask(labels, dataclasses.replace(selection, calibration_seed=1), "calibration")
+    assert np.any(other != calibration) and not np.any(other & ~validation)
+    # Without a calibration part, every validation subject picks the epoch.
+    no_part = dataclasses.replace(selection, calibration_fraction=0.0)
+    np.testing.assert_array_equal(data.role_mask(labels, no_part, "selection"), validation)
+    assert not data.role_mask(labels, no_part, "calibration").any()
+    with pytest.raises(ValueError, match="role must be one of"):
+        data.role_mask(labels, selection, "test")
+
+
 def test_age_range_filters_training_and_validation():
     ages = np.linspace(0, 22, 50)
     labels = data.read_labels(_source(ages))
@@ -43,12 +68,14 @@ def test_age_range_filters_training_and_validation():
     assert data.role_mask(labels, selection, "all").sum() == (ages <= 6.0).sum()
 
 
-def test_evaluation_dataset_matches_role_mask_and_adds_channel_axis():
+@pytest.mark.parametrize("role", ["validation", "selection", "calibration"])
+def test_evaluation_dataset_matches_role_mask_and_adds_channel_axis(role):
     ages = np.linspace(0, 22, 40).astype(np.float32)
     source = _source(ages)
-    selection = data.Selection(2.0, 18.0, 0.3)
-    mask = data.role_mask(data.read_labels(source), selection, "validation")
-    batches = list(data.evaluation_dataset(source, selection, "validation", int(mask.sum()), 4))
+    selection = data.Selection(2.0, 18.0, 0.5)
+    mask = data.role_mask(data.read_labels(source), selection, role)
+    assert 0 < mask.sum() < 20
+    batches = list(data.evaluation_dataset(source, selection, role, int(mask.sum()), 4))
     volumes = np.concatenate([volume.numpy() for volume, _ in batches])
     got_ages = np.concatenate([age.numpy() for _, age in batches])
     assert volumes.dtype == np.float32 and volumes.shape[1:] == (*SHAPE, 1)

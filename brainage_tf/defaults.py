@@ -35,6 +35,9 @@ YOUNG_MAX_AGE_YEARS = 6.0
 
 # Share of training subjects held out for model selection (0: none, as in the paper).
 VALIDATION_FRACTION = 0.2
+# Share of those validation subjects set aside to calibrate (bias correction, conformal intervals):
+# they take no part in choosing the epoch, so the intervals' coverage guarantee holds on them.
+CALIBRATION_FRACTION = 0.5
 
 DEFAULT_DATASET = "synthetic_cohort/small"
 

@@ -78,6 +78,12 @@ def test_every_file_of_the_report_is_written(trained_run, capsys):
         calibration["n_validation"] > 0
         and calibration["bias_correction"]["n_fit"] == calibration["n_validation"]
     )
+    # The intervals come from the validation subjects that did not pick the epoch (8 = 4 + 4 here).
+    part, results = calibration["calibration_part"], json.loads((run_dir / "results.json").read_text())
+    assert (part["fraction"], part["seed"], part["subjects"], part["selection_subjects"]) == (0.5, 0, 4, 4)
+    assert part["subjects"] + results["num_val"] == calibration["n_validation"] == 8
+    assert calibration["conformal"]["n_calibration"] == metrics["conformal"]["n_calibration"] == 4
+    assert "Intervals: split conformal on 4 calibration subjects" in report
 
 
 def test_a_corrupt_volume_gets_a_plausible_age_and_is_flagged_out_of_distribution(trained_run):

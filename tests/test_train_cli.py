@@ -176,6 +176,8 @@ def test_unknown_model_exits_with_usage_error(capsys):
         (["--train-ages", "10", "5"], "minimum age 10.0 is above maximum age 5.0"),
         (["--dataset", "no_such_cohort/small"], "unknown TFDS dataset 'no_such_cohort/small'"),
         (["--validation-fraction", "1.5"], "--validation-fraction"),
+        (["--calibration-fraction", "1"], "--calibration-fraction must be in [0, 1), got 1.0"),
+        (["--calibration-seed", "-1"], "--calibration-seed must be at least 0, got -1"),
         (["--epochs", "0"], "epochs must be at least 1"),
     ],
 )

@@ -24,7 +24,7 @@ from brainage_tf.preprocessing import PreprocessConfig
 from brainage_tf.preprocessing_record import preprocessing_record
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
-from brainage_tf.training.trainer import Trainer, with_preprocessing
+from brainage_tf.training.trainer import Trainer, selection_of, with_preprocessing
 
 TESTS = Path(__file__).resolve().parent
 SLICE_SHAPE = (16, 20, 14)
@@ -159,8 +159,11 @@ def test_reported_validation_mae_is_the_mean_absolute_error_of_the_saved_model(t
         tiny_config(epochs=2), data.in_memory_source(volumes, ages, subject_ids), tmp_path / "run"
     )
     results = trainer.fit()
-    in_validation = data.validation_flags(subject_ids, trainer.config.validation_fraction).numpy()
-    assert 0 < in_validation.sum() < len(ages)
+    # The epoch is picked on the selection part of validation only: its calibration part stays unseen.
+    labels = data.Labels(ages, subject_ids)
+    in_validation = data.role_mask(labels, selection_of(trainer.config), "selection")
+    in_calibration = data.role_mask(labels, selection_of(trainer.config), "calibration")
+    assert in_validation.sum() > 0 and in_calibration.sum() > 0
     best = keras.models.load_model(trainer.run.best_model_path)
     predicted = best.predict(volumes[in_validation][..., None], verbose=0)[:, 0]
     numpy_mae = float(np.mean(np.abs(predicted - ages[in_validation])))
@@ -202,6 +205,14 @@ def test_no_validation_trains_on_every_subject_and_keeps_the_final_epoch(tmp_pat
 def test_paper_preset_keeps_every_training_subject_and_demo_holds_out_a_fifth():
     assert TrainConfig.paper().validation_fraction == 0.0
     assert TrainConfig.demo().validation_fraction == 0.2
+
+
+def test_a_run_from_before_the_calibration_part_reads_back_with_none():
+    # Such a run picked its epoch on every validation subject: none may calibrate its intervals.
+    older = TrainConfig.demo().to_json()
+    del older["calibration_fraction"], older["calibration_seed"]
+    assert TrainConfig.from_json(older).calibration_fraction == 0.0
+    assert TrainConfig.from_json(TrainConfig.demo().to_json()).calibration_fraction == 0.5
 
 
 def test_paper_preset_on_another_grid_warns(tmp_path):

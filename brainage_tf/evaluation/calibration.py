@@ -138,10 +138,29 @@ class BiasCorrection(_JsonFile):
         return cls(float(data["slope"]), float(data["intercept"]), int(data["n_fit"]), method)
 
 
+def _conformal_rank(n: int, level: float) -> int:
+    # The tolerance absorbs float error such as 100 * 0.55 = 55.00000000000001.
+    return math.ceil((n + 1) * level - 1e-9)
+
+
+def min_calibration_subjects(level: float) -> int:
+    """The fewest calibration subjects that give a finite split-conformal interval at ``level``.
+
+    The rank ceil((n+1) * level) must not exceed n, i.e. n >= level / (1 - level).
+
+    Example:
+        >>> min_calibration_subjects(0.9), min_calibration_subjects(0.95)
+        (9, 19)
+    """
+    n = 1
+    while _conformal_rank(n, level) > n:
+        n += 1
+    return n
+
+
 def _conformal_half_width(abs_residuals: np.ndarray, level: float) -> float:
     n = abs_residuals.size
-    # The tolerance absorbs float error such as 100 * 0.55 = 55.00000000000001.
-    rank = math.ceil((n + 1) * level - 1e-9)
+    rank = _conformal_rank(n, level)
     return math.inf if rank > n else float(np.sort(abs_residuals)[rank - 1])
 
 

@@ -2,7 +2,8 @@
 
 The calibration (bias correction, conformal intervals, out-of-distribution ranges)
 is fitted on the run's own training split, never on the evaluated data: the
-bias correction and the intervals on its validation subjects, the ranges on its
+bias correction on its validation subjects, the intervals on the calibration part
+of them, which took no part in choosing the epoch (`held_out`), the ranges on its
 training subjects. It is saved as `RUN_DIR/calibration.json` (or
 `calibration-last.json` for the last checkpoint) so that prediction can use it, and
 the validation predictions as `validation_predictions.csv`, on which ensembles fit
@@ -24,6 +25,7 @@ from brainage_tf import data
 from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.evaluation import inference, metrics, plots, report
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
+from brainage_tf.evaluation.held_out import fit_held_out
 from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
@@ -89,10 +91,12 @@ class Calibration:
     conformal: ConformalIntervals | None
     reference: ReferenceRanges
     n_validation: int
+    calibration_part: dict | None = None
 
     def to_json(self) -> dict:
         return {
             "n_validation": self.n_validation,
+            "calibration_part": self.calibration_part,
             "bias_correction": self.bias_correction.to_json() if self.bias_correction else None,
             "conformal": self.conformal.to_json() if self.conformal else None,
             "reference": self.reference.to_json(),
@@ -100,9 +104,15 @@ class Calibration:
 
 
 def calibrate(
-    run: RunDirectory, config: TrainConfig, model, request: EvaluationRequest, edges
+    run: RunDirectory,
+    config: TrainConfig,
+    model,
+    request: EvaluationRequest,
+    edges,
+    log: Callable[[str], None] = print,
 ) -> Calibration:
-    """Fits bias correction and intervals on the validation subjects, ranges on the training subjects."""
+    """Fits the bias correction on the validation subjects, the intervals on their calibration part
+    (`held_out.fit_held_out`), the ranges on the training subjects; logs what could not be fitted."""
     source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
     selection = selection_of(config)
     trained_on = inference.predict(model, source, selection, "train")
@@ -110,38 +120,48 @@ def calibrate(
     reference = ReferenceRanges.measure(
         trained_on.ages, ncc, trained_on.intensity_mean, trained_on.intensity_std
     )
-    bias = conformal = None
     validation = (
         inference.predict(model, source, selection, "validation") if config.selects_best_epoch else None
     )
-    if validation is not None:
-        usable = np.isfinite(validation.predicted)
-        ages, predicted = validation.ages[usable], validation.predicted[usable]
-        try:
-            bias = BiasCorrection.fit(ages, predicted)
-        except ValueError as error:
-            raise UsageError(
-                f"cannot fit the bias correction on {usable.sum()} validation scans: {error}"
-            ) from None
+    if validation is None:
+        calibration = Calibration(None, None, reference, 0)
+    else:
+        no_text = np.full(len(validation), "")
+        subject_ids = validation.columns.get("subject_id", no_text)
+        sessions = validation.columns.get("session", no_text)
         by_bin = edges if request.conformal_by_age_bin else None
-        conformal = ConformalIntervals.fit(ages, predicted, level=request.conformal_level, edges=by_bin)
+        fits = fit_held_out(
+            validation.ages,
+            validation.predicted,
+            subject_ids,
+            sessions,
+            selection,
+            request.conformal_level,
+            by_bin,
+        )
+        for warning in fits.warnings:
+            log(f"warning: {warning}")
+        calibration = Calibration(
+            fits.bias_correction, fits.conformal, reference, len(validation), fits.record
+        )
         # Kept for ensembles, whose member weights are fitted on these same subjects.
         validation_table = pd.DataFrame({
-            "subject_id": validation.columns.get("subject_id", np.full(len(validation), "")),
-            "session": validation.columns.get("session", np.full(len(validation), "")),
+            "subject_id": subject_ids,
+            "session": sessions,
             "age": validation.ages,
             "predicted_age": validation.predicted,
         })  # fmt: skip
         validation_table.to_csv(
             run.checkpoint_file("validation_predictions.csv", request.checkpoint), index=False
         )
-    calibration = Calibration(bias, conformal, reference, 0 if validation is None else len(validation))
     calibration_path = run.checkpoint_file("calibration.json", request.checkpoint)
     calibration_path.write_text(json.dumps(calibration.to_json(), indent=2) + "\n")
     return calibration
 
 
-def calibrate_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> Calibration:
+def calibrate_run(
+    run_dir: str | os.PathLike, checkpoint: str = "best", log: Callable[[str], None] = print
+) -> Calibration:
     """Fits and writes a finished run's calibration with the default settings, evaluating no split.
 
     Training calls it before its export, so the export carries the bias correction,
@@ -150,7 +170,8 @@ def calibrate_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> Calib
     run = RunDirectory(Path(run_dir))
     config = run.read_config()
     model = inference.load_run_model(run, config, None, checkpoint)
-    return calibrate(run, config, model, EvaluationRequest(run_dir=run.path, checkpoint=checkpoint), ())
+    request = EvaluationRequest(run_dir=run.path, checkpoint=checkpoint)
+    return calibrate(run, config, model, request, (), log)
 
 
 def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> Path:
@@ -179,7 +200,7 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
     edges = tuple(request.age_edges or metrics.default_age_edges(float(labels.ages[in_range].max())))
 
     log(f"calibrating on the training split of {config.dataset} (bias correction, intervals, ranges)")
-    calibration = calibrate(run, config, model, request, edges)
+    calibration = calibrate(run, config, model, request, edges, log)
     log(f"predicting {int(in_range.sum())} scans of {source.description} aged {low_age}-{high_age} y")
     result = inference.predict(model, source, data.Selection(low_age, high_age, 0.0), "all")
     suffix = "" if request.checkpoint == "best" else f"-{request.checkpoint}"
@@ -202,6 +223,7 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
         finite = np.isfinite(result.predicted)
         summary["conformal"] = {
             "level": calibration.conformal.level,
+            "n_calibration": calibration.conformal.n_calibration,
             "coverage": float(np.mean((low <= result.ages) & (result.ages <= high) & finite)),
             # None when too few validation scans make the interval unbounded (strict JSON has no inf).
             "mean_width": _finite_or_none(np.mean(high[finite] - low[finite])) if finite.any() else None,
@@ -279,6 +301,25 @@ def prediction_table(result: inference.Predictions, calibration: Calibration) ->
     return table[list(PREDICTION_COLUMNS)]
 
 
+def _calibration_note(calibration: Calibration) -> str:
+    """What the report says the bias correction and intervals were fitted on."""
+    if calibration.calibration_part is None:
+        return "No bias correction or intervals: the run has no validation part (--validation-fraction 0)."
+    bias = (
+        f"Bias correction: de Lange & Cole 2020, fitted on the {calibration.n_validation} validation scans."
+        if calibration.bias_correction
+        else "No bias correction: too few validation scans."
+    )
+    part = calibration.calibration_part
+    intervals = (
+        f" Intervals: split conformal on {part['subjects']} calibration subjects, which took no part in "
+        f"choosing the epoch ({part['selection_subjects']} other validation subjects did)."
+        if calibration.conformal
+        else " No intervals: no calibration subject (--calibration-fraction)."
+    )
+    return bias + intervals
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -315,9 +356,7 @@ def write_figures_and_report(
         f"Run {summary['evaluated']['run']} ({summary['evaluated']['checkpoint']} checkpoint); "
         f"ages {summary['evaluated']['ages'][0]:g}-{summary['evaluated']['ages'][1]:g} y; "
         f"{summary['evaluated']['n_outside_age_range']} scans outside that range not evaluated.",
-        "Bias correction: de Lange & Cole 2020, fitted on the run's validation subjects."
-        if calibration.bias_correction
-        else "No bias correction or intervals: the run has no validation part (--validation-fraction 0).",
+        _calibration_note(calibration),
         f"{summary['ood_flagged']} scans flagged out of distribution (predictions.csv, column ood_reason).",
     ]
     report.write_report(out_dir / "report.md", f"Evaluation: {title}", {model_name: summary}, figures, notes)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 
 from brainage_tf.defaults import (
+    CALIBRATION_FRACTION,
     DEFAULT_DATASET,
     DEFAULT_POOL_SIZE,
     DEFAULT_SLICE_AXIS,
@@ -51,6 +52,10 @@ class TrainConfig:
         max_age: Oldest training age kept (years, inclusive).
         validation_fraction: Share of training subjects held out for model selection.
             0 trains on the whole split and keeps the final epoch, as the paper did.
+        calibration_fraction: Share of those validation subjects that take no part in
+            choosing the epoch and calibrate the conformal intervals instead; the rest
+            (the selection part) choose the epoch. 0: no intervals.
+        calibration_seed: Seed of the hash that splits validation into selection and calibration.
         preset: Name of the preset the run started from ("paper" or "demo").
         epochs: Epochs to train.
         batch_size: Per-replica batch size; the global batch is this times the replicas.
@@ -84,6 +89,8 @@ class TrainConfig:
     # The paper: train on the whole 80 % split, MAE loss, Adam 1e-4 halved every
     # 15 epochs, 60 epochs, batch 1, full-width ResNet18 on 50x50 slices.
     validation_fraction: float = 0.0
+    calibration_fraction: float = CALIBRATION_FRACTION
+    calibration_seed: int = 0
     preset: str = "paper"
     epochs: int = 60
     batch_size: int = 1
@@ -148,6 +155,10 @@ class TrainConfig:
             raise UsageError(f"--train-ages: minimum age {self.min_age} is above maximum age {self.max_age}.")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise UsageError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}.")
+        if not 0.0 <= self.calibration_fraction < 1.0:
+            raise UsageError(f"--calibration-fraction must be in [0, 1), got {self.calibration_fraction}.")
+        if self.calibration_seed < 0:
+            raise UsageError(f"--calibration-seed must be at least 0, got {self.calibration_seed}.")
         for name in ("epochs", "batch_size", "halve_every_epochs", "pool_size", "checkpoints_to_keep"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -180,7 +191,9 @@ class TrainConfig:
         unknown = set(values) - known
         if unknown:
             raise UsageError(f"config.json has unknown keys {sorted(unknown)}.")
-        return cls().replace(**values)
+        # A run from before the calibration part chose its epoch on every validation subject:
+        # none is left whose intervals would hold.
+        return cls().replace(**{"calibration_fraction": 0.0, **values})
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

@@ -80,6 +80,19 @@ def build_parser(
         help="Share of training subjects held out to pick the best "
         "epoch; 0 trains on all and keeps the final epoch, as the paper did (paper 0, demo 0.2).",
     )
+    add(
+        "--calibration-fraction",
+        type=float,
+        default=TrainConfig.calibration_fraction,
+        help="Share of the validation subjects that take no part in picking the epoch and calibrate "
+        "the prediction intervals instead (default %(default)s; 0: no intervals).",
+    )
+    add(
+        "--calibration-seed",
+        type=int,
+        default=TrainConfig.calibration_seed,
+        help="Seed of the subject hash that splits validation into selection and calibration.",
+    )
     add("--epochs", type=int)
     add("--batch-size", type=int, help="Per-replica batch size.")
     add("--learning-rate", type=float)
@@ -145,6 +158,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         max_age=args.train_ages[1],
         slice_axis=args.slice_axis,
         seed=args.seed,
+        calibration_fraction=args.calibration_fraction,
+        calibration_seed=args.calibration_seed,
         strategy=args.strategy,
         jit_compile=args.jit_compile,
         precision=args.precision,

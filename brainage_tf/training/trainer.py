@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from brainage_tf import data
 from brainage_tf.errors import UsageError
+from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, min_calibration_subjects
 from brainage_tf.models import build_model
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
@@ -34,7 +35,10 @@ class TrainingPlan:
 
     Attributes:
         num_train: Training examples in the age range.
-        num_val: Validation examples in the age range (0 without a validation part).
+        num_val: Examples of the validation part's selection subjects, which pick the best
+            epoch (0 without a validation part).
+        num_calibration: Examples of its calibration subjects, kept out of that choice.
+        calibration_subjects: Subjects of the calibration part.
         global_batch: Per-replica batch times replicas.
         steps_per_epoch: Full global batches per epoch.
         train_mean_age: Mean training age; the age head's initial bias.
@@ -43,6 +47,8 @@ class TrainingPlan:
 
     num_train: int
     num_val: int
+    num_calibration: int
+    calibration_subjects: int
     global_batch: int
     steps_per_epoch: int
     train_mean_age: float
@@ -58,18 +64,20 @@ def plan_training(config: TrainConfig, labels: data.Labels, replicas: int, descr
     """
     selection = selection_of(config)
     train_mask = data.role_mask(labels, selection, "train")
-    val_mask = data.role_mask(labels, selection, "validation")
+    val_mask = data.role_mask(labels, selection, "selection")
+    calibration_mask = data.role_mask(labels, selection, "calibration")
     num_train, num_val = int(train_mask.sum()), int(val_mask.sum())
+    num_calibration = int(calibration_mask.sum())
     ages = f"ages {config.min_age}-{config.max_age}"
-    if num_train + num_val == 0:
+    if num_train + num_val + num_calibration == 0:
         age_span = f"{labels.ages.min()}-{labels.ages.max()}" if len(labels.ages) else "n/a"
         raise UsageError(
             f"{ages} select no example of {description} ({len(labels.ages)} examples, ages {age_span})."
         )
     if num_train == 0 or (config.selects_best_epoch and num_val == 0):
         raise UsageError(
-            f"{ages} leave {num_train} training and {num_val} validation examples in "
-            f"{description}; widen the age range or change --validation-fraction."
+            f"{ages} leave {num_train} training and {num_val} validation examples that pick the epoch in "
+            f"{description}; widen the age range or change --validation-fraction or --calibration-fraction."
         )
     global_batch = config.batch_size * replicas
     if num_train < global_batch:
@@ -80,7 +88,14 @@ def plan_training(config: TrainConfig, labels: data.Labels, replicas: int, descr
     train_mean_age = float(labels.ages[train_mask].mean())
     mean_predictor = float(np.abs(labels.ages[val_mask] - train_mean_age).mean()) if num_val else None
     return TrainingPlan(
-        num_train, num_val, global_batch, num_train // global_batch, train_mean_age, mean_predictor
+        num_train,
+        num_val,
+        num_calibration,
+        len(set(labels.subject_ids[calibration_mask])),
+        global_batch,
+        num_train // global_batch,
+        train_mean_age,
+        mean_predictor,
     )
 
 
@@ -103,7 +118,13 @@ def with_preprocessing(config: TrainConfig, source: data.ExampleSource) -> Train
 
 def selection_of(config: TrainConfig) -> data.Selection:
     """The examples of the training split that the config trains and validates on."""
-    return data.Selection(config.min_age, config.max_age, config.validation_fraction)
+    return data.Selection(
+        config.min_age,
+        config.max_age,
+        config.validation_fraction,
+        config.calibration_fraction,
+        config.calibration_seed,
+    )
 
 
 class Trainer:
@@ -194,7 +215,7 @@ class Trainer:
             num_workers=run.role.num_workers,
         )
         self.validation_dataset = data.evaluation_dataset(
-            source, selection, "validation", self.plan.num_val, batch_size=config.batch_size
+            source, selection, "selection", self.plan.num_val, batch_size=config.batch_size
         )
         self._compile_steps()
 
@@ -244,7 +265,7 @@ class Trainer:
         return float(self._train_step(batch))
 
     def evaluate(self) -> float:
-        """MAE (years) of the current model on the validation part; NaN without one.
+        """MAE (years) of the current model on the validation part's selection subjects; NaN without one.
 
         Every worker evaluates the whole validation part, so all take the same
         model-selection decision.
@@ -322,6 +343,7 @@ class Trainer:
             train_mean_age=plan.train_mean_age,
             num_train=plan.num_train,
             num_val=plan.num_val,
+            num_calibration=plan.num_calibration,
             global_batch_size=plan.global_batch,
             replicas=self.strategy.num_replicas_in_sync,
             session_seconds=time.perf_counter() - session_start,
@@ -347,7 +369,7 @@ class Trainer:
     def _log_start(self) -> None:
         config, plan = self.config, self.plan
         validation = (
-            f"{plan.num_val} validation"
+            f"{plan.num_val} validation (picking the epoch) / {plan.num_calibration} calibration"
             if config.selects_best_epoch
             else "no validation part (the final epoch is kept)"
         )
@@ -361,4 +383,11 @@ class Trainer:
             self.log(
                 f"validation MAE of always predicting the training mean ({plan.train_mean_age:.2f} y): "
                 f"{plan.mean_predictor_val_mae:.3f} y"
+            )
+        needed = min_calibration_subjects(DEFAULT_CONFORMAL_LEVEL)
+        if config.selects_best_epoch and config.calibration_fraction and plan.calibration_subjects < needed:
+            self.log(
+                f"warning: {plan.calibration_subjects} calibration subjects are too few for "
+                f"{DEFAULT_CONFORMAL_LEVEL:.0%} prediction intervals (at least {needed}): they will be "
+                "unbounded; raise --validation-fraction or --calibration-fraction."
             )
