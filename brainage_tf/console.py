@@ -122,7 +122,7 @@ def filter_native_log_lines() -> None:
     os.dup2(write_end, 2)  # the descriptor children inherit; write_end stays private to mark the end
     sys.stderr = io.TextIOWrapper(
         io.FileIO(real, "w", closefd=False), encoding=sys.stderr.encoding, errors="backslashreplace",
-        line_buffering=True, write_through=True,
+        line_buffering=True,  # one write per line: the filter thread interleaves between lines only
     )  # fmt: skip
     faulthandler.enable(file=sys.stderr)
     thread = threading.Thread(target=_forward, args=(read_end, real), name="native-log-filter", daemon=True)

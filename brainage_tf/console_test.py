@@ -99,3 +99,25 @@ exit(run_command(main, []))
 """
     done = run_python(code)
     assert (done.returncode, done.stderr) == (0, "WARNING:root:a warning of this package's own\n")
+
+
+def test_python_lines_and_filtered_lines_never_merge():
+    # For half a second both write lines at once: Python's straight to stderr, the child's through the filter.
+    code = """
+import subprocess, sys, time
+from brainage_tf.console import run_command
+
+CHILD = "import os, time\\nend = time.time() + 0.5\\nwhile time.time() < end: os.write(2, b'child\\\\n')"
+
+def main():
+    child = subprocess.Popen([sys.executable, "-c", CHILD])
+    end = time.time() + 1.0
+    while time.time() < end:
+        print("python", file=sys.stderr)
+    return child.wait()
+
+exit(run_command(main, []))
+"""
+    done = run_python(code)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 0 and {"python", "child"} == set(lines), sorted(set(lines))[:5]
