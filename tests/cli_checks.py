@@ -29,3 +29,15 @@ def export_copy_with_metadata(export_dir: Path, target: Path, **changes) -> Path
     asset = target / "assets" / METADATA_ASSET
     asset.write_text(json.dumps({**json.loads(asset.read_text()), **changes}))
     return target
+
+
+# What evaluation reads of a run (pipelines.pusher.RUN_FILES, written out here).
+RUN_FILES = ("config.json", "best_model.keras", "results.json")
+
+
+def copy_run(run_dir: Path, target: Path) -> Path:
+    """A copy of the run files evaluation reads, so a test writes into it and not into a shared run."""
+    target.mkdir(parents=True)
+    for name in RUN_FILES:
+        shutil.copy2(run_dir / name, target / name)
+    return target

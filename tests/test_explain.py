@@ -11,47 +11,44 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from cli_checks import assert_one_line_usage_errors, export_copy_with_metadata
-from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort
+from cli_checks import assert_one_line_usage_errors, copy_run, export_copy_with_metadata
 
-from brainage_tf import evaluate, explain, export, train
+from brainage_tf import evaluate, explain
 from brainage_tf.explanation import sanity
 from brainage_tf.explanation.saliency import SaliencySettings, gradients, keras_age_function, saliency_map
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.serving import explanations
 from brainage_tf.serving.batch import Interrupted
-from brainage_tf.serving.exported_model import ExportedModel, model_input
+from brainage_tf.serving.exported_model import ExportedModel
 from brainage_tf.serving.scans import ScanItem, folder_names
-from brainage_tf.serving.workers import preprocess_path
 
-GRID = GRIDS["tiny"]  # (24, 30, 21): 10 slabs of TINY_RUN_FLAGS' --pool-size 2
+GRID = GRIDS["tiny"]  # (24, 30, 21): 10 slabs of the --pool-size 2 of toy_data.TINY_RUN_FLAGS
 SLABS = 10
+# The shared model's ages of the youngest and oldest training child differ by more than this,
+# 500 times the 1e-4 y the equality checks allow: an answer to the wrong tensor would not pass.
+DISTINCT_YEARS = 0.05
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A 1-epoch toy run on the tiny grid, exported, and three test volumes saved as MNI-space NIfTI scans."""
+def setup(served_model, tmp_path_factory):
+    """The shared synthetic run's export, and scans of its youngest and oldest training subjects.
+
+    The scans are their stored volumes saved as MNI-space NIfTI on the tiny grid, plus the
+    first again in LPS voxel order: the same brain, other voxel axes.
+    """
     root = tmp_path_factory.mktemp("explain")
-    volumes, ages, _ = toy_cohort(6, GRID.shape, seed=2)
-    splits = {
-        "train": toy_cohort(24, GRID.shape, seed=1),
-        "test": (volumes, ages, np.array([f"t{i}" for i in range(6)])),
-    }
-    store_toy_tfds(root / "tfds", "toy_explain", GRID.shape, splits)
-    run_dir = root / "run"
-    flags = ["--dataset", "toy_explain/tiny", "--data_dir", str(root / "tfds"), "--out", str(run_dir)]
-    assert train.main([*flags, *TINY_RUN_FLAGS, "--epochs", "1"]) == 0
-    assert export.main(["--run", str(run_dir)]) == 0
+    train_split = served_model["stored"]["train"]
+    by_age = sorted(train_split, key=served_model["ages"].get)
+    volumes = np.stack([train_split[by_age[0]], train_split[by_age[-1]]]).astype(np.float32)
     scans = []
-    for index in range(2):
+    for index, volume in enumerate(volumes):
         scans.append(root / f"scan{index}.nii.gz")
-        nib.save(nib.Nifti1Image(volumes[index], GRID.affine), scans[-1])
-    # The first scan again, stored in LPS voxel order: the same brain, other voxel axes.
+        nib.save(nib.Nifti1Image(volume, GRID.affine), scans[-1])
     flip = np.diag([-1.0, -1.0, 1.0, 1.0])
     flip[:2, 3] = [GRID.shape[0] - 1, GRID.shape[1] - 1]
     scans.append(root / "scan0_lps.nii.gz")
     nib.save(nib.Nifti1Image(volumes[0][::-1, ::-1].copy(), GRID.affine @ flip), scans[-1])
-    return dict(root=root, run=run_dir, model=run_dir / "export" / "1", scans=scans, volumes=volumes)
+    return dict(root=root, run=served_model["run"], model=served_model["model"], scans=scans, volumes=volumes)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -70,12 +67,10 @@ def test_explain_writes_every_output_and_a_bad_scan_fails_alone(setup, tmp_path,
     assert str(corrupt) in rows[-1]["reason"] and "cannot read" in rows[-1]["reason"]
     assert [row["output_dir"] for row in rows] == ["scan0", "scan1", "scan0_lps", ""]
     assert all(float(row["registration_ncc"]) > 0 and row["non_finite_voxels"] == "0" for row in rows[:3])
-    model = ExportedModel(setup["model"])
-    fed = np.stack(
-        [model_input(preprocess_path(str(scan), model.preprocess_config)[0]) for scan in setup["scans"][:2]]
-    )
-    served = model.predict(fed)["predicted_age"]
-    assert [float(row["predicted_age"]) for row in rows[:2]] == pytest.approx(served, abs=1e-4)
+    # The ages of the stored volumes the scans were saved from, which the model tells apart.
+    served = ExportedModel(setup["model"]).predict(setup["volumes"])["predicted_age"]
+    assert [float(row["predicted_age"]) for row in rows[:3]] == pytest.approx([*served, served[0]], abs=1e-4)
+    assert abs(served[0] - served[1]) > DISTINCT_YEARS
 
     folder = out / "scan0"
     mni = nib.load(folder / "saliency_mni.nii.gz")
@@ -137,11 +132,12 @@ def test_model_randomisation_moves_the_map_more_than_the_noise_seed(setup, keras
     assert rho_random < sanity.rank_correlation(trained, reseeded)
 
 
-def test_evaluate_explain_writes_one_map_per_age_group(setup):
-    assert evaluate.main(["--run", str(setup["run"]), "--explain"]) == 0
-    out = setup["run"] / "eval" / "toy_explain-tiny-test" / "explain"
+def test_evaluate_explain_writes_one_map_per_age_group(setup, tmp_path):
+    run_dir = copy_run(setup["run"], tmp_path / "run")  # evaluation writes into the run directory
+    assert evaluate.main(["--run", str(run_dir), "--explain"]) == 0
+    out = run_dir / "eval" / "synthetic_cohort-tiny_served-test" / "explain"
     summary = json.loads((out / "group_maps.json").read_text())
-    assert sum(group["n"] for group in summary["groups"].values()) == 6
+    assert sum(group["n"] for group in summary["groups"].values()) == 2  # the test split of 12 children
     for group in summary["groups"].values():
         image = nib.load(out / group["file"])
         assert image.shape == GRID.shape and np.allclose(image.affine, GRID.affine)

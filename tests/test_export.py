@@ -24,6 +24,9 @@ from brainage_tf.serving.metadata import next_version
 from brainage_tf.training.config import TrainConfig
 
 SHAPE = (16, 20, 14)
+# The run's ages of its 6 test volumes spread over more than this, 5,000 times the 1e-5 y the
+# export may differ from Keras by.
+DISTINCT_YEARS = 0.05
 
 # Runs in a fresh interpreter: only TensorFlow and numpy, never brainage_tf (nor TFDS).
 LOAD_EXPORT = """
@@ -120,6 +123,8 @@ def test_both_signatures_match_keras_without_brainage_tf(exported):
     predicted = np.array(served["predicted_age"])
     expected = keras_predictions(exported["run"], np.load(exported["volumes"]))
     assert predicted.shape == (6,) and np.max(np.abs(predicted - expected)) < 1e-5
+    # The model tells the test volumes apart, so the export fed another tensor would not match it.
+    assert np.ptp(expected) > DISTINCT_YEARS, expected
     for name in outputs:  # the real serialized records give what the volumes give
         np.testing.assert_allclose(from_records[name], served[name], rtol=0, atol=1e-6)
     calibration = json.loads((exported["run"] / "calibration.json").read_text())

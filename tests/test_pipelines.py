@@ -11,6 +11,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from toy_data import TINY_RUN_FLAGS
@@ -86,10 +87,14 @@ def test_end_to_end_local_run_builds_trains_evaluates_and_pushes(first_run):
     )
     assert model["config"]["epochs"] == 1 and model["config"]["dataset"] == "synthetic_cohort/tiny_pipe"
     assert 0 < model["best_val_mae"] < 30
-    assert blessing["blessed"] is True and blessing["reasons"] == [] and blessing["mae"] == metrics["mae"]
+    assert blessing["blessed"] is True and blessing["reasons"] == []
     assert metrics["split"] == "test" and metrics["n"] == examples["splits"]["test"]
 
     store = out / "store"
+    # The MAE blessed is that of the evaluation's own predictions, recomputed here with pandas.
+    predicted = pd.read_csv(store / "Evaluator" / blessing["fingerprint"] / "eval" / "predictions.csv")
+    assert len(predicted) == metrics["n"]
+    assert blessing["mae"] == pytest.approx((predicted.predicted_age - predicted.age).abs().mean(), abs=1e-5)
     assert "| Average |" in (store / "Evaluator" / blessing["fingerprint"] / "eval" / "report.md").read_text()
     assert (pushed["pushed"], pushed["version"]) == (True, 1)
     version = out / "serving" / "1"
@@ -116,17 +121,31 @@ def test_a_second_run_reexecutes_nothing(first_run):
 
 
 @pytest.mark.slow
-def test_a_changed_parameter_reruns_only_what_depends_on_it(first_run):
+def test_a_max_mae_no_model_meets_reruns_only_evaluator_and_pusher_and_pushes_nothing(first_run, tmp_path):
+    """The pipeline again on the first run's store: a changed max_mae reruns only what depends on it.
+
+    Into a serving folder where another model serves (the first run's export, relabelled), so a
+    Pusher that ignored the blessing would add version 2 rather than find its model already there.
+    """
     out, outputs = first_run
-    assert run.main(pipeline_args(out, max_mae="25")) == 0
+    serving = tmp_path / "serving"
+    shutil.copytree(out / "serving" / "1", serving / "1")
+    record = json.loads((serving / "1" / "push.json").read_text())
+    (serving / "1" / "push.json").write_text(json.dumps({**record, "model_fingerprint": "another model"}))
+    before = tree_digest(serving), tree_digest(out / "serving")
+    assert run.main(pipeline_args(out, "--serving-dir", str(serving), max_mae="0")) == 0
     again = run.read_run(latest_run(out))
     state = {task: next(iter(again[task].values()))["reused"] for task in run.TASKS}
     assert state == {"example-gen": True, "trainer": True, "evaluator": False, "pusher": False}
     assert again["trainer"]["model"]["fingerprint"] == outputs["trainer"]["model"]["fingerprint"]
-    assert again["evaluator"]["blessing"]["parameters"]["max_mae"] == 25.0
-    # Same model, already serving: the Pusher ran but made no second version.
-    assert again["pusher"]["pushed_model"]["reason"] == "this model already serves as version 1"
-    assert sorted(p.name for p in (out / "serving").iterdir()) == ["1"]
+    blessing = again["evaluator"]["blessing"]
+    assert blessing["parameters"]["max_mae"] == 0.0 and blessing["blessed"] is False
+    assert blessing["reasons"] == [f"MAE {blessing['mae']:.3f} y is above the maximum 0 y"]
+    assert blessing["baseline_version"] == 1  # compared with the relabelled version, and no worse
+    decision = again["pusher"]["pushed_model"]
+    assert (decision["pushed"], decision["version"]) == (False, None)
+    assert decision["reason"] == f"not blessed: {blessing['reasons'][0]}"
+    assert (tree_digest(serving), tree_digest(out / "serving")) == before
 
 
 @pytest.mark.slow

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from cli_checks import assert_one_line_usage_errors, export_copy_with_metadata
-from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort, toy_record
+from cli_checks import assert_one_line_usage_errors, copy_run, export_copy_with_metadata
+from toy_data import TINY_RUN_FLAGS, toy_record
 
 from brainage_tf import evaluate, predict, train
-from brainage_tf.preprocessing import GRIDS, PreprocessConfig
+from brainage_tf.preprocessing import GRIDS, PreprocessConfig, preprocess_scan
 from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocessing_record
 from brainage_tf.serving import batch, predictions, workers
 from brainage_tf.serving.exported_model import OPTIONAL_OUTPUTS, ExportedModel
@@ -25,20 +25,18 @@ from brainage_tf.serving.scans import ScanItem
 TINY = GRIDS["tiny"].shape  # (24, 30, 21)
 # One epoch is enough here: the predictions only have to exist. Training ends with the export.
 TINY_TRAINING = [*TINY_RUN_FLAGS, "--epochs", "1", "--export"]
-SYNTHETIC = "synthetic_cohort/tiny_predict"
 # Built with affine registration from a JSON config whose name does not say so.
 SYNTHETIC_AFFINE = "synthetic_cohort/mysite"
+# The shared model's ages of different children differ by more than this, 500 times the 1e-4 y
+# the equality tests allow: an answer to the wrong tensor would not pass them.
+DISTINCT_YEARS = 0.05
 
 
-def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
-    """3 synthetic subjects written by generate_cohort, built by the synthetic_cohort builder (tiny grid).
+def build_affine_cohort(root: Path) -> dict[str, np.ndarray]:
+    """3 synthetic subjects built with affine registration from a JSON config (as `tfds build` takes one).
 
-    Built twice from the same files: without registration (`tiny_predict`) and, from a JSON
-    config as `tfds build --config '{...}'` takes it, with affine registration under a name
-    that says nothing about it (`mysite`).
-
-    Returns the discovery BIDS folder and, per registration mode, source_path -> stored
-    float16 volume of every example.
+    Its name (`mysite`) says nothing about the registration. Returns source_path -> stored
+    float16 volume of every discovery example.
     """
     import tensorflow_datasets as tfds
 
@@ -50,46 +48,37 @@ def build_synthetic_cohort(root: Path) -> tuple[Path, dict[str, dict[str, np.nda
         cohort_folder_name,
     )
 
-    stored: dict[str, dict[str, np.ndarray]] = {}
-    for name, registration in ((SYNTHETIC, "none"), (SYNTHETIC_AFFINE, "affine")):
-        arguments = dict(
-            name=name.partition("/")[2],
-            grid="tiny",
-            registration=registration,
-            discovery_subjects=3,
-            replication_subjects=1,
-            voxel_scale=3.9,
-            generator_workers=1,
-        )
-        config = make_config(Builder, json.dumps(arguments))  # fmt: skip
-        (_, discovery), *_ = config.cohorts()
-        bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
-        if not bids.exists():  # the builder reuses this folder
-            generate_cohort(bids, discovery, workers=1)
-        builder = Builder(config=config, data_dir=str(root / "data"))
-        builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
-        volumes = stored.setdefault(registration, {})
-        for split in ("train", "test"):  # the discovery subjects
-            for example in tfds.as_numpy(builder.as_dataset(split=split)):
-                volumes[str(bids / example["source_path"].decode())] = example["volume"]
-        assert len(volumes) == 3 and all(v.dtype == np.float16 and v.shape == TINY for v in volumes.values())
-    return bids, stored
+    arguments = dict(name=SYNTHETIC_AFFINE.partition("/")[2], grid="tiny", registration="affine",
+                     discovery_subjects=3, replication_subjects=1, voxel_scale=3.9,
+                     generator_workers=1)  # fmt: skip
+    config = make_config(Builder, json.dumps(arguments))
+    (_, discovery), *_ = config.cohorts()
+    bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
+    generate_cohort(bids, discovery, workers=1)  # the builder reuses it
+    builder = Builder(config=config, data_dir=str(root / "data"))
+    builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
+    volumes = {}
+    for split in ("train", "test"):  # the discovery subjects
+        for example in tfds.as_numpy(builder.as_dataset(split=split)):
+            volumes[str(bids / example["source_path"].decode())] = example["volume"]
+    assert len(volumes) == 3 and all(v.dtype == np.float16 and v.shape == TINY for v in volumes.values())
+    return volumes
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """The built synthetic cohort and a 1-epoch run on toy volumes of the tiny grid, exported by training."""
+def setup(served_model, tmp_path_factory):
+    """The shared export of a 1-epoch synthetic run (`served_model`), and a cohort registered affinely.
+
+    `goods` are the scans of the youngest, a middle and the oldest training subject, so their
+    predicted ages differ most.
+    """
     root = tmp_path_factory.mktemp("predict")
-    bids, stored = build_synthetic_cohort(root)
-    splits = {"train": toy_cohort(24, TINY, seed=1), "test": toy_cohort(6, TINY, seed=2)}
-    store_toy_tfds(root / "tfds", "toy_predict", TINY, splits)
-    run_dir = root / "run"
-    flags = ["--dataset", "toy_predict/tiny", "--data_dir", str(root / "tfds"), "--out", str(run_dir)]
-    assert train.main([*flags, *TINY_TRAINING]) == 0
-    model = run_dir / "export" / "1"
-    assert json.loads((model / "assets" / METADATA_ASSET).read_text())["grid"] == "tiny"
-    return dict(root=root, bids=bids, stored=stored["none"], stored_affine=stored["affine"], model=model,
-                run=run_dir)  # fmt: skip
+    train_split = served_model["stored"]["train"]
+    by_age = sorted(train_split, key=served_model["ages"].get)
+    goods = sorted([by_age[0], by_age[len(by_age) // 2], by_age[-1]])
+    stored = {**train_split, **served_model["stored"]["test"]}
+    return dict(served_model, stored=stored, goods=goods, affine_data=root / "data",
+                stored_affine=build_affine_cohort(root))  # fmt: skip
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -112,7 +101,7 @@ def record_fed_volumes(monkeypatch) -> list[np.ndarray]:
 
 def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_path, monkeypatch):
     fed = record_fed_volumes(monkeypatch)
-    paths = sorted(setup["stored"])
+    paths = setup["goods"]
     out = tmp_path / "p.csv"
     assert predict.main(["--model", str(setup["model"]), *paths, "--out", str(out), "--workers", "0"]) == 0
     assert [row["path"] for row in read_csv(out)] == paths and len(fed) == 3
@@ -129,7 +118,7 @@ def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_f
 ):
     """Trained on `mysite`, built with affine registration: the export says affine, from the data."""
     run_dir = tmp_path / "run"
-    flags = ["--dataset", SYNTHETIC_AFFINE, "--data_dir", str(setup["root"] / "data"), "--out", str(run_dir)]
+    flags = ["--dataset", SYNTHETIC_AFFINE, "--data_dir", str(setup["affine_data"]), "--out", str(run_dir)]
     # Two training subjects: no validation part, both in one step.
     assert train.main([*flags, *TINY_TRAINING, "--validation-fraction", "0", "--batch-size", "2"]) == 0
     record = json.loads((run_dir / "config.json").read_text())["preprocessing"]
@@ -150,13 +139,15 @@ def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_f
     assert row["status"] == "ok" and 0.0 < float(row["registration_ncc"]) <= 1.0
     (volume,) = fed
     assert np.array_equal(volume, stored.astype(np.float32)), path
-    assert not np.array_equal(stored, setup["stored"][path])  # registration changed the volume
+    unregistered = preprocess_scan(path, PreprocessConfig(grid="tiny", registration="none")).volume
+    assert not np.array_equal(stored, unregistered.astype(np.float16))  # registration changed the volume
     assert json.loads(out.with_suffix(".json").read_text())["preprocessing"] == record
 
 
 def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
     out_dir = tmp_path / "eval"
-    argv = ["--run", str(setup["run"]), "--dataset", SYNTHETIC, "--data_dir", str(setup["root"] / "data")]
+    run_dir = copy_run(setup["run"], tmp_path / "run")  # evaluation writes calibration.json into it
+    argv = ["--run", str(run_dir), "--dataset", setup["dataset"], "--data_dir", str(setup["data_dir"])]
     assert evaluate.main([*argv, "--split", "train", "--ages", "0", "30", "--out", str(out_dir)]) == 0
     evaluated = {(row["subject_id"], row["session"]): float(row["predicted_age"])
                  for row in read_csv(out_dir / "predictions.csv")}  # fmt: skip
@@ -164,9 +155,11 @@ def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
     assert predict.main(["--model", str(setup["model"]), "--bids", str(setup["bids"]), "--out", str(out),
                          "--workers", "0"]) == 0  # fmt: skip
     served = {(row["subject_id"], row["session"]): float(row["predicted_age"]) for row in read_csv(out)}
-    assert len(evaluated) >= 2 and set(evaluated) <= set(served)
+    assert len(evaluated) == len(setup["stored"]) - 2 and set(evaluated) <= set(served)  # 2 in test
     for key, age in evaluated.items():
         assert abs(served[key] - age) < 1e-4, key
+    # The model tells the children apart, so ages predicted from another tensor would differ.
+    assert max(evaluated.values()) - min(evaluated.values()) > DISTINCT_YEARS
 
 
 def bad_and_odd_scans(good: str, folder: Path) -> dict[str, Path]:
@@ -190,7 +183,7 @@ def bad_and_odd_scans(good: str, folder: Path) -> dict[str, Path]:
 
 
 def test_bad_scans_fail_alone_with_their_reason_and_the_rest_finish(setup, tmp_path):
-    goods = sorted(setup["stored"])
+    goods = setup["goods"]
     odd = bad_and_odd_scans(goods[0], tmp_path)
     paths = [*goods, *(str(path) for path in odd.values())]
     out = tmp_path / "predictions.csv"
@@ -222,11 +215,10 @@ def test_bad_scans_fail_alone_with_their_reason_and_the_rest_finish(setup, tmp_p
         assert 0.0 < float(row["registration_ncc"]) <= 1.0
     assert by_name["nan_background"]["non_finite_voxels"] == "27"
     assert {by_name[name]["non_finite_voxels"] for name in goods} == {"0"}
-    # Background zeros barely move the prediction of the scan they were made from.
-    assert (
-        abs(float(by_name["nan_background"]["predicted_age"]) - float(by_name[goods[0]]["predicted_age"]))
-        < 0.5
-    )
+    # Background zeros barely move the prediction of the scan they were made from; another child does.
+    predicted = {name: float(by_name[name]["predicted_age"]) for name in [*goods, "nan_background"]}
+    assert abs(predicted["nan_background"] - predicted[goods[0]]) < DISTINCT_YEARS / 5
+    assert max(predicted[name] for name in goods) - min(predicted[name] for name in goods) > DISTINCT_YEARS
 
 
 def test_bids_and_manifest_ages_give_the_gap(setup, tmp_path):
@@ -241,7 +233,7 @@ def test_bids_and_manifest_ages_give_the_gap(setup, tmp_path):
         assert 0 <= age <= 22 and abs(float(row["brain_age_gap"]) - (predicted - age)) < 1e-5
 
     manifest = tmp_path / "scans.csv"
-    goods = sorted(setup["stored"])
+    goods = setup["goods"]
     manifest.write_text("subject_id,age_months,path\n" + "".join(
         f"m{index},{12 * (index + 1)},{path}\n" for index, path in enumerate(goods)))  # fmt: skip
     by_manifest = tmp_path / "manifest.csv"
@@ -256,17 +248,16 @@ def test_bids_and_manifest_ages_give_the_gap(setup, tmp_path):
 
 
 def test_rows_carry_the_out_of_distribution_flag_of_the_export(setup, tmp_path):
-    # The model was trained on toy volumes z-scored over the whole box; the synthetic scans,
-    # z-scored inside the brain, have a whole-volume mean outside that range.
-    model = ExportedModel(setup["model"])
-    items = [ScanItem(path) for path in sorted(setup["stored"])]
-    rows = predictions.predict_items(model, items)
-    assert all(row["ood"] and "intensity mean" in row["ood_reason"] for row in rows), rows
-    reference = {"age": [0.0, 22.0], "registration_ncc_min": 0.0,
-                 "intensity_mean": [-10.0, 10.0], "intensity_std": [0.0, 10.0]}  # fmt: skip
-    wide = export_copy_with_metadata(setup["model"], tmp_path / "wide_export", reference=reference)
-    rows = predictions.predict_items(ExportedModel(wide), items)
+    items = [ScanItem(path) for path in setup["goods"]]
+    # Scans of its own training subjects lie in the ranges the export measured on its training scans.
+    rows = predictions.predict_items(ExportedModel(setup["model"]), items)
     assert [(row["ood"], row["ood_reason"]) for row in rows] == [(False, "")] * 3
+    # An export whose training scans had other whole-volume means flags the same scans.
+    reference = {"age": [0.0, 22.0], "registration_ncc_min": 0.0,
+                 "intensity_mean": [5.0, 6.0], "intensity_std": [0.0, 10.0]}  # fmt: skip
+    elsewhere = export_copy_with_metadata(setup["model"], tmp_path / "elsewhere", reference=reference)
+    rows = predictions.predict_items(ExportedModel(elsewhere), items)
+    assert all(row["ood"] and "intensity mean" in row["ood_reason"] for row in rows), rows
 
 
 def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):
@@ -274,14 +265,14 @@ def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):
     off_grid = SimpleNamespace(volume=np.zeros((16, 20, 14)), metadata=metadata)
     monkeypatch.setattr(workers, "preprocess_path", lambda path, config: (off_grid, ""))
     model = ExportedModel(setup["model"])
-    rows = predictions.predict_items(model, [ScanItem(path) for path in sorted(setup["stored"])])
+    rows = predictions.predict_items(model, [ScanItem(path) for path in setup["goods"]])
     assert all(row["status"] == "failed" and "is not the export's grid" in row["reason"] for row in rows)
     with pytest.raises(ValueError, match="do not match"):
         model.predict(np.zeros((1, 16, 20, 14), np.float32))
 
 
 def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
-    scan = sorted(setup["stored"])[0]
+    scan = setup["goods"][0]
     record = ExportedModel(setup["model"]).metadata["preprocessing"]
     exports = {
         name: export_copy_with_metadata(setup["model"], tmp_path / name, preprocessing=changed)

@@ -79,7 +79,7 @@ def toy_tfds(tmp_path_factory) -> str:
     return str(data_dir)
 
 
-def run_processes(argv_list: list[list[str]], env_list: list[dict | None], cwd=None) -> list[tuple[int, str]]:
+def run_processes(argv_list: list[list[str]], env_list: list[dict | None]) -> list[tuple[int, str]]:
     """Runs commands side by side; kills them all if any outlives the timeout."""
     base_env = dict(
         os.environ,
@@ -92,7 +92,6 @@ def run_processes(argv_list: list[list[str]], env_list: list[dict | None], cwd=N
         subprocess.Popen(
             argv,
             env={**base_env, **(env or {})},
-            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -128,7 +127,7 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def run_two_workers(command: list[str], attempts: int = 3, cwd=None) -> list[tuple[int, str]]:
+def run_two_workers(command: list[str], attempts: int = 3) -> list[tuple[int, str]]:
     """Runs command as a 2-worker TF_CONFIG cluster on loopback, retrying if a port was taken meanwhile."""
     for _ in range(attempts):
         cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
@@ -136,7 +135,7 @@ def run_two_workers(command: list[str], attempts: int = 3, cwd=None) -> list[tup
             {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
             for index in range(2)
         ]
-        results = run_processes([command, command], envs, cwd=cwd)
+        results = run_processes([command, command], envs)
         if not any("already in use" in output or "Failed to bind" in output for _, output in results):
             return results
     return results
@@ -373,15 +372,3 @@ def test_multi_worker_with_two_local_processes(toy_tfds, tmp_path):
     assert [line.split("val MAE")[1].split()[0] for line in chief_lines] == [
         line.split("val MAE")[1].split()[0] for line in worker_lines
     ]
-
-
-@pytest.mark.slow
-def test_keras_fit_fails_under_multi_worker_so_train_uses_its_own_loop(tmp_path):
-    # Documents the Keras 3 limit behind the custom loop (keras-team/keras#20585): model.fit of a
-    # one-layer model under MultiWorkerMirroredStrategy with 2 local workers. If this starts
-    # passing, model.fit has become an option for multi_worker.
-    results = run_two_workers(
-        [sys.executable, str(REPO / "tests" / "keras_fit_multi_worker_probe.py")], cwd=tmp_path
-    )
-    for _, output in results:
-        assert "FIT_FAILED: ValueError: Attempt to convert a value (PerReplica" in output, output

@@ -13,7 +13,7 @@ def test_slabs_are_the_pooling_windows_without_the_remainder():
     assert occlusion.pooled_slabs(21, 2) == [(i, i + 2) for i in range(0, 20, 2)]
     assert len(occlusion.pooled_slabs(56, 4)) == 14 and occlusion.pooled_slabs(3, 3) == [(0, 3)]
     for bad in (0, 22):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"^pool size must be between 1 and the 21 slices, got {bad}$"):
             occlusion.pooled_slabs(21, bad)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -77,8 +79,16 @@ def test_settings_are_checked_and_fit_the_nifti_header():
     for settings in (SaliencySettings(), SaliencySettings("integrated_gradients", samples=256, seed=12345)):
         assert len(settings.describe().encode()) < 80 and settings.method in settings.describe()
         assert settings.to_json()["units"] and settings.to_json()["samples"] == settings.samples
-    for bad in (dict(method="gradcam"), dict(samples=0), dict(noise=1.5), dict(batch_size=0)):
-        with pytest.raises(ValueError):
+    bad_settings = {
+        "saliency method must be one of smoothgrad, integrated_gradients, got 'gradcam'": dict(
+            method="gradcam"
+        ),
+        "samples and batch size must be at least 1, got 0, 8": dict(samples=0),
+        "noise must be a fraction of the intensity range in [0, 1), got 1.5": dict(noise=1.5),
+        "samples and batch size must be at least 1, got 32, 0": dict(batch_size=0),
+    }
+    for message, bad in bad_settings.items():
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             SaliencySettings(**bad)
 
 

@@ -133,7 +133,8 @@ def test_empty_skip_report_still_has_its_header(tmp_path):
 
 def test_strict_mode_fails_on_the_first_bad_row(tmp_path):
     records = [("train", _record("good1", path=OTHER_SCAN)), ("train", _record("old", age=130.0))]
-    with pytest.raises(Exception, match="implausible_age"):
+    old = f"{GOOD_SCAN}: implausible_age: age 130.000 years (age=130.0) outside"
+    with pytest.raises(IngestError, match=f"^{re.escape(old)}"):
         _ingest(records, tmp_path / "r.tsv", strict=True)
 
 
@@ -190,7 +191,7 @@ def test_strict_mode_fails_on_copied_content_naming_both_files(tmp_path):
         ("train", _record("twin", path=nifti_copy)),
     ]
     both_files = f"{nifti_copy}: duplicate_content: same image content as {GOOD_SCAN}"
-    with pytest.raises(Exception, match=re.escape(both_files)):
+    with pytest.raises(IngestError, match=f"^{re.escape(both_files)}"):
         _ingest(records, tmp_path / "r.tsv", strict=True)
 
 

@@ -21,14 +21,23 @@ def _longitudinal(n_subjects: int = 100, sessions: int = 3) -> list[ScanRecord]:
     return records
 
 
-def test_all_sessions_of_a_subject_share_one_split():
-    records = _longitudinal()
+def test_every_visit_gets_the_split_of_its_subjects_first_visit():
+    # The ten children of test_assignment_of_fixed_subjects_is_pinned, seen again 1.3 and 4.1 years
+    # later: binned by a later visit, sub-0008 would go to test instead of sub-0007.
+    ages = [0.5, 0.7, 1.2, 1.9, 1.1, 3.0, 3.4, 3.9, 12.0, 12.5]
+    records = [
+        ScanRecord(f"sub-{index:04d}", f"V{visit}", f"/x/{index}_{visit}", "", age + gap, f"age={age + gap}")
+        for visit, gap in enumerate((0.0, 1.3, 4.1))
+        for index, age in enumerate(ages, 1)
+    ]
     splits = assign_splits(records)
-    by_subject = {}
-    for record in records:
-        by_subject.setdefault(record.subject_id, set()).add(splits[("", record.subject_id)])
-    assert all(len(assigned) == 1 for assigned in by_subject.values())
-    assert len(by_subject) == 100
+    # Looked up per record, as the builders do: every visit of a subject lands in one split.
+    by_visit = {(r.subject_id, r.session): splits[(r.cohort, r.subject_id)] for r in records}
+    assert by_visit == {
+        (f"sub-{index:04d}", f"V{visit}"): TEST if index in (3, 7) else TRAIN
+        for visit in range(3)
+        for index in range(1, 11)
+    }
 
 
 def test_twenty_percent_of_subjects_go_to_test():
@@ -89,7 +98,13 @@ def test_same_subject_id_in_two_cohorts_is_two_subjects():
     assert set(assign_splits(records)) == {("x", "s1"), ("y", "s1")}
 
 
-@pytest.mark.parametrize("fraction, width", [(1.5, 1.0), (0.2, 0.0)])
-def test_bad_arguments_raise(fraction, width):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "fraction, width, message",
+    [
+        (1.5, 1.0, r"test_fraction must be in \[0, 1\], got 1.5"),
+        (0.2, 0.0, "bin_width_years must be positive, got 0.0"),
+    ],
+)
+def test_bad_arguments_raise(fraction, width, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
         assign_splits([], test_fraction=fraction, bin_width_years=width)

@@ -1,9 +1,12 @@
 """Tests of the mghbch builder on a release layout (demographics.csv + MINC/NIfTI/MGZ)."""
 
+import re
+import shutil
 from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from brainage_tf.errors import IngestError
 from brainage_tf.ingest.skips import read_skip_report
 from tfds_builders.cohort_builder import CohortConfig
 from tfds_builders.mghbch.mghbch_dataset_builder import Builder
@@ -49,11 +52,20 @@ class MghbchTest(tfds.testing.DatasetBuilderTestCase):
             ],
         )
 
-    def test_strict_config_fails_on_the_first_bad_row(self):
+    def test_strict_config_fails_on_the_bad_row_and_keeps_no_dataset(self):
+        # One good and one bad row, so the failing row does not depend on the order Beam processes them.
+        manual_dir = Path(self.tmp_dir) / "manual"
+        (manual_dir / "t1").mkdir(parents=True)
+        for scan in ("mghbch_1001_V1_t1w.mnc", "mghbch_1004_V1_t1w.nii.gz"):
+            shutil.copy(DUMMY_DATA / "t1" / scan, manual_dir / "t1" / scan)
+        (manual_dir / "demographics.csv").write_text(
+            "subject_id,visit,age_days,sex,site\n1001,V1,400,F,MGH\n1004,V1,700,M,BCH\n"
+        )
         strict = CohortConfig(name="tiny_strict", grid="tiny", registration="none", strict=True)
         builder = self._make_builder(config=strict)
-        with self.assertRaisesRegex(Exception, "IngestError|unreadable_scan|missing_file|_age"):
+        bad_row = f"{manual_dir / 't1' / 'mghbch_1004_V1_t1w.nii.gz'}: unreadable_scan: cannot read"
+        with self.assertRaisesRegex(IngestError, f"^{re.escape(bad_row)}"):
             builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY_DATA))
+                download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
             )
         self.assertFalse(builder.data_path.exists())

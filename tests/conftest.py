@@ -1,0 +1,59 @@
+"""Fixtures shared by the test modules of tests/ (not shipped with the package)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from toy_data import TINY_RUN_FLAGS
+
+# 12 children on the tiny grid, coarsely generated so the build takes seconds; 2 go to test.
+SERVED_COHORT = dict(name="tiny_served", grid="tiny", registration="none", discovery_subjects=12,
+                     replication_subjects=1, voxel_scale=3.9, generator_workers=1)  # fmt: skip
+SERVED_DATASET = f"synthetic_cohort/{SERVED_COHORT['name']}"
+
+
+@pytest.fixture(scope="session")
+def served_model(tmp_path_factory) -> dict:
+    """A 1-epoch slice_lstm trained on a tiny synthetic cohort, exported: the model predict and explain run.
+
+    Trained on scans like those the tests feed it, so its answer moves with the tensor it is
+    given; a model of toy ellipsoids answers brain scans with nearly one age, whatever it is fed.
+
+    Returns:
+        root; dataset (its TFDS name); data_dir; bids (the discovery BIDS folder); stored:
+        split -> {scan path -> stored float16 volume} for train and test; ages: scan path -> age;
+        run (the run directory: copy it with `cli_checks.copy_run` before writing into it);
+        model (the export).
+    """
+    import tensorflow_datasets as tfds
+
+    from brainage_tf import train
+    from brainage_tf.synthetic import generate_cohort
+    from tfds_builders.prepare import DOWNLOADS_FOLDER, make_config
+    from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
+        GENERATED_FOLDER,
+        Builder,
+        cohort_folder_name,
+    )
+
+    root = tmp_path_factory.mktemp("served")
+    config = make_config(Builder, json.dumps(SERVED_COHORT))
+    (_, discovery), *_ = config.cohorts()
+    bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
+    generate_cohort(bids, discovery, workers=1)  # the builder reuses it
+    builder = Builder(config=config, data_dir=str(root / "data"))
+    builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
+    stored: dict[str, dict[str, np.ndarray]] = {}
+    ages: dict[str, float] = {}
+    for split in ("train", "test"):
+        for example in tfds.as_numpy(builder.as_dataset(split=split)):
+            path = str(bids / example["source_path"].decode())
+            stored.setdefault(split, {})[path] = example["volume"]
+            ages[path] = float(example["age"])
+    run_dir = root / "run"
+    flags = ["--dataset", SERVED_DATASET, "--data_dir", str(root / "data"), "--out", str(run_dir)]
+    assert train.main([*flags, *TINY_RUN_FLAGS, "--epochs", "1", "--export"]) == 0
+    return dict(root=root, dataset=SERVED_DATASET, data_dir=root / "data", bids=bids, stored=stored,
+                ages=ages, run=run_dir, model=run_dir / "export" / "1")  # fmt: skip
