@@ -279,7 +279,7 @@ def test_degenerate_affine_is_rejected(tmp_path, linear):
     nib.save(nib.Nifti1Image(_noise().astype(np.float32), None, header), path)
     with pytest.raises(
         errors.DegenerateAffineError,
-        match=r"singular\.nii\.gz: the voxel-to-world affine (is not invertible|has non-finite)",
+        match=r"singular\.nii\.gz: the voxel-to-world affine is not invertible",
     ):
         prep.preprocess_scan(path, TINY)
 
