@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -41,3 +42,14 @@ def copy_run(run_dir: Path, target: Path) -> Path:
     for name in RUN_FILES:
         shutil.copy2(run_dir / name, target / name)
     return target
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (a worker may still lose one to another process)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports

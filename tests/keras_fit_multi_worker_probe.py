@@ -14,24 +14,15 @@ option for multi_worker; 1: the trap still holds.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import traceback
 
+from cli_checks import free_ports  # run as a script: tests/ is on sys.path
+
 WORKERS = 2
 TIMEOUT_S = 300
 
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (a worker may still lose one to another process)."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def launch() -> int:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import free_ports
 from toy_data import TOY_VERSION, store_toy_tfds, toy_cohort, toy_record, write_record
 
 from brainage_tf import train
@@ -116,15 +116,6 @@ def toy_flags(toy_tfds: str, *more: str) -> list[str]:
 def train_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "brainage_tf.train", *args]
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def run_two_workers(command: list[str], attempts: int = 3) -> list[tuple[int, str]]:

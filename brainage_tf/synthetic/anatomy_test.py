@@ -15,4 +15,5 @@ def test_the_cached_anatomy_is_the_built_one_to_the_bit(tmp_path, monkeypatch):
     built = _build_template_anatomy()
     assert {field.name for field in dataclasses.fields(cached)} == set(built)
     for name, array in built.items():
-        assert getattr(cached, name).dtype == array.dtype and np.array_equal(getattr(cached, name), array), name
+        value = getattr(cached, name)
+        assert value.dtype == array.dtype and np.array_equal(value, array), name
