@@ -24,7 +24,6 @@ WORKERS = 2
 TIMEOUT_S = 300
 
 
-
 def launch() -> int:
     """Runs this file as every worker of a local cluster; returns 0 when `model.fit` trained in all."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(WORKERS)]}

@@ -117,7 +117,6 @@ def train_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "brainage_tf.train", *args]
 
 
-
 def run_two_workers(command: list[str], attempts: int = 3) -> list[tuple[int, str]]:
     """Runs command as a 2-worker TF_CONFIG cluster on loopback, retrying if a port was taken meanwhile."""
     for _ in range(attempts):
