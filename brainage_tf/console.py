@@ -46,6 +46,14 @@ LIBRARY_NOTICES = {
     # TFDS's own decoder reads its deprecated FeatureConnector.dtype (tensor_feature.decode_example).
     "absl": ("`FeatureConnector.dtype` is deprecated.",),
 }
+# Start-up lines of Beam's worker processes, which print to the inherited descriptor before
+# their logs go to the runner (the DirectRunner's multi-processing mode starts them).
+WORKER_NOTICES = (
+    b"WARNING:root:apitools not found, and bigquery client libraries are not available",
+    b"INFO:__main__:Logging handler created.",
+    b"WARNING:__main__:No semi_persistent_directory found",
+    b"WARNING:apache_beam.options.pipeline_options:Discarding unparseable args:",
+)
 # A partial line waits this long for its end before it is shown as it is (a prompt, a bar).
 _PARTIAL_LINE_SECONDS = 0.2
 # Written at exit after the process's last output; the filter shows what came before, then stops.
@@ -156,11 +164,15 @@ def _forward(read_end: int, real: int) -> None:
         *lines, pending = pending.split(b"\n")
         _write_all(real, _kept(lines))
     *lines, last = (pending if end < 0 else pending[:end]).split(b"\n")
-    _write_all(real, _kept(lines) + (b"" if NATIVE_LOG_LINE.match(last) else last))
+    _write_all(real, _kept(lines) + (b"" if _dropped(last) else last))
 
 
 def _kept(lines: list[bytes]) -> bytes:
-    return b"".join(line + b"\n" for line in lines if not NATIVE_LOG_LINE.match(line))
+    return b"".join(line + b"\n" for line in lines if not _dropped(line))
+
+
+def _dropped(line: bytes) -> bool:
+    return bool(NATIVE_LOG_LINE.match(line)) or line.startswith(WORKER_NOTICES)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -12,6 +12,11 @@ NATIVE_LINES = (
     "E0000 00:00:1796392618.694958   25285 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)",
     "W1204 13:54:36.000001    7 onednn_util.cc:12] oneDNN supports DT_HALF only on platforms with AVX-512",
 )
+BEAM_WORKER_LINES = (
+    "INFO:__main__:Logging handler created.",
+    "WARNING:__main__:No semi_persistent_directory found:  User registered objects (e.g. schema)",
+    "WARNING:apache_beam.options.pipeline_options:Discarding unparseable args: ['--direct_runner']",
+)
 KEPT_LINES = (
     "F1204 13:54:36.000001    7 tensor.cc:7] Check failed: a fatal line is never dropped",
     "a C library's own message",
@@ -42,7 +47,9 @@ def command(argv: list[str]) -> str:
     child = (
         f"import os; os.write(2, {(NATIVE_LINES[1] + chr(10) + 'child process line' + chr(10)).encode()!r})"
     )
-    return textwrap.dedent(COMMAND).format(lines=NATIVE_LINES + KEPT_LINES, child=child, argv=argv)
+    return textwrap.dedent(COMMAND).format(
+        lines=NATIVE_LINES + BEAM_WORKER_LINES + KEPT_LINES, child=child, argv=argv
+    )
 
 
 def test_native_log_lines_are_dropped_and_every_other_line_kept_in_order():
@@ -61,6 +68,7 @@ def test_verbose_shows_every_line():
     assert sorted(done.stderr.splitlines()) == sorted(
         [
             *NATIVE_LINES,
+            *BEAM_WORKER_LINES,
             *KEPT_LINES,
             "from python",
             NATIVE_LINES[1],

@@ -118,6 +118,8 @@ def build_synthetic_cohort(
         ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
         + ([] if verbose else ["--default_sdk_harness_log_level=WARNING"])
     )
+    if not progress_bar:
+        tfds.disable_progress_bar()  # TFDS's own bars ("Generating splits...") would redraw into a log
     with _quiet_logs(not verbose):
         builder.download_and_prepare(
             download_dir=str(download_dir),
