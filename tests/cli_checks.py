@@ -53,3 +53,28 @@ def free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
+
+
+def build_synthetic_dataset(root: Path, cohort: dict):
+    """Builds a synthetic_cohort dataset from a JSON-config dict into root/data, as `tfds build` would.
+
+    The discovery cohort is generated first without a bar (the builder reuses it).
+
+    Returns:
+        (the prepared builder, the discovery cohort's BIDS folder).
+    """
+    from brainage_tf.synthetic import generate_cohort
+    from tfds_builders.prepare import DOWNLOADS_FOLDER, make_config
+    from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
+        GENERATED_FOLDER,
+        Builder,
+        cohort_folder_name,
+    )
+
+    config = make_config(Builder, json.dumps(cohort))
+    (_, discovery), *_ = config.cohorts()
+    bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
+    generate_cohort(bids, discovery, workers=1)
+    builder = Builder(config=config, data_dir=str(root / "data"))
+    builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
+    return builder, bids

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+from cli_checks import build_synthetic_dataset
 from toy_data import TINY_RUN_FLAGS
 
 # 12 children on the tiny grid, coarsely generated so the build takes seconds; 2 go to test.
@@ -30,21 +29,9 @@ def served_model(tmp_path_factory) -> dict:
     import tensorflow_datasets as tfds
 
     from brainage_tf import train
-    from brainage_tf.synthetic import generate_cohort
-    from tfds_builders.prepare import DOWNLOADS_FOLDER, make_config
-    from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
-        GENERATED_FOLDER,
-        Builder,
-        cohort_folder_name,
-    )
 
     root = tmp_path_factory.mktemp("served")
-    config = make_config(Builder, json.dumps(SERVED_COHORT))
-    (_, discovery), *_ = config.cohorts()
-    bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
-    generate_cohort(bids, discovery, workers=1)  # the builder reuses it
-    builder = Builder(config=config, data_dir=str(root / "data"))
-    builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
+    builder, bids = build_synthetic_dataset(root, SERVED_COHORT)
     stored: dict[str, dict[str, np.ndarray]] = {}
     ages: dict[str, float] = {}
     for split in ("train", "test"):

@@ -11,7 +11,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from cli_checks import assert_one_line_usage_errors, copy_run, export_copy_with_metadata
+from cli_checks import (
+    assert_one_line_usage_errors,
+    build_synthetic_dataset,
+    copy_run,
+    export_copy_with_metadata,
+)
 from toy_data import TINY_RUN_FLAGS, toy_record
 
 from brainage_tf import evaluate, predict, train
@@ -40,23 +45,10 @@ def build_affine_cohort(root: Path) -> dict[str, np.ndarray]:
     """
     import tensorflow_datasets as tfds
 
-    from brainage_tf.synthetic import generate_cohort
-    from tfds_builders.prepare import DOWNLOADS_FOLDER, make_config
-    from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
-        GENERATED_FOLDER,
-        Builder,
-        cohort_folder_name,
-    )
-
     arguments = dict(name=SYNTHETIC_AFFINE.partition("/")[2], grid="tiny", registration="affine",
                      discovery_subjects=3, replication_subjects=1, voxel_scale=3.9,
                      generator_workers=1)  # fmt: skip
-    config = make_config(Builder, json.dumps(arguments))
-    (_, discovery), *_ = config.cohorts()
-    bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
-    generate_cohort(bids, discovery, workers=1)  # the builder reuses it
-    builder = Builder(config=config, data_dir=str(root / "data"))
-    builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
+    builder, bids = build_synthetic_dataset(root, arguments)
     volumes = {}
     for split in ("train", "test"):  # the discovery subjects
         for example in tfds.as_numpy(builder.as_dataset(split=split)):
