@@ -176,5 +176,12 @@ def _dropped(line: bytes) -> bool:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """Writes whole lines in pieces of at most PIPE_BUF bytes, each of which a pipe takes atomically.
+
+    One larger write into a pipe may be split wherever the reader drains it, and Python's own
+    lines, written straight to the real stderr meanwhile, then land inside a forwarded line.
+    """
     while data:
-        data = data[os.write(fd, data) :]
+        small = len(data) <= select.PIPE_BUF
+        cut = len(data) if small else data.rfind(b"\n", 0, select.PIPE_BUF) + 1 or select.PIPE_BUF
+        data = data[os.write(fd, data[:cut]) :]
