@@ -48,7 +48,7 @@ def build_affine_cohort(root: Path) -> dict[str, np.ndarray]:
     arguments = dict(name=SYNTHETIC_AFFINE.partition("/")[2], grid="tiny", registration="affine",
                      discovery_subjects=3, replication_subjects=1, voxel_scale=3.9,
                      generator_workers=1)  # fmt: skip
-    builder, bids = build_synthetic_dataset(root, arguments)
+    builder, bids = build_synthetic_dataset(root, arguments, beam_workers=2)  # 7-27 s per registration
     volumes = {}
     for split in ("train", "test"):  # the discovery subjects
         for example in tfds.as_numpy(builder.as_dataset(split=split)):
