@@ -156,8 +156,9 @@ def test_ensemble_verdicts_keep_the_one_seed_wording_and_count_wins_over_seeds()
     seeds = [
         {"ensembles": [result(True, "resnet3d", 0.01)]},
         {"ensembles": [result(False, "slice_lstm", None)]},
+        {"ensembles": [result(True, "resnet3d", 0.2)]},
     ]
     assert paper_stats.ensemble_verdicts(seeds) == [
-        "ensemble (mean): MAE lower than every member's in 1 of 2 seeds (best member per seed resnet3d, "
-        "slice_lstm; Wilcoxon p against it 0.01, –)"
+        "ensemble (mean): MAE lower than every member's in 2 of 3 seeds (best member per seed resnet3d, "
+        "slice_lstm, resnet3d; Wilcoxon p against it 0.01, –, 0.2)"
     ]
