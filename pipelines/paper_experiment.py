@@ -25,19 +25,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.training.config import TrainConfig
-from pipelines.paper_report import (
-    PAPER_MODELS,
-    SETTING_BY_NAME,
-    SETTINGS,
-    TABLES,
-    Setting,
-    epoch_seconds,
-    write_experiment_report,
-)
+
+if TYPE_CHECKING:
+    from pipelines.paper_report import Setting
 
 COHORTS = ("synthetic", "real")
 # --size of the synthetic cohort: (TFDS config, changes to the demo preset). The sizes are
@@ -159,6 +154,7 @@ def train(config: TrainConfig, run_dir: Path, strategy, setting: str, log: Calla
     from brainage_tf import data
     from brainage_tf.training.run_directory import RunDirectory
     from brainage_tf.training.trainer import Trainer, with_preprocessing
+    from pipelines.paper_report import SETTING_BY_NAME, epoch_seconds
 
     run = RunDirectory(run_dir)
     timing_path = run_dir / TIMING_NAME
@@ -205,6 +201,7 @@ def evaluate(plan: dict, out: Path, log: Callable[[str], None]) -> dict:
     """Each table's runs evaluated once per seed, then compared and ensembled; returns their folders."""
     from brainage_tf.evaluation import compare, ensemble
     from brainage_tf.evaluation.run_evaluation import EvaluationRequest
+    from pipelines.paper_report import PAPER_MODELS, SETTING_BY_NAME, TABLES
 
     evaluations = {}
     for spec in TABLES:
@@ -236,7 +233,9 @@ def evaluate(plan: dict, out: Path, log: Callable[[str], None]) -> dict:
 
 def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) -> Path:
     """Trains every model in every setting once per seed, evaluates them, writes out/report.md; returns it."""
+    # Here, not at the top: the report's pandas, scipy and matplotlib would slow a bad flag's answer.
     from brainage_tf.training.distribute import make_strategy, worker_role_from_env
+    from pipelines.paper_report import PAPER_MODELS, SETTINGS, write_experiment_report
 
     started = time.perf_counter()
     check_datasets(plan, log)
