@@ -225,7 +225,7 @@ def setting_summary(
         "runs": [
             {key: value if key == "seed" else _relative(value, out_dir) for key, value in run.items()}
             for run in runs
-        ],  # fmt: skip
+        ],
         "models": {
             label: {
                 "n": row["n"],
