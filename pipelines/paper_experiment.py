@@ -3,16 +3,18 @@
     python -m pipelines.paper_experiment --cohort synthetic --out DIR [--size full|tiny] [--data-dir D]
     python -m pipelines.paper_experiment --cohort real --out DIR [--discovery nihpd/paper]
         [--replication mghbch/paper] [--data-dir D] [--replication-data-dir D2] [--replication-split test]
+    ... [--seeds K] [--seed FIRST]: every model and setting trained K times, tables as mean ± SD
 
 He et al. (ISBI 2020, section 3), for slice_lstm (2D-ResNet18+LSTM) and resnet3d (3D-ResNet18):
 1. train on the discovery cohort's 0-22 y training split; evaluate on its test split
    (Table 1, Fig. 4) and on the replication cohort (Table 2, Fig. 5);
 2. train on discovery subjects aged 0-6 y only; evaluate on the replication cohort (Table 3);
 3. record each model's training wall time (the paper: 3 h against 7 h on a K80);
-4. evaluate the 2D+3D ensembles.
-It writes DIR/report.md (docs/paper_experiment.md). Training is `Trainer`, evaluation is
-`compare.evaluate_members` with `compare_members` and `ensemble_members`; a rerun with the
-same flags reuses finished runs and resumes an interrupted one.
+4. evaluate the 2D+3D ensembles;
+each once per training seed (`--seeds`), on the same subject-hash split.
+It writes DIR/report.md and DIR/metrics.json (docs/paper_experiment.md). Training is `Trainer`,
+evaluation is `compare.evaluate_members` with `compare_members` and `ensemble_members`; a rerun
+with the same flags (any --seeds) reuses finished runs and resumes an interrupted one.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from brainage_tf.console import add_verbose_argument, entry_point
-from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.training.config import TrainConfig
-from pipelines.paper_report import PAPER_MODELS, TABLES, epoch_seconds, write_experiment_report
+
+if TYPE_CHECKING:
+    from pipelines.paper_report import Setting
 
 COHORTS = ("synthetic", "real")
 # --size of the synthetic cohort: (TFDS config, changes to the demo preset). The sizes are
@@ -40,8 +44,6 @@ SYNTHETIC_SIZES = {
         dict(epochs=2, batch_size=4, width_multiplier=0.125, slice_size=(40, 40), pool_size=2),
     ),
 }
-# The paper's two training settings: the discovery cohort's whole range, and 0-6 y (Table 3).
-SETTINGS = {"0-22": (MIN_AGE_YEARS, MAX_AGE_YEARS), "0-6": (MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS)}
 PLAN_NAME = "experiment.json"
 TIMING_NAME = "experiment_timing.json"
 
@@ -62,13 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--replication", help="real: TFDS name/config of your replication build (default mghbch/paper).")
     add("--replication-data-dir", help="real: its TFDS data dir (default: --data-dir).")
     add("--replication-split", help="real: its split (default test; the synthetic cohort's is replication).")
-    add("--seed", type=int, default=TrainConfig.seed, help="Weights and shuffle seed of every run.")
+    add("--seeds", type=int, default=1, help="Train every model and setting this many times (default 1).")
+    add("--seed", type=int, default=TrainConfig.seed, help="The first training seed; the others follow it.")
     add_verbose_argument(parser)
     return parser
 
 
 def experiment_plan(args: argparse.Namespace) -> dict:
-    """The datasets and base training config the flags ask for; UsageError (before TensorFlow) if wrong."""
+    """The datasets, seeds and base training config of the flags; UsageError (before TensorFlow) if wrong."""
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}.")
     if args.cohort == "synthetic":
         given = [flag for flag in ("discovery", "replication", "replication_data_dir", "replication_split")
                  if getattr(args, flag) is not None]  # fmt: skip
@@ -108,14 +113,16 @@ def experiment_plan(args: argparse.Namespace) -> dict:
             "data_dir": replication[2] or data_dir,
         },
         "config": base.to_json(),
+        # Weight initialisation and batch order of each run; the splits do not depend on it.
+        "seeds": list(range(args.seed, args.seed + args.seeds)),
     }
 
 
 def check_out_dir(out: Path, plan: dict) -> None:
-    """A new or empty folder, or an experiment with the same plan (resumed); UsageError otherwise."""
+    """A new or empty folder, or an experiment with the same plan but any seeds (resumed); else UsageError."""
     saved = out / PLAN_NAME
     if saved.is_file():
-        if json.loads(saved.read_text()) != plan:
+        if _without_seeds(json.loads(saved.read_text())) != _without_seeds(plan):
             raise UsageError(f"{out} holds an experiment with other flags ({saved}); choose another --out.")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an experiment folder; choose a new --out.")
@@ -147,11 +154,13 @@ def train(config: TrainConfig, run_dir: Path, strategy, setting: str, log: Calla
     from brainage_tf import data
     from brainage_tf.training.run_directory import RunDirectory
     from brainage_tf.training.trainer import Trainer, with_preprocessing
+    from pipelines.paper_report import SETTING_BY_NAME, epoch_seconds
 
     run = RunDirectory(run_dir)
     timing_path = run_dir / TIMING_NAME
+    name = f"{config.model} {SETTING_BY_NAME[setting].description} seed {config.seed}"
     if timing_path.is_file():
-        log(f"{config.model} {setting} y: finished earlier, reusing {run_dir}")
+        log(f"{name}: finished earlier, reusing {run_dir}")
         return json.loads(timing_path.read_text())
     source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
     # As training records it: a run started on this dataset has its preprocessing in config.json.
@@ -161,13 +170,12 @@ def train(config: TrainConfig, run_dir: Path, strategy, setting: str, log: Calla
         raise UsageError(f"{run_dir} holds a run with another config; choose another --out.")
     keras.backend.clear_session()  # the previous run's graphs
     started = time.perf_counter()
-    results = Trainer(
-        config, source, strategy, run, log=lambda line: log(f"[{config.model} {setting}] {line}")
-    )
+    results = Trainer(config, source, strategy, run, log=lambda line: log(f"[{name}] {line}"))
     results = results.fit(resume=resume)
     timing = {
         "model": config.model,
         "setting": setting,
+        "seed": config.seed,
         "dataset": config.dataset,
         "num_train": results["num_train"],
         "epochs": results["completed_epochs"],
@@ -179,10 +187,21 @@ def train(config: TrainConfig, run_dir: Path, strategy, setting: str, log: Calla
     return timing
 
 
-def evaluate(plan: dict, out: Path, run_dirs: dict, log: Callable[[str], None]) -> dict:
-    """The three evaluations: each run evaluated once, then compared and ensembled; returns their folders."""
+def run_dir(out: Path, seed: int, setting: Setting, model: str) -> Path:
+    """The run of one model in one setting with one seed: out/runs/seed<S>/<model>_<setting>."""
+    return out / "runs" / f"seed{seed}" / f"{model}_{setting.name}"
+
+
+def setting_config(base: TrainConfig, setting: Setting, model: str, seed: int) -> TrainConfig:
+    """The training config of one run: the base, the setting's changes, the model and the seed."""
+    return base.replace(**setting.changes, model=model, seed=seed)
+
+
+def evaluate(plan: dict, out: Path, log: Callable[[str], None]) -> dict:
+    """Each table's runs evaluated once per seed, then compared and ensembled; returns their folders."""
     from brainage_tf.evaluation import compare, ensemble
     from brainage_tf.evaluation.run_evaluation import EvaluationRequest
+    from pipelines.paper_report import PAPER_MODELS, SETTING_BY_NAME, TABLES
 
     evaluations = {}
     for spec in TABLES:
@@ -196,19 +215,27 @@ def evaluate(plan: dict, out: Path, run_dirs: dict, log: Callable[[str], None]) 
         template = EvaluationRequest(
             run_dir=None, dataset=dataset, split=split, data_dir=data_dir, age_edges=spec.edges
         )
-        members = compare.evaluate_members([run_dirs[spec.setting, m] for m in PAPER_MODELS], template, log)
-        folder = out / spec.key
-        evaluations[spec.key] = {
-            "set": f"{dataset}:{split}",
-            "compare_dir": compare.compare_members(members, folder / "compare", template),
-            "ensemble_dir": ensemble.ensemble_members(members, folder / "ensemble", template),
-        }
+        settings = {}
+        for name in spec.settings:
+            setting, seeds = SETTING_BY_NAME[name], []
+            for seed in plan["seeds"]:
+                runs = [run_dir(out, seed, setting, model) for model in PAPER_MODELS]
+                members = compare.evaluate_members(runs, template, log)
+                # A table of several settings keeps each one's comparison apart.
+                folder = out / spec.key / f"seed{seed}" / (name if len(spec.settings) > 1 else "")
+                compare_dir = compare.compare_members(members, folder / "compare", template)
+                ensemble_dir = ensemble.ensemble_members(members, folder / "ensemble", template)
+                seeds.append({"seed": seed, "compare_dir": compare_dir, "ensemble_dir": ensemble_dir})
+            settings[name] = seeds
+        evaluations[spec.key] = {"set": f"{dataset}:{split}", "settings": settings}
     return evaluations
 
 
 def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) -> Path:
-    """Trains the four runs, evaluates them and writes out/report.md; returns its path."""
+    """Trains every model in every setting once per seed, evaluates them, writes out/report.md; returns it."""
+    # Here, not at the top: the report's pandas, scipy and matplotlib would slow a bad flag's answer.
     from brainage_tf.training.distribute import make_strategy, worker_role_from_env
+    from pipelines.paper_report import PAPER_MODELS, SETTINGS, write_experiment_report
 
     started = time.perf_counter()
     check_datasets(plan, log)
@@ -216,14 +243,22 @@ def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) ->
     (out / PLAN_NAME).write_text(json.dumps(plan, indent=2) + "\n")
     base = TrainConfig.from_json(plan["config"])
     strategy = make_strategy(base.strategy, worker_role_from_env())
-    run_dirs, timings = {}, []
-    for setting, (min_age, max_age) in SETTINGS.items():
-        for model in PAPER_MODELS:
-            run_dirs[setting, model] = out / "runs" / f"{model}_{setting}"
-            config = base.replace(model=model, min_age=min_age, max_age=max_age)
-            timings.append(train(config, run_dirs[setting, model], strategy, setting, log))
-    evaluations = evaluate(plan, out, run_dirs, log)
+    runs, timings, seeds = [], [], plan["seeds"]
+    # Seed by seed: an interrupted experiment has whole seeds finished.
+    for seed in seeds:
+        for setting in SETTINGS:
+            for model in PAPER_MODELS:
+                runs.append(run_dir(out, seed, setting, model))
+                config = setting_config(base, setting, model, seed)
+                timings.append(train(config, runs[-1], strategy, setting.name, log))
+    evaluations = evaluate(plan, out, log)
     replication = plan["replication"]
+    seeds_text = (
+        f"seed {seeds[0]}"
+        if len(seeds) == 1
+        else f"seeds {', '.join(map(str, seeds))} (weight initialisation and batch order; the same "
+        "train/test split and validation subjects for every seed)"
+    )
     context = [
         f"Discovery cohort `{plan['discovery']}` (splits train, test) in `{base.data_dir}`; replication "
         f"cohort `{replication['dataset']}` (split {replication['split']}) in `{replication['data_dir']}`.",
@@ -233,8 +268,8 @@ def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) ->
         f"{base.halve_every_epochs} epochs, ResNet18 width x{base.width_multiplier:g}, slices "
         f"{base.slice_size[0]}x{base.slice_size[1]}, pooling k = {base.pool_size}, validation fraction "
         f"{base.validation_fraction:g} ({'best' if base.selects_best_epoch else 'final'} epoch kept), "
-        f"seed {base.seed}.",
-        "Runs: " + ", ".join(f"`{path.relative_to(out)}`" for path in run_dirs.values()) + ".",
+        f"{seeds_text}.",
+        "Runs: " + ", ".join(f"`{path.relative_to(out).as_posix()}`" for path in runs) + ".",
         f"Total wall time {(time.perf_counter() - started) / 60:.1f} min (reused runs count as zero).",
     ]
     cohort = plan["discovery"]
@@ -261,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log(f"report: {path}")
     return 0
+
+
+def _without_seeds(plan: dict) -> dict:
+    """The plan but its seeds: a rerun with more (or fewer) seeds reuses the runs it shares."""
+    return {key: value for key, value in plan.items() if key != "seeds"}
 
 
 # `python -m` and the console script: main with TensorFlow's native log lines off the console.

@@ -1,16 +1,21 @@
-"""`python -m pipelines.paper_experiment`: the tiny synthetic experiment end to end, and bad flags."""
+"""`python -m pipelines.paper_experiment`: the tiny experiment with two seeds end to end, and bad flags."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from toy_data import store_toy_tfds, toy_cohort
 
-from pipelines import paper_experiment
+from brainage_tf.errors import UsageError
+from brainage_tf.training.config import TrainConfig
+from pipelines import paper_experiment, paper_report
 
 # resnet3d needs at least 33 voxels along one axis (instance norm after a stride of 32).
 SHAPE = (36, 20, 14)
@@ -29,7 +34,9 @@ PAPER_LINES = (
     "| paper (He et al. 2020, MGHBCH, trained on NIH-PD 0-6 y): 2D-ResNet18+LSTM "
     "| 0.24 | 1.34 | 1.43 | 1.25 | 0.69 | 0.92 | 0.78 |",
 )
-CELL = r"(\d+\.\d\d|–)"
+# A cell over two seeds: mean ± sample SD ("–" for a group empty in a seed).
+CELL = r"(\d+\.\d\d ± (\d+\.\d\d|–)|–)"
+MEAN_SD = r"\d+\.\d ± \d+\.\d"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +61,7 @@ def toy_experiment_data(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(
+def test_tiny_experiment_with_two_seeds_writes_the_three_tables_timing_and_the_papers_numbers(
     toy_experiment_data, tmp_path, monkeypatch
 ):
     tiny = paper_experiment.SYNTHETIC_SIZES["tiny"][1]
@@ -69,42 +76,91 @@ def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(
         str(out),
         "--data-dir",
         str(toy_experiment_data),
+        "--seeds",
+        "2",
     ]
     assert paper_experiment.main(flags) == 0
     report = (out / "report.md").read_text()
     lines = report.splitlines()
+    summary = json.loads((out / "metrics.json").read_text())
 
+    # What one seed writes too: the paper's rows, the headers, our row labels, n, figures, timing rows.
     assert lines.count(TABLE_1_HEADER) == 1 and lines.count(YOUNG_HEADER) == 2
     for line in PAPER_LINES:
         assert line in lines
     assert "on **NIH-PD** (discovery) and **MGHBCH** (replication)" in report
     assert "this run on **toy_experiment/tiny**" in report
+    assert summary["seeds"] == [0, 1]
     tables = report.split("\n## ")[2:5]
     expected = (("test", 4, "12"), ("replication", 6, "16"), ("replication", 6, "16"))
-    for table, (split, groups, n) in zip(tables, expected, strict=True):
+    for key, table, (split, groups, n) in zip(("table1", "table2", "table3"), tables, expected, strict=True):
+        setting = "0-6" if key == "table3" else "0-22"
+        per_seed = [
+            json.loads((out / key / f"seed{seed}" / "ensemble" / "metrics.json").read_text())["models"]
+            for seed in (0, 1)
+        ]
         for model in ("slice_lstm", "resnet3d", "ensemble (mean)", "ensemble (age-weighted)"):
             row = rf"\| ours \(toy_experiment/tiny:{split}\): {re.escape(model)} \|"
             assert re.search(row + rf"( {CELL} \|){{{groups + 1}}}$", table, re.MULTILINE), (model, table)
+            # The Average cell: mean and sample SD of the two seeds' own evaluations.
+            maes = [models[model]["mae"] for models in per_seed]
+            average = f"{np.mean(maes):.2f} ± {np.std(maes, ddof=1):.2f}"
+            assert re.search(row + rf".* \| {re.escape(average)} \|$", table, re.MULTILINE), (average, table)
+            assert summary["tables"][key]["settings"][setting]["models"][model]["mae"]["per_seed"] == maes
+        assert maes[0] != maes[1]  # the two seeds trained different models
         assert re.search(rf"^\| n \|.* \| {n} \|$", table, re.MULTILINE), table
         (figure,) = re.findall(r"!\[CS curves[^]]*\]\(([^)]+)\)", table)
         assert (out / figure).stat().st_size > 10_000
-        assert "2D+3D ensembles (the paper's closing proposal): ensemble (mean):" in table
+        assert (
+            "2D+3D ensembles (the paper's closing proposal): ensemble (mean): MAE lower than every " in table
+        )
+        assert "2D against 3D: MAE difference slice_lstm − resnet3d per seed " in table
+        comparison = summary["tables"][key]["settings"][setting]["comparison"]
+        # The paired t-test across seeds, by scipy directly on the seeds' MAEs.
+        ttest = stats.ttest_rel(
+            *([models[m]["mae"] for models in per_seed] for m in ("slice_lstm", "resnet3d"))
+        )
+        assert comparison["across_seeds"]["p_value"] == pytest.approx(ttest.pvalue)
+        assert f"paired t-test p = {ttest.pvalue:.3g}); per seed, paired by subject (n = {n})" in table
 
     timing = report.split("## Training time")[1]
     for model in ("slice_lstm", "resnet3d"):
         for setting in ("0-22", "0-6"):
             dataset = "toy_experiment/tiny"
             assert re.search(
-                rf"^\| ours: {model} \| {dataset} {setting} y \| \d+ \| 2 \| \d+\.\d \| \d+\.\d min \|$",
+                rf"^\| ours: {model} \| {dataset} {setting} y \| \d+ \| 2 \| {MEAN_SD} \| {MEAN_SD} min \|$",
                 timing,
                 re.MULTILINE,
             ), (model, setting, timing)
     paper = "| paper (He et al. 2020, NVIDIA K80): {} | NIH-PD (setting of Table 3) | – | 60 | – | {} |"
     assert paper.format("2D-ResNet18+LSTM", "3 h") in timing and paper.format("3D-ResNet18", "7 h") in timing
 
-    # The 0-6 runs trained on discovery scans aged 0-6 only.
-    young = (out / "runs" / "slice_lstm_0-6" / "config.json").read_text()
-    assert '"max_age": 6.0' in young
+    # One run per model, setting and seed; the 0-6 runs trained on discovery scans aged 0-6 only.
+    for seed in (0, 1):
+        young = json.loads((out / "runs" / f"seed{seed}" / "slice_lstm_0-6" / "config.json").read_text())
+        assert (young["max_age"], young["seed"]) == (6.0, seed)
+
+
+def test_a_rerun_with_other_seeds_resumes_and_other_flags_are_refused(tmp_path):
+    def plan(*flags):
+        args = paper_experiment.build_parser().parse_args(["--cohort", "real", "--out", "x", *flags])
+        return paper_experiment.experiment_plan(args)
+
+    assert plan("--seeds", "3", "--seed", "5")["seeds"] == [5, 6, 7]
+    (tmp_path / paper_experiment.PLAN_NAME).write_text(json.dumps(plan()))
+    paper_experiment.check_out_dir(tmp_path, plan("--seeds", "3"))  # reuses seed 0, trains 1 and 2
+    with pytest.raises(UsageError, match="holds an experiment with other flags"):
+        paper_experiment.check_out_dir(tmp_path, plan("--seeds", "3", "--seed", "1"))
+    with pytest.raises(UsageError, match="--seeds must be at least 1, got 0"):
+        plan("--seeds", "0")
+
+
+def test_each_run_has_its_setting_model_and_seed():
+    setting = paper_report.SETTING_BY_NAME["0-6"]
+    config = paper_experiment.setting_config(TrainConfig.demo(), setting, "resnet3d", 3)
+    assert (config.min_age, config.max_age, config.model, config.seed) == (0.0, 6.0, "resnet3d", 3)
+    run = paper_experiment.run_dir(Path("out"), 3, setting, "resnet3d")
+    assert run == Path("out/runs/seed3/resnet3d_0-6")
 
 
 @pytest.mark.parametrize(
