@@ -35,6 +35,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.export",
     "brainage_tf.predict",
     "brainage_tf.explain",
+    "brainage_tf.calibrate",
     "brainage_tf.serving.batch",
     "brainage_tf.serving.predictions",
     "brainage_tf.serving.explanations",
@@ -55,6 +56,7 @@ LIBRARY_MODULES = [
     "brainage_tf.explanation.group_maps",
     "brainage_tf.serving.export",
     "brainage_tf.serving.predictions",
+    "brainage_tf.serving.recalibration",
 ]
 BUILDER_MODULES = [
     "tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder",
@@ -92,6 +94,7 @@ COMMAND_MODULES = {
     "brainage_tf.export",
     "brainage_tf.predict",
     "brainage_tf.explain",
+    "brainage_tf.calibrate",
     "brainage_tf.synthetic.__main__",
 }
 
