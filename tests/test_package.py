@@ -56,7 +56,6 @@ LIBRARY_MODULES = [
     "brainage_tf.explanation.group_maps",
     "brainage_tf.serving.export",
     "brainage_tf.serving.predictions",
-    "brainage_tf.serving.recalibration",
 ]
 BUILDER_MODULES = [
     "tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder",
