@@ -94,7 +94,12 @@ class ExportedModel:
         The export tracks them as `model_variables` (`brainage_tf.serving.export`), so a model
         rebuilt from the metadata takes them back one for one (recalibration keeps the weights).
         """
-        return list(self._loaded.model_variables)
+        try:
+            return list(self._loaded.model_variables)
+        except AttributeError:
+            raise UsageError(
+                f"{self.path}: the SavedModel has no model_variables to read its weights from"
+            ) from None
 
     def age_tensor(self, volumes):
         """`predicted_age` of float32 volumes [batch, x, y, z] as a tensor `tf.GradientTape` differentiates.

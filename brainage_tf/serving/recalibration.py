@@ -166,7 +166,7 @@ def recalibrated_metadata(
             "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "tool": TOOL,
             "package_version": __version__,
-            "reference": "registration and intensity ranges of the controls; age range of the training scans",
+            "ood_ranges": "registration and intensity of the controls; ages of the training scans",
         },
     }
 
