@@ -35,6 +35,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.export",
     "brainage_tf.predict",
     "brainage_tf.explain",
+    "brainage_tf.calibrate",
     "brainage_tf.serving.batch",
     "brainage_tf.serving.predictions",
     "brainage_tf.serving.explanations",
@@ -92,6 +93,7 @@ COMMAND_MODULES = {
     "brainage_tf.export",
     "brainage_tf.predict",
     "brainage_tf.explain",
+    "brainage_tf.calibrate",
     "brainage_tf.synthetic.__main__",
 }
 

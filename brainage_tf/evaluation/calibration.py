@@ -19,6 +19,8 @@ import numpy as np
 from brainage_tf.evaluation.metrics import age_group_index
 
 DEFAULT_CONFORMAL_LEVEL = 0.9
+# Fewest scans the bias line is fitted on: two fix a line exactly, a third leaves it one residual.
+MIN_BIAS_SCANS = 3
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -100,12 +102,12 @@ class BiasCorrection(_JsonFile):
         """Least-squares line of predicted age on true age over the given subjects only.
 
         Raises:
-            ValueError: For fewer than 3 subjects, constant ages, non-finite values
-                or different lengths.
+            ValueError: For fewer than MIN_BIAS_SCANS subjects, constant ages, non-finite
+                values or different lengths.
         """
         ages, predicted = _paired(ages, predicted)
-        if ages.size < 3:
-            raise ValueError(f"bias correction needs at least 3 subjects, got {ages.size}")
+        if ages.size < MIN_BIAS_SCANS:
+            raise ValueError(f"bias correction needs at least {MIN_BIAS_SCANS} subjects, got {ages.size}")
         centred = ages - ages.mean()
         age_ss = float(np.sum(centred**2))
         if age_ss == 0.0:

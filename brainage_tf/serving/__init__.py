@@ -1,6 +1,6 @@
 """Serving: the export of a trained run, the loaded export, and the batch work on scans on disk.
 
-* `export`: `export_run`, the SavedModel with its signatures, calibration and metadata.
+* `export`: `export_run` and `write_version`, the SavedModel with its signatures, calibration and metadata.
 * `metadata`: the metadata asset's name and reader, and an export's fingerprint (light).
 * `exported_model`: `ExportedModel`, a loaded export, and `model_input`.
 * `scans`: `ScanItem`, the scans of paths, a BIDS folder or a manifest, their keys and folder names.
@@ -8,9 +8,10 @@
 * `journal`: `ResultJournal`, rows on disk as scans finish, and resume.
 * `batch`: `run_batch`, the runner `predict` and `explain` share, and interrupts.
 * `predictions`, `explanations`: the two handlers and their entry functions.
+* `recalibration`: `recalibrate`, a new version fitted on a site's controls, the same weights.
 * `cli`: what the batch commands share on the command line.
 
-The commands `python -m brainage_tf.export`, `predict` and `explain` drive these
+The commands `python -m brainage_tf.export`, `predict`, `explain` and `calibrate` drive these
 modules; nothing here imports a command module. Submodules import TensorFlow only
 inside the functions that need it. See docs/serving.md.
 """

@@ -1,4 +1,4 @@
-"""What the batch commands (`predict`, `explain`) share on the command line: flags, errors, resume line."""
+"""What the batch commands (`predict`, `explain`, `calibrate`) share on the command line: flags, errors."""
 
 from __future__ import annotations
 
@@ -24,25 +24,39 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_scan_arguments(parser: argparse.ArgumentParser, default_workers: int) -> None:
-    """The scans, the export, the workers and `--resume`, as every batch command takes them."""
+def add_scan_arguments(
+    parser: argparse.ArgumentParser, default_workers: int, ages_required: bool = False
+) -> None:
+    """The scans, the export, the workers and `--resume`, as every batch command takes them.
+
+    With `ages_required` (calibration), the scans come from exactly one of `--bids` and
+    `--manifest`, which give ages: no positional scans and no `--resume`.
+    """
     add = parser.add_argument
-    add("scans", nargs="*", metavar="SCAN", help="Scan files (age unknown).")
+    if ages_required:
+        parser.set_defaults(scans=[])
+    else:
+        add("scans", nargs="*", metavar="SCAN", help="Scan files (age unknown).")
     add("--model", required=True, metavar="EXPORT_DIR", help="An export version folder.")
     add_verbose_argument(parser)
-    add("--bids", metavar="DIR", help="BIDS folder: its T1w scans with their ages.")
-    add("--manifest", metavar="CSV", help="Manifest CSV/TSV: subject_id, age, path[, session].")
+    lists = parser.add_mutually_exclusive_group(required=True) if ages_required else parser
+    lists.add_argument("--bids", metavar="DIR", help="BIDS folder: its T1w scans with their ages.")
+    lists.add_argument(
+        "--manifest", metavar="CSV", help="Manifest CSV/TSV: subject_id, age, path[, session]."
+    )
     add(
         "--workers",
         type=int,
         default=default_workers,
         help="Preprocessing processes (default %(default)s; 0: in this process, without crash isolation).",
     )
-    add(
-        "--resume",
-        action="store_true",
-        help="Continue an earlier run's output: keep its finished scans, redo failed and unfinished ones.",
-    )
+    if not ages_required:
+        add(
+            "--resume",
+            action="store_true",
+            help="Continue an earlier run's output: keep its finished scans, "
+            "redo failed and unfinished ones.",
+        )
     add(
         "--max-voxels",
         type=int,
@@ -84,7 +98,11 @@ def interrupted_message(prog: str, argv: Sequence[str] | None, interrupt: Interr
 
 
 def run_batch_command(
-    prog: str, argv: Sequence[str] | None, work: Callable[[], dict[str, int]], verb: str, out: Path
+    prog: str,
+    argv: Sequence[str] | None,
+    work: Callable[[], dict[str, int]],
+    verb: str,
+    out: Path | Callable[[], Path],
 ) -> int:
     """Runs a batch command's work, SIGINT and SIGTERM interrupting it; returns the exit code.
 
@@ -97,7 +115,7 @@ def run_batch_command(
         argv: Its arguments (None: sys.argv's), for the resume line.
         work: Everything the command does; returns {"ok", "failed", ...} counts.
         verb: What an ok scan was, e.g. "predicted".
-        out: What the counts line names.
+        out: What the counts line names, or a function giving it once the work is done (a new version).
     """
     with signals_interrupt():
         try:
@@ -108,5 +126,5 @@ def run_batch_command(
         except Interrupted as interrupt:
             print(interrupted_message(prog, argv, interrupt), file=sys.stderr)
             return interrupt.exit_code
-    print(f"{counts['ok']} {verb}, {counts['failed']} failed: {out}")
+    print(f"{counts['ok']} {verb}, {counts['failed']} failed: {out() if callable(out) else out}")
     return 1 if counts["failed"] else 0

@@ -15,8 +15,9 @@ both returning `predicted_age` and, when `RUN_DIR/calibration.json` has them,
 (predicted - intercept) / slope) and `interval_low`, `interval_high` (conformal).
 The preprocessing the model expects, the run's record of its dataset's preprocessing
 (config.json), is written into the export (`metadata()` and the asset). An existing
-version is never overwritten. The command is `python -m brainage_tf.export`; see
-docs/serving.md.
+version is never overwritten. `write_version` writes a version from a model, its calibration
+and its metadata; `export_run` and `brainage_tf.serving.recalibration` both call it. The
+command is `python -m brainage_tf.export`; see docs/serving.md.
 """
 
 from __future__ import annotations
@@ -231,14 +232,38 @@ def export_run(run_dir: str | os.PathLike, version: int | None = None, checkpoin
         except json.JSONDecodeError as error:
             raise UsageError(f"{calibration_path}: unreadable calibration ({error}).") from None
 
-    import tensorflow as tf
-
     model = _load_model(run, config, checkpoint)
     shape = tuple(int(size) for size in model.input_shape[1:4])
-    metadata = export_metadata(config, shape, checkpoint, calibration)
-    export_dir.mkdir(parents=True, exist_ok=True)
+    return write_version(model, calibration, export_metadata(config, shape, checkpoint, calibration), target)
+
+
+def write_version(model, calibration: dict, metadata: dict, target: Path) -> Path:
+    """Writes one export version folder: the SavedModel of `model` with its calibration and metadata.
+
+    The one writer of exports, so a run's export and a recalibrated one
+    (`brainage_tf.serving.recalibration`) serve the same signatures from the same code.
+
+    Args:
+        model: The Keras model, input (batch, x, y, z, 1).
+        calibration: {"bias_correction", "conformal"} as JSON (either may be absent or None).
+        metadata: The metadata asset (`export_metadata`'s keys).
+        target: The version folder, `<model folder>/<version>`; it must not exist.
+
+    Returns:
+        `target`.
+
+    Raises:
+        UsageError: `target` exists, or appeared while the version was written; it is left untouched.
+    """
+    import tensorflow as tf
+
+    target = Path(target)
+    if target.exists():
+        raise UsageError(f"{target} exists; exports are never overwritten, choose another version.")
+    shape = tuple(int(size) for size in model.input_shape[1:4])
+    target.parent.mkdir(parents=True, exist_ok=True)
     # Staged beside the target and renamed at the end: TF Serving never sees a half-written version.
-    with tempfile.TemporaryDirectory(prefix=f".{version}-", dir=export_dir) as staging:
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as staging:
         asset = Path(staging) / "asset" / METADATA_ASSET
         asset.parent.mkdir()
         asset.write_text(json.dumps(metadata, indent=2) + "\n")

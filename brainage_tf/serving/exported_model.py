@@ -87,6 +87,20 @@ class ExportedModel:
             )
         return {key: value.numpy() for key, value in self._serve(volume=volumes).items()}
 
+    @property
+    def saved_variables(self) -> list:
+        """The SavedModel's variables of the Keras model, in the order of that model's `model.variables`.
+
+        The export tracks them as `model_variables` (`brainage_tf.serving.export`), so a model
+        rebuilt from the metadata takes them back one for one (recalibration keeps the weights).
+        """
+        try:
+            return list(self._loaded.model_variables)
+        except AttributeError:
+            raise UsageError(
+                f"{self.path}: the SavedModel has no model_variables to read its weights from"
+            ) from None
+
     def age_tensor(self, volumes):
         """`predicted_age` of float32 volumes [batch, x, y, z] as a tensor `tf.GradientTape` differentiates.
 
