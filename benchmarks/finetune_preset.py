@@ -3,8 +3,9 @@
 `nice python benchmarks/finetune_preset.py [--work DIR] [--quick]`
 
 1. Builds the embedded synthetic cohort on the small grid with 100 replication subjects
-   instead of 40 (JSON config `finetune_bench`; its discovery cohort is the `small` one's),
-   so that each held-out half holds 50 site subjects.
+   instead of 40 (JSON config `finetune_bench`: the `small` config's subjects, generated at
+   1.5 mm voxels before the usual resampling to the 3 mm grid), so that each held-out half
+   holds 50 site subjects.
 2. Trains a parent slice_lstm on the discovery training split with the demo preset,
    shortened to `--parent-epochs`.
 3. Fine-tunes it on one half of the replication subjects (`replication[:50%]`, then the
@@ -43,7 +44,15 @@ from brainage_tf.training.train_lib import train  # noqa: E402
 from brainage_tf.training.trainer import Trainer  # noqa: E402
 from tfds_builders.prepare import prepare_dataset  # noqa: E402
 
-COHORT = {"name": "finetune_bench", "grid": "small", "registration": "none", "replication_subjects": 100}
+# The small config's cohorts with 100 replication subjects, generated at 1.5 mm (then resampled to the
+# 3 mm grid as always) to build in a third of the time.
+COHORT = {
+    "name": "finetune_bench",
+    "grid": "small",
+    "registration": "none",
+    "replication_subjects": 100,
+    "voxel_scale": 1.5,
+}
 QUICK_COHORT = {
     "name": "finetune_bench_quick",
     "grid": "tiny",
@@ -113,8 +122,8 @@ def table(parent_maes: list[float], results: dict, budgets, learning_rates) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="Work folder, reused (default: a new temporary folder).")
-    parser.add_argument("--parent-epochs", type=int, default=15)
-    parser.add_argument("--epochs", type=int, default=15, help="Fine-tuning epochs (the largest budget).")
+    parser.add_argument("--parent-epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=10, help="Fine-tuning epochs (the largest budget).")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3, 3e-4, 1e-4])
     parser.add_argument("--halve-every-epochs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="A tiny cohort and 2 epochs: checks the script.")

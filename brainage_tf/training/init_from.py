@@ -145,6 +145,18 @@ def check_preprocessing(parent: Parent, record: dict | None, description: str) -
         )
 
 
+def check_parent(config: TrainConfig, record: dict | None, description: str) -> Parent:
+    """The parent of `config.init_from`, once its architecture and preprocessing fit the run's.
+
+    Raises:
+        UsageError: See read_parent, check_architecture and check_preprocessing.
+    """
+    parent = read_parent(config.init_from)
+    check_architecture({name: getattr(config, name) for name in parent.architecture}, parent)
+    check_preprocessing(parent, record, description)
+    return parent
+
+
 def parent_variables(parent: Parent) -> list[np.ndarray]:
     """Every variable of the parent's model, in `model.variables` order.
 
@@ -227,12 +239,10 @@ def start_from_parent(
         The config with `init_from` absolute and `init_fingerprint` the weights' fingerprint.
 
     Raises:
-        UsageError: See read_parent, check_architecture, check_preprocessing, assign_weights;
-            or a recorded fingerprint the parent's weights do not have any more.
+        UsageError: See check_parent and assign_weights; or a recorded fingerprint the parent's
+            weights do not have any more.
     """
-    parent = read_parent(config.init_from)
-    check_architecture({name: getattr(config, name) for name in parent.architecture}, parent)
-    check_preprocessing(parent, record, description)
+    parent = check_parent(config, record, description)
     fingerprint = weights_fingerprint(assign_weights(model, parent_variables(parent), parent.path))
     if config.init_fingerprint not in (None, fingerprint):
         raise UsageError(
