@@ -70,7 +70,12 @@ def build_parser(
         dest="data_dir",
         help="TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).",
     )
-    add("--train-split", default="train")
+    add(
+        "--train-split",
+        default="train",
+        help="Split to train on (default %(default)s), or a TFDS slice that cuts no subject apart, "
+        "e.g. 'replication[:50%%]'.",
+    )
     add(
         "--train-ages",
         nargs=2,

@@ -112,13 +112,15 @@ def check_architecture(values: Mapping[str, Any], parent: Parent) -> None:
             )
 
 
-def inherit_architecture(config: TrainConfig, parent: Parent, given: Mapping[str, Any]) -> TrainConfig:
-    """The config with the parent's path and architecture; `given` values must agree with it.
+def inherit_architecture(
+    config: TrainConfig, parent: Parent, given: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """The config with the parent's path and architecture; `given` values (e.g. flags) must agree with it.
 
     Raises:
         UsageError: A given value contradicts the parent (`check_architecture`).
     """
-    check_architecture(given, parent)
+    check_architecture(given or {}, parent)
     return config.replace(init_from=str(parent.path), **parent.architecture)
 
 
