@@ -19,7 +19,7 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,8 +30,8 @@ from brainage_tf.serving.metadata import read_metadata, version_folders
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
 
-# What a parent can be (`Parent.kind`).
-PARENT_KINDS = ("run", "export")
+if TYPE_CHECKING:  # brainage_tf.data imports TensorFlow; the flags import this module
+    from brainage_tf.data import ExampleSource
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,15 +147,15 @@ def check_preprocessing(parent: Parent, record: dict | None, description: str) -
         )
 
 
-def check_parent(config: TrainConfig, record: dict | None, description: str) -> Parent:
-    """The parent of `config.init_from`, once its architecture and preprocessing fit the run's.
+def check_parent(config: TrainConfig, source: ExampleSource) -> Parent:
+    """The parent of `config.init_from`, once its architecture and the source's preprocessing fit it.
 
     Raises:
         UsageError: See read_parent, check_architecture and check_preprocessing.
     """
     parent = read_parent(config.init_from)
     check_architecture({name: getattr(config, name) for name in parent.architecture}, parent)
-    check_preprocessing(parent, record, description)
+    check_preprocessing(parent, source.preprocessing, source.description)
     return parent
 
 
@@ -226,15 +226,14 @@ def assign_weights(model, variables: Sequence[np.ndarray], origin: Path) -> list
 
 
 def start_from_parent(
-    model, config: TrainConfig, record: dict | None, description: str, log: Callable[[str], None] = print
+    model, config: TrainConfig, source: ExampleSource, log: Callable[[str], None] = print
 ) -> TrainConfig:
     """Loads the parent's weights into a freshly built model; returns the config with the parent recorded.
 
     Args:
         model: The model the run just built (same architecture as the parent).
         config: The run's config, with `init_from` set.
-        record: The preprocessing record of the data it trains on (None: in-memory).
-        description: The data's name, for messages.
+        source: The data it trains on (its preprocessing record is None in memory).
         log: Progress printer.
 
     Returns:
@@ -244,7 +243,7 @@ def start_from_parent(
         UsageError: See check_parent and assign_weights; or a recorded fingerprint the parent's
             weights do not have any more.
     """
-    parent = check_parent(config, record, description)
+    parent = check_parent(config, source)
     fingerprint = weights_fingerprint(assign_weights(model, parent_variables(parent), parent.path))
     if config.init_fingerprint not in (None, fingerprint):
         raise UsageError(

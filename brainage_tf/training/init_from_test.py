@@ -121,9 +121,7 @@ def test_a_run_starts_from_the_parents_exact_weights_and_refuses_a_parent_that_c
     parent = keras.models.load_model(parent_dir / "best_model.keras").get_weights()
     keras.utils.set_random_seed(7)
     model = build_model(volume_shape=SHAPE, **tiny().model_arguments())
-    started = start_from_parent(
-        model, tiny(init_from=str(parent_dir)), None, "in-memory", log=lambda line: None
-    )
+    started = start_from_parent(model, tiny(init_from=str(parent_dir)), source(), log=lambda line: None)
     assert all(np.array_equal(mine, theirs) for mine, theirs in zip(model.get_weights(), parent, strict=True))
     assert started.init_from == str(parent_dir.absolute())
     assert started.init_fingerprint == weights_fingerprint(parent)
@@ -134,7 +132,7 @@ def test_a_run_starts_from_the_parents_exact_weights_and_refuses_a_parent_that_c
     }
     recorded = started.replace(init_fingerprint="sha256:" + "0" * 64)
     with pytest.raises(UsageError, match=r"not the sha256:0{64} the run recorded: the parent changed\.$"):
-        start_from_parent(model, recorded, None, "in-memory", log=lambda line: None)
+        start_from_parent(model, recorded, source(), log=lambda line: None)
 
 
 def test_the_training_data_must_be_preprocessed_as_the_parents():

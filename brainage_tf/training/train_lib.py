@@ -104,7 +104,7 @@ def train(
         raise UsageError(str(error)) from None
     if config.init_from and not resume:
         # Before any model is built: the weights are loaded when fit starts the run.
-        check_parent(config, source.preprocessing, source.description)
+        check_parent(config, source)
     started = time.perf_counter()
     trainer = Trainer(config, source, strategy, run, log=log, progress_bar=progress_bar)
     results = trainer.fit(resume=resume)

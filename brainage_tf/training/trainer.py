@@ -295,9 +295,7 @@ class Trainer:
         )
         if self.config.init_from and not (resume and manager.latest_checkpoint):
             # A run that starts (or starts over) takes the parent's weights; a resume, its checkpoint's.
-            self.config = start_from_parent(
-                self.model, self.config, self.source.preprocessing, self.source.description, self.log
-            )
+            self.config = start_from_parent(self.model, self.config, self.source, self.log)
         config, plan = self.config, self.plan
         self.run.start(config, resume)
         if resume and manager.latest_checkpoint is None:
