@@ -36,6 +36,7 @@ import tensorflow as tf
 from brainage_tf.defaults import CALIBRATION_FRACTION, MAX_AGE_YEARS, MIN_AGE_YEARS, VALIDATION_FRACTION
 from brainage_tf.errors import DatasetError, PreprocessingRecordError
 from brainage_tf.preprocessing_record import check_record
+from brainage_tf.split_slices import split_info
 
 HASH_BUCKETS = 10_000
 # Second half of the SipHash key of the calibration split (the first is the calibration seed).
@@ -107,25 +108,24 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSo
 
     Args:
         name: TFDS name with config, e.g. "synthetic_cohort/small".
-        split: Split name, e.g. "train".
+        split: Split name, e.g. "train", or a TFDS split expression that cuts no subject's scans
+            apart, e.g. "replication[:50%]" (`brainage_tf.split_slices`).
         data_dir: TFDS data dir (default: default_data_dir()).
 
     Returns:
         The source; nothing is read until its datasets are iterated.
 
     Raises:
-        DatasetError: The dataset is unknown, not prepared in data_dir, has no such split, or
-            does not record its preprocessing (prepared by an older version of the builders).
+        DatasetError: The dataset is unknown, not prepared in data_dir, has no such split (or a
+            slice that separates a subject's scans), or does not record its preprocessing
+            (prepared by an older version of the builders).
     """
     import tensorflow_datasets as tfds
 
     data_dir = data_dir or default_data_dir()
     builder = _prepared_builder(name, data_dir)
     record = preprocessing_of(builder, name, data_dir)
-    if split not in builder.info.splits:
-        raise DatasetError(
-            f"{name} in {data_dir} has no split {split!r}; it has {sorted(builder.info.splits)}."
-        )
+    num_files = split_info(builder, name, split, data_dir).num_shards
     shape = tuple(int(dim) for dim in builder.info.features["volume"].shape)
     read_config = tfds.ReadConfig(shuffle_seed=0, try_autocache=False)
 
@@ -140,7 +140,6 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSo
             decoders={"volume": tfds.decode.SkipDecoding()},
         )
 
-    num_files = builder.info.splits[split].num_shards
     return ExampleSource(make_dataset, make_label_dataset, shape, num_files, f"{name}:{split}", record)
 
 

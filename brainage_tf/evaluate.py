@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--compare", nargs="+", type=Path, metavar="RUN", help="Compare these runs (--out).")
     what.add_argument("--ensemble", nargs="+", type=Path, metavar="RUN", help="Ensemble these runs (--out).")
     add("--dataset", help="TFDS name/config to evaluate (default: the run's dataset).")
-    add("--split", default="test", help="Split to evaluate (default %(default)s; e.g. replication).")
+    add(
+        "--split",
+        default="test",
+        help="Split to evaluate (default %(default)s; e.g. replication, or a slice that cuts no subject "
+        "apart: 'replication[50%%:]').",
+    )
     add("--data_dir", "--data-dir", dest="data_dir", help="TFDS data dir (default: the run's).")
     add("--checkpoint", choices=CHECKPOINTS, default="best", help="best_model.keras or the last checkpoint.")
     add("--ages", nargs=2, type=float, metavar=("MIN", "MAX"), help="Ages evaluated (default: the run's).")

@@ -3,7 +3,8 @@
 A `ModelSpec` says what the rest of the package needs to know of a model without
 building it: its builder, the spatial rank of the input it takes, the `TrainConfig`
 fields it is built from (the ones training passes, the export records and nothing
-else), and what one slab is when explanation occludes its input. Training, flags,
+else), what one slab is when explanation occludes its input, and which of its layers
+are its encoder, the part `--freeze encoder` keeps fixed while fine-tuning. Training, flags,
 the export, explanation, the paper experiment and the benchmarks ask the registry;
 none of them names a model.
 
@@ -70,6 +71,9 @@ class ModelSpec:
         input_rank: Spatial rank of the volume the model takes (3: x, y, z, as the
             datasets, the export signatures and explanation provide).
         slabs: What one occluded slab of its input is (`Slabs`).
+        encoder_layers: Names of the built model's top-level layers that make up its
+            encoder, which `--freeze encoder` keeps fixed when fine-tuning (`()`: it has
+            none, and the flag is refused for it).
     """
 
     name: str
@@ -78,6 +82,7 @@ class ModelSpec:
     config_fields: tuple[str, ...] = ()
     input_rank: int = 3
     slabs: Slabs = Slabs()
+    encoder_layers: tuple[str, ...] = ()
 
     def load_builder(self) -> Callable[..., Any]:
         """The builder callable, importing its module on first use (which registers its Keras classes)."""
@@ -152,6 +157,8 @@ register_model(
         config_fields=("width_multiplier", "slice_axis", "slice_size", "pool_size"),
         # One LSTM step: the pooling window of `pool_size` slices along the slicing axis.
         slabs=Slabs(axis_field="slice_axis", size_field="pool_size"),
+        # The 2D ResNet18 applied to every slice; the BiLSTM and the age head stay trainable.
+        encoder_layers=("slice_encoder",),
     )
 )
 register_model(
@@ -160,6 +167,8 @@ register_model(
         builder="brainage_tf.models.resnet3d:ResNet3D",
         summary="3D-ResNet18 baseline: the whole volume through 3D convolutions",
         config_fields=("width_multiplier",),
+        # The 3D ResNet18 backbone; the age head stays trainable.
+        encoder_layers=("volume_resnet18",),
     )
 )
 # The paper's model: the default of every command and pipeline.

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from brainage_tf.console import entry_point
 from brainage_tf.errors import UsageError
 from brainage_tf.progress import on_terminal
+from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.distribute import worker_role_from_env
 from brainage_tf.training.flags import build_parser, config_from_args
 from brainage_tf.training.run_directory import LISTING, RunDirectory
@@ -25,9 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     role = worker_role_from_env()
-    out = args.out or RunDirectory.default_path(args.model)
     try:
-        config = resumed_config(out, args.epochs) if args.resume else config_from_args(args)
+        if args.resume:
+            out = args.out or RunDirectory.default_path(args.model or TrainConfig.model)
+            config = resumed_config(out, args.epochs)
+        else:
+            config = config_from_args(args)
+            out = args.out or RunDirectory.default_path(config.model)
         result = train(
             config,
             out,

@@ -26,6 +26,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.training.run_directory",
     "brainage_tf.training.precision",
     "brainage_tf.training.flags",
+    "brainage_tf.training.init_from",
     "brainage_tf.train",
     "brainage_tf.evaluation.metrics",
     "brainage_tf.evaluation.calibration",

@@ -95,6 +95,8 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
         "training_age_range": [float(config.min_age), float(config.max_age)],
         "package_version": __version__,
         "dataset": config.dataset,
+        # Fine-tuned runs: the parent's path, its weights' fingerprint and --freeze (None: from scratch).
+        "parent": config.lineage,
         "checkpoint": checkpoint,
         "bias_correction": calibration.get("bias_correction"),
         "conformal": calibration.get("conformal"),

@@ -2,8 +2,9 @@
 
 `TrainConfig`'s defaults are the paper's recipe, so every hyper-parameter is
 written once: `TrainConfig.paper()` is the defaults, `TrainConfig.demo()` overrides
-what a CPU needs. `PRESETS` maps the `--preset` names to these factories, as TF
-Model Garden maps experiment names to config factories. Nothing here imports
+what a CPU needs, `TrainConfig.finetune()` what adapting a trained model needs.
+`PRESETS` maps the `--preset` names to these factories, as TF Model Garden maps
+experiment names to config factories. Nothing here imports
 TensorFlow, so flags are checked before any heavy import.
 """
 
@@ -30,6 +31,9 @@ from brainage_tf.model_registry import DEFAULT_MODEL, get_model_spec, model_name
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # `--precision`: "auto" resolves to one of the Keras dtype policies after it (training.precision).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# `--freeze`: what stays fixed while fine-tuning; "encoder" is the layers of the model's
+# `ModelSpec.encoder_layers`.
+FREEZE_CHOICES = ("none", "encoder")
 
 
 @dataclasses.dataclass
@@ -56,7 +60,7 @@ class TrainConfig:
             choosing the epoch and calibrate the conformal intervals instead; the rest
             (the selection part) choose the epoch. 0: no intervals.
         calibration_seed: Seed of the hash that splits validation into selection and calibration.
-        preset: Name of the preset the run started from ("paper" or "demo").
+        preset: Name of the preset the run started from ("paper", "demo" or "finetune").
         epochs: Epochs to train.
         batch_size: Per-replica batch size; the global batch is this times the replicas.
         learning_rate: Initial Adam learning rate.
@@ -78,6 +82,13 @@ class TrainConfig:
             (`brainage_tf.preprocessing_record`). Not a flag: training fills it from the
             dataset when a new run starts, so config.json records it and the export and
             evaluation read it from there; None for in-memory data.
+        init_from: The parent: a run directory or an export version folder whose weights
+            the run starts from (fine-tuning); None trains from scratch. A new run records
+            it as an absolute path.
+        init_fingerprint: "sha256:<hex>" of the parent's weights (`training.init_from`).
+            Training fills it when a new run starts; given beforehand, the parent must match it.
+        freeze: "none" trains every weight; "encoder" keeps the model's encoder
+            (`ModelSpec.encoder_layers`) at the parent's weights.
     """
 
     model: str = DEFAULT_MODEL
@@ -107,6 +118,9 @@ class TrainConfig:
     precision: str = "float32"
     checkpoints_to_keep: int = 3
     preprocessing: dict | None = None
+    init_from: str | None = None
+    init_fingerprint: str | None = None
+    freeze: str = "none"
 
     @classmethod
     def paper(cls) -> TrainConfig:
@@ -131,11 +145,29 @@ class TrainConfig:
             width_multiplier=0.25,
         )
 
+    @classmethod
+    def finetune(cls) -> TrainConfig:
+        """Adapting a trained model (`--init-from`) to a new site's few scans.
+
+        A tenth of the demo's learning rate and few epochs, so the parent's features are
+        adjusted rather than overwritten; a validation part of the site's subjects picks the
+        epoch. The architecture fields are the parent's (`training.init_from`), not these.
+        docs/training.md ("Fine-tuning") has the measurement that chose the values.
+        """
+        return cls.demo().replace(preset="finetune", epochs=10, learning_rate=1e-4, halve_every_epochs=5)
+
     def replace(self, **changes) -> TrainConfig:
         """A copy with the given fields changed (tuples normalised)."""
         if "slice_size" in changes:
             changes["slice_size"] = tuple(changes["slice_size"])
         return dataclasses.replace(self, **changes)
+
+    @property
+    def lineage(self) -> dict | None:
+        """Where the run's weights came from, for results.json and the export (None: from scratch)."""
+        if self.init_from is None:
+            return None
+        return {"path": self.init_from, "fingerprint": self.init_fingerprint, "freeze": self.freeze}
 
     @property
     def selects_best_epoch(self) -> bool:
@@ -149,6 +181,12 @@ class TrainConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("slice axis", self.slice_axis, SLICE_AXES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("freeze choice", self.freeze, FREEZE_CHOICES)
+        if self.init_from is None and (self.freeze != "none" or self.preset == "finetune"):
+            what = f"--freeze {self.freeze}" if self.freeze != "none" else "--preset finetune"
+            raise UsageError(f"{what} needs --init-from: it adapts a trained model, and none is given.")
+        if self.freeze == "encoder" and not get_model_spec(self.model).encoder_layers:
+            raise UsageError(f"--freeze encoder: model {self.model} names no encoder in the model registry.")
         if not (math.isfinite(self.min_age) and math.isfinite(self.max_age)):
             raise UsageError("--train-ages must be finite numbers.")
         if self.min_age > self.max_age:
@@ -202,4 +240,8 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 # Preset name -> config factory (`--preset NAME`).
-PRESETS: dict[str, Callable[[], TrainConfig]] = {"paper": TrainConfig.paper, "demo": TrainConfig.demo}
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "paper": TrainConfig.paper,
+    "demo": TrainConfig.demo,
+    "finetune": TrainConfig.finetune,
+}

@@ -1,8 +1,9 @@
 """The command-line flags of `python -m brainage_tf.train`, and how they become a TrainConfig.
 
 A flag that a preset sets (epochs, batch size, ...) overrides the preset only when
-it is given; every other flag has its default here. No TensorFlow import, so a
-bad flag is reported at once.
+it is given; every other flag has its default here. With `--init-from` the model and
+its architecture flags come from the parent, and a given one that contradicts it is
+refused. No TensorFlow import, so a bad flag is reported at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from brainage_tf.console import add_verbose_argument
 from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, SLICE_AXES
 from brainage_tf.errors import UsageError
 from brainage_tf.model_registry import model_names, model_specs
-from brainage_tf.training.config import PRECISIONS, PRESETS, STRATEGIES, TrainConfig
+from brainage_tf.training.config import FREEZE_CHOICES, PRECISIONS, PRESETS, STRATEGIES, TrainConfig
+from brainage_tf.training.init_from import inherit_architecture, read_parent
 
 # Flags that override a preset's value only when given (their parser default is None).
 PRESET_FLAGS = (
@@ -28,6 +30,10 @@ PRESET_FLAGS = (
     "pool_size",
     "validation_fraction",
 )
+# Flags whose parser default is None so that `--init-from` knows whether they were given.
+ARCHITECTURE_FLAGS = ("model", "slice_axis")
+# The preset of a run without `--preset`: fine-tuning with `--init-from`, else the demo.
+DEFAULT_PRESET, DEFAULT_FINETUNE_PRESET = "demo", "finetune"
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -54,8 +60,8 @@ def build_parser(
     add(
         "--model",
         choices=model_names(),
-        default=TrainConfig.model,
-        help="; ".join(f"{spec.name}: {spec.summary}" for spec in model_specs()) + " (default %(default)s).",
+        help="; ".join(f"{spec.name}: {spec.summary}" for spec in model_specs())
+        + f" (default {TrainConfig.model}, or the --init-from parent's).",
     )
     add("--dataset", default=DEFAULT_DATASET, help="TFDS name/config (default %(default)s, built if absent).")
     add(
@@ -64,7 +70,12 @@ def build_parser(
         dest="data_dir",
         help="TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).",
     )
-    add("--train-split", default="train")
+    add(
+        "--train-split",
+        default="train",
+        help="Split to train on (default %(default)s), or a TFDS slice that cuts no subject apart, "
+        "e.g. 'replication[:50%%]'.",
+    )
     add(
         "--train-ages",
         nargs=2,
@@ -73,7 +84,25 @@ def build_parser(
         default=(MIN_AGE_YEARS, MAX_AGE_YEARS),
         help="Train on subjects aged MIN-MAX years, inclusive (paper: 0 22 or 0 6).",
     )
-    add("--preset", choices=tuple(PRESETS), default="demo", help="Fills every flag below that is not given.")
+    add(
+        "--preset",
+        choices=tuple(PRESETS),
+        help=f"Fills every flag below that is not given (default {DEFAULT_PRESET}; "
+        f"{DEFAULT_FINETUNE_PRESET} with --init-from).",
+    )
+    add(
+        "--init-from",
+        metavar="RUN_DIR_OR_EXPORT",
+        help="Fine-tune: start from this run directory's best_model.keras or this export version "
+        "folder's weights; the model and its architecture flags are the parent's.",
+    )
+    add(
+        "--freeze",
+        choices=FREEZE_CHOICES,
+        default=TrainConfig.freeze,
+        help="With --init-from: what keeps the parent's weights (encoder: the slice or volume "
+        "encoder; the sequence model and head train). Default %(default)s.",
+    )
     add(
         "--validation-fraction",
         type=float,
@@ -98,7 +127,7 @@ def build_parser(
     add("--learning-rate", type=float)
     add("--halve-every-epochs", type=int)
     add("--width-multiplier", type=float)
-    add("--slice-axis", choices=SLICE_AXES, default=TrainConfig.slice_axis)
+    add("--slice-axis", choices=SLICE_AXES, help=f"Slicing plane (default {TrainConfig.slice_axis}).")
     add("--slice-size", type=int, nargs=2, metavar=("H", "W"))
     add("--pool-size", type=int, help="k of the average pooling over slices.")
     add("--out", type=Path, help="Run directory (default runs/<model>_<UTC time>).")
@@ -147,23 +176,35 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The chosen preset with every given flag applied, validated."""
-    overrides = {name: getattr(args, name) for name in PRESET_FLAGS if getattr(args, name) is not None}
-    config = PRESETS[args.preset]().replace(
-        model=args.model,
+    """The chosen preset with every given flag applied, and the parent's architecture, validated.
+
+    Raises:
+        UsageError: A bad value, or with `--init-from` an unreadable parent or a given
+            architecture flag that contradicts it.
+    """
+    given = {
+        name: getattr(args, name)
+        for name in (*ARCHITECTURE_FLAGS, *PRESET_FLAGS)
+        if getattr(args, name) is not None
+    }
+    preset = args.preset or (DEFAULT_FINETUNE_PRESET if args.init_from else DEFAULT_PRESET)
+    config = PRESETS[preset]().replace(
         dataset=args.dataset,
         data_dir=args.data_dir,
         train_split=args.train_split,
         min_age=args.train_ages[0],
         max_age=args.train_ages[1],
-        slice_axis=args.slice_axis,
         seed=args.seed,
         calibration_fraction=args.calibration_fraction,
         calibration_seed=args.calibration_seed,
         strategy=args.strategy,
         jit_compile=args.jit_compile,
         precision=args.precision,
-        **overrides,
+        init_from=args.init_from,
+        freeze=args.freeze,
+        **given,
     )
+    if args.init_from:
+        config = inherit_architecture(config, read_parent(args.init_from), given)
     config.validate()
     return config

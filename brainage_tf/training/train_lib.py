@@ -15,6 +15,7 @@ from pathlib import Path
 from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.distribute import WorkerRole, make_strategy, split_cpu, worker_role_from_env
+from brainage_tf.training.init_from import check_parent
 from brainage_tf.training.run_directory import RunDirectory
 
 
@@ -101,6 +102,9 @@ def train(
         source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
     except DatasetError as error:
         raise UsageError(str(error)) from None
+    if config.init_from and not resume:
+        # Before any model is built: the weights are loaded when fit starts the run.
+        check_parent(config, source)
     started = time.perf_counter()
     trainer = Trainer(config, source, strategy, run, log=log, progress_bar=progress_bar)
     results = trainer.fit(resume=resume)

@@ -25,6 +25,7 @@ from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
 from brainage_tf.progress import progress_bar
 from brainage_tf.training.config import TrainConfig
+from brainage_tf.training.init_from import freeze, start_from_parent
 from brainage_tf.training.precision import resolve_precision
 from brainage_tf.training.run_directory import RunDirectory
 
@@ -184,6 +185,8 @@ class Trainer:
                 raise UsageError(
                     f"{config.model} cannot take volumes of shape {source.volume_shape}: {error}"
                 ) from None
+            # Before the optimizer is built, so it makes no state for, and never updates, frozen weights.
+            freeze(self.model, config)
             schedule = keras.optimizers.schedules.ExponentialDecay(
                 config.learning_rate,
                 decay_steps=config.halve_every_epochs * self.plan.steps_per_epoch,
@@ -287,11 +290,14 @@ class Trainer:
         Returns:
             The results dict also written to results.json (chief).
         """
+        manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.run.checkpoint_dir), max_to_keep=self.config.checkpoints_to_keep
+        )
+        if self.config.init_from and not (resume and manager.latest_checkpoint):
+            # A run that starts (or starts over) takes the parent's weights; a resume, its checkpoint's.
+            self.config = start_from_parent(self.model, self.config, self.source, self.log)
         config, plan = self.config, self.plan
         self.run.start(config, resume)
-        manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.run.checkpoint_dir), max_to_keep=config.checkpoints_to_keep
-        )
         if resume and manager.latest_checkpoint is None:
             self.log(f"no checkpoint in {self.run.checkpoint_dir} yet (killed during epoch 1): starting over")
         elif resume:
@@ -347,6 +353,7 @@ class Trainer:
             global_batch_size=plan.global_batch,
             replicas=self.strategy.num_replicas_in_sync,
             session_seconds=time.perf_counter() - session_start,
+            parent=config.lineage,
         )
         self.run.write_results(results)
         return results
