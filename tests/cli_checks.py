@@ -55,19 +55,14 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def build_synthetic_dataset(root: Path, cohort: dict, beam_workers: int = 1):
+def build_synthetic_dataset(root: Path, cohort: dict):
     """Builds a synthetic_cohort dataset from a JSON-config dict into root/data, as `tfds build` would.
 
-    The discovery cohort is generated first without a bar (the builder reuses it). With
-    `beam_workers` > 1 the scans are preprocessed in that many processes, as the embedded
-    build does: worth its start-up only when each scan takes seconds (registration).
+    The discovery cohort is generated first without a bar (the builder reuses it).
 
     Returns:
         (the prepared builder, the discovery cohort's BIDS folder).
     """
-    import tensorflow_datasets as tfds
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from brainage_tf.synthetic import generate_cohort
     from tfds_builders.prepare import DOWNLOADS_FOLDER, make_config
     from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
@@ -81,10 +76,5 @@ def build_synthetic_dataset(root: Path, cohort: dict, beam_workers: int = 1):
     bids = root / DOWNLOADS_FOLDER / GENERATED_FOLDER / cohort_folder_name(discovery)
     generate_cohort(bids, discovery, workers=1)
     builder = Builder(config=config, data_dir=str(root / "data"))
-    processes = ["--direct_running_mode=multi_processing", f"--direct_num_workers={beam_workers}"]
-    beam_options = PipelineOptions(processes if beam_workers > 1 else [])
-    builder.download_and_prepare(
-        download_dir=str(root / DOWNLOADS_FOLDER),
-        download_config=tfds.download.DownloadConfig(beam_options=beam_options),
-    )
+    builder.download_and_prepare(download_dir=str(root / DOWNLOADS_FOLDER))
     return builder, bids
