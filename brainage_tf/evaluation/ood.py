@@ -24,6 +24,11 @@ AGE_MARGIN_YEARS = 2.0
 INTENSITY_MARGIN = 0.1
 
 
+def intensity_statistics(volume: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of one model-input volume, in float64: what the ranges compare."""
+    return float(volume.mean(dtype=np.float64)), float(volume.std(dtype=np.float64))
+
+
 @dataclasses.dataclass(frozen=True)
 class ReferenceRanges:
     """What the training scans looked like.

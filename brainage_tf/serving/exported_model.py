@@ -10,7 +10,7 @@ import numpy as np
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.errors import PreprocessingRecordError, UsageError, one_line
-from brainage_tf.evaluation.ood import ReferenceRanges
+from brainage_tf.evaluation.ood import ReferenceRanges, intensity_statistics
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, PreprocessedScan
 from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocess_config_from_record
 from brainage_tf.serving.metadata import export_fingerprint, read_metadata
@@ -113,12 +113,8 @@ class ExportedModel:
         """Why one scan lies outside the training scans' ranges ("" inside them, or without ranges)."""
         if self.reference is None:
             return ""
-        (reason,) = self.reference.reasons(
-            [predicted],
-            [registration_ncc],
-            [volume.mean(dtype=np.float64)],
-            [volume.std(dtype=np.float64)],
-        )
+        mean, std = intensity_statistics(volume)
+        (reason,) = self.reference.reasons([predicted], [registration_ncc], [mean], [std])
         return reason
 
 

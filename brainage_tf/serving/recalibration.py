@@ -25,6 +25,7 @@ from brainage_tf import __version__
 from brainage_tf.errors import UsageError, one_line
 from brainage_tf.evaluation.calibration import MIN_BIAS_SCANS, min_calibration_subjects
 from brainage_tf.evaluation.controls import ControlFits, fit_on_controls, minimum_controls
+from brainage_tf.evaluation.ood import intensity_statistics
 from brainage_tf.model_registry import UnknownModelError, get_model_spec
 from brainage_tf.preprocessing import PreprocessedScan
 from brainage_tf.serving.batch import RowList, run_batch
@@ -138,12 +139,10 @@ class ControlPredictor(Predictor):
     """The handler of `run_batch` for a control: `predict`'s fields and the volume's intensity statistics."""
 
     def __call__(self, index: int, item: ScanItem, scan: PreprocessedScan) -> dict:
-        """`Predictor`'s fields plus `intensity_mean` and `intensity_std`, measured as `ood_reason` does."""
+        """`Predictor`'s fields plus `intensity_mean` and `intensity_std`, as `ood_reason` measures them."""
         fields = super().__call__(index, item, scan)
-        volume = model_input(scan)
-        fields.update(
-            intensity_mean=volume.mean(dtype=np.float64), intensity_std=volume.std(dtype=np.float64)
-        )
+        mean, std = intensity_statistics(model_input(scan))
+        fields.update(intensity_mean=mean, intensity_std=std)
         return fields
 
 
