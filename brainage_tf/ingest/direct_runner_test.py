@@ -6,6 +6,7 @@ import threading
 
 import apache_beam as beam
 import pytest
+import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.runners.worker import data_plane
 
@@ -107,3 +108,23 @@ def test_an_untested_beam_runs_in_one_process_with_one_warning_line(monkeypatch,
     assert "not a release the DirectRunner fix was tested on (2.77.0)" in record.getMessage()
     assert "direct_running_mode=in_memory instead of multi_processing" in record.getMessage()
     assert "\n" not in record.getMessage()
+
+
+def test_a_runner_the_options_name_is_kept_and_none_named_means_the_local_fn_api_runner():
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    portable = PipelineOptions(["--runner=PortableRunner", "--job_endpoint=embed"])
+    for named in (
+        tfds.download.DownloadConfig(beam_options=portable),
+        tfds.download.DownloadConfig(beam_runner=FnApiRunner()),
+    ):
+        assert direct_runner.with_default_runner(named) is named
+    unnamed = tfds.download.DownloadConfig(
+        manual_dir="cohort", beam_options=PipelineOptions(["--direct_num_workers=2"])
+    )
+    local = direct_runner.with_default_runner(unnamed)
+    assert isinstance(local.beam_runner, FnApiRunner) and unnamed.beam_runner is None
+    assert local.manual_dir == "cohort" and local.beam_options.view_as(DirectOptions).direct_num_workers == 2
+    # Its workers get the options, as the DirectRunner gives them (log level, pickler).
+    provided = local.beam_runner._provision_info.provision_info.pipeline_options
+    assert provided["beam:option:direct_num_workers:v1"] == "2"
