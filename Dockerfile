@@ -11,7 +11,8 @@ COPY --from=apache/beam_python3.11_sdk:2.77.0 /opt/apache/beam /opt/apache/beam
 
 WORKDIR /opt/brainage_tf
 COPY . .
-# The package as setup.cfg installs it: brainage_tf, tfds_builders, pipelines, with kfp (the extra).
-RUN pip install --no-cache-dir ".[pipelines]" && pip check
+# The package as setup.cfg installs it: brainage_tf, tfds_builders, pipelines, with kfp (the extra);
+# Beam's gcp extra (at setup.cfg's Beam pin) for Dataflow and gs:// paths.
+RUN pip install --no-cache-dir ".[pipelines]" "apache-beam[gcp]" && pip check
 
 ENTRYPOINT ["/opt/apache/beam/boot"]
