@@ -192,8 +192,9 @@ def age_problem(record: ScanRecord, age_range: tuple[float, float] | None = None
     if age < 0:
         return "negative_age", f"age {age:.3f} years ({record.age_text})"
     if age_range is not None and not age_range[0] <= age <= age_range[1]:
+        cohort = f"{record.cohort} cohort" if record.cohort else "cohort"
         return OUTSIDE_AGE_RANGE, (
-            f"age {age:.3f} years ({record.age_text}) outside the {record.cohort or 'cohort'} cohort's "
+            f"age {age:.3f} years ({record.age_text}) outside the {cohort}'s "
             f"{age_range[0]:g}-{age_range[1]:g} years"
         )
     return None

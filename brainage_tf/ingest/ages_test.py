@@ -48,3 +48,12 @@ def test_find_age_column_keeps_the_column_as_spelt_and_states_its_unit():
     assert find_age_column(Path("/absent.csv"), ["subject_id", "AGE_DAYS"]) == AgeColumn(
         "AGE_DAYS", "days", "/absent.csv"
     )
+
+
+def test_an_age_outside_the_cohorts_range_has_its_own_reason():
+    assert age_problem(_record(22.5, "age=22.5"), (0.0, 22.0)) == (
+        "outside_age_range",
+        "age 22.500 years (age=22.5) outside the cohort's 0-22 years",
+    )
+    assert age_problem(_record(22.0), (0.0, 22.0)) is None
+    assert age_problem(_record(150.0), (0.0, 22.0))[0] == "implausible_age"
