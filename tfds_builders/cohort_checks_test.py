@@ -93,7 +93,7 @@ def test_the_same_cohort_in_age_months_builds_in_years_skips_the_25_year_old_and
     # Lines while the scans are preprocessed, counted from the marks the workers leave, and a last one.
     lines = _progress_lines(log_info)
     assert len(lines) >= 2 and lines[-1].startswith("nihpd: 6 of 6 scans done (1 skipped), ")
-    assert lines[-1].endswith(" s elapsed, done")
+    assert lines[-1].endswith(" s elapsed, finished")
     assert not (builder.data_path / "ingest_progress").exists()
 
 

@@ -64,15 +64,24 @@ class BuildProgress:
         self._thread = threading.Thread(target=self._run, name="build-progress", daemon=True)
         self._start = time.monotonic()
 
-    def line(self) -> str:
-        """ "nihpd: 12 of 20 scans done (1 skipped), 31 s elapsed, about 21 s left"."""
+    def line(self, final: bool = False) -> str:
+        """ "nihpd: 12 of 20 scans done (1 skipped), 31 s elapsed, about 21 s left".
+
+        Once every scan is done, the pipeline still shuffles and writes the dataset: the line
+        says so, and the last line (`final`) gives the time in all.
+        """
         done, skipped = count_done(self._folder)
         elapsed = time.monotonic() - self._start
-        left = f"about {elapsed * (self._total - done) / done:.0f} s left" if done else "time left unknown"
-        return (
-            f"{self._label}: {done} of {self._total} scans done ({skipped} skipped), "
-            f"{elapsed:.0f} s elapsed, {left if done < self._total else 'done'}"
-        )
+        if final:
+            state = "finished"
+        elif done >= self._total:
+            state = "writing the dataset"
+        elif done:
+            state = f"about {elapsed * (self._total - done) / done:.0f} s left"
+        else:
+            state = "time left unknown"
+        counts = f"{done} of {self._total} scans done ({skipped} skipped)"
+        return f"{self._label}: {counts}, {elapsed:.0f} s elapsed, {state}"
 
     def start(self) -> None:
         """Starts the clock and the thread."""
@@ -90,6 +99,6 @@ class BuildProgress:
         self._stopped.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._log(self.line())
+        self._log(self.line(final=True))
         if FileSystems.exists(self._folder):
             FileSystems.delete([self._folder])
