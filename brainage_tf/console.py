@@ -28,6 +28,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from brainage_tf.errors import one_line
+
 VERBOSE_FLAG = "--verbose"
 # Set by a verbose command for its child processes that are commands of their own (pipeline components).
 VERBOSE_ENV = "BRAINAGE_TF_VERBOSE"
@@ -54,6 +56,8 @@ WORKER_NOTICES = (
     b"WARNING:__main__:No semi_persistent_directory found",
     b"WARNING:apache_beam.options.pipeline_options:Discarding unparseable args:",
 )
+# The module the `tfds` command runs (`tfds build`); imported in no other process.
+TFDS_COMMAND_MODULE = "tensorflow_datasets.scripts.cli.main"
 # A partial line waits this long for its end before it is shown as it is (a prompt, a bar).
 _PARTIAL_LINE_SECONDS = 0.2
 # Written at exit after the process's last output; the filter shows what came before, then stops.
@@ -87,6 +91,37 @@ def run_command(main: Callable[[], int], argv: Sequence[str] | None = None) -> i
     else:
         quiet_console()
     return main()
+
+
+def brief_errors_under_tfds(error_types: tuple[type[BaseException], ...]) -> None:
+    """Under the `tfds` command, reports an uncaught error of `error_types` in one line, with no traceback.
+
+    `tfds build` has no handler of its own: whatever a builder raises reaches the user as a
+    traceback, also a cohort's bad input that the builder names in one line. A builder calls
+    this; it sets the hook only in the `tfds` command's process (its CLI module is loaded), so
+    a library caller or a test keeps the exception, and every other error keeps Python's report.
+    The exit status stays 1.
+
+    Args:
+        error_types: The package's errors of bad input a build can raise.
+    """
+    if TFDS_COMMAND_MODULE not in sys.modules or isinstance(sys.excepthook, _BriefErrors):
+        return
+    sys.excepthook = _BriefErrors(error_types, sys.excepthook)
+
+
+class _BriefErrors:
+    """An excepthook printing `<command>: error: <one line>` for some errors, delegating the rest."""
+
+    def __init__(self, error_types: tuple[type[BaseException], ...], previous: Callable) -> None:
+        self.error_types = error_types
+        self.previous = previous
+
+    def __call__(self, kind: type[BaseException], error: BaseException, trace) -> None:
+        if not issubclass(kind, self.error_types):
+            self.previous(kind, error, trace)
+            return
+        print(f"{os.path.basename(sys.argv[0])}: error: {one_line(error)}", file=sys.stderr)
 
 
 def component_console() -> None:

@@ -43,6 +43,14 @@ class IngestError(ValueError):
     """A bad row in strict mode, or an inconsistent ingest request."""
 
 
+class CohortError(ValueError):
+    """A cohort that cannot make the dataset as a whole, found before any scan is preprocessed.
+
+    Ages that read as another unit than the table states, a split left empty or too small for
+    what it is for, a split none of whose scans opens (`brainage_tf.ingest.checks`).
+    """
+
+
 class IngestSummaryError(ValueError):
     """An ingest summary file that is missing, not JSON, or lacks a field."""
 

@@ -18,15 +18,21 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from brainage_tf.defaults import STORED_VOLUME_DTYPE
-from brainage_tf.errors import IngestError
+from brainage_tf.console import brief_errors_under_tfds
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, STORED_VOLUME_DTYPE
+from brainage_tf.errors import BuildError, CohortError, CohortLayoutError, IngestError
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, ScanRecord
+from brainage_tf.ingest.build_progress import DEFAULT_PROGRESS_SECONDS, PROGRESS_FOLDER, BuildProgress
+from brainage_tf.ingest.checks import split_problem, unit_mistake, unreadable_split
 from brainage_tf.preprocessing import GRID_NAMES, REGISTRATION_MODES, PreprocessConfig, get_grid
 from brainage_tf.preprocessing_record import preprocessing_record
 
+# The errors of a cohort a user can make by mistake: `tfds build` shows them in one line.
+INPUT_ERRORS = (BuildError, CohortError, CohortLayoutError, IngestError)
+
 
 class CohortConfig(tfds.core.BuilderConfig):
-    """Builder config: the preprocessing grid, the registration mode, strictness, the voxel limit."""
+    """Builder config: grid, registration mode, strictness, voxel limit, cohort ages, progress interval."""
 
     def __init__(
         self,
@@ -35,6 +41,8 @@ class CohortConfig(tfds.core.BuilderConfig):
         registration: str,
         strict: bool = False,
         max_voxels: int | None = None,
+        age_range: Sequence[float] | None = None,
+        progress_seconds: float = DEFAULT_PROGRESS_SECONDS,
         **kwargs,
     ):
         """Creates the config.
@@ -45,10 +53,15 @@ class CohortConfig(tfds.core.BuilderConfig):
           strict: Fail the build on the first bad row instead of skipping it.
           max_voxels: Most voxels a scan may hold (None: `MAX_SCAN_VOXELS`); larger scans are
             skipped as `scan_too_large` before any voxel is read. It changes no example.
+          age_range: (youngest, oldest) age in years of the cohort, both included (None: the
+            builder's `AGE_RANGE_YEARS`); a row outside is skipped as `outside_age_range`.
+          progress_seconds: Seconds between two progress lines while the scans are preprocessed;
+            0 turns them off (for logs).
           **kwargs: tfds.core.BuilderConfig arguments (name, description, ...).
 
         Raises:
-          ValueError: an unknown grid or registration mode, or a max_voxels that is not positive.
+          ValueError: an unknown grid or registration mode, a max_voxels that is not positive, an
+            age_range that is not two ages youngest first, or a negative progress_seconds.
         """
         kwargs.setdefault("description", _config_description(grid, registration))
         super().__init__(**kwargs)
@@ -56,6 +69,10 @@ class CohortConfig(tfds.core.BuilderConfig):
         self.registration = registration
         self.strict = strict
         self.max_voxels = max_voxels
+        self.age_range = None if age_range is None else _age_range(age_range)
+        if not progress_seconds >= 0:
+            raise ValueError(f"progress_seconds must be 0 (off) or more, got {progress_seconds}")
+        self.progress_seconds = progress_seconds
         _ = self.preprocess_config  # built once here: a bad setting fails now, not on the Beam workers
 
     @property
@@ -63,6 +80,16 @@ class CohortConfig(tfds.core.BuilderConfig):
         """The PreprocessConfig every scan of this config goes through."""
         limit = {} if self.max_voxels is None else {"max_voxels": self.max_voxels}
         return PreprocessConfig(grid=self.grid, registration=self.registration, brain_mask=False, **limit)
+
+
+def _age_range(age_range: Sequence[float]) -> tuple[float, float]:
+    """The (youngest, oldest) pair of a config's age_range, checked."""
+    ages = tuple(float(age) for age in age_range)
+    if len(ages) != 2 or not 0 <= ages[0] < ages[1]:
+        raise ValueError(
+            f"age_range must be [youngest, oldest] in years, 0 <= youngest < oldest, got {age_range}"
+        )
+    return ages
 
 
 def _config_description(grid: str, registration: str) -> str:
@@ -138,6 +165,8 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     DEFAULT_BUILDER_CONFIG_NAME = "small"
     SPLIT_NAMES: Sequence[str] = ()
     HOMEPAGE = ""
+    # The ages of the builder's cohort in years, both included; a JSON config's age_range overrides it.
+    AGE_RANGE_YEARS: tuple[float, float] = (MIN_AGE_YEARS, MAX_AGE_YEARS)
 
     def _info(self) -> tfds.core.DatasetInfo:
         grid = get_grid(self.builder_config.grid)
@@ -178,6 +207,10 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             ),
         )
 
+    def age_range(self, cohort: str) -> tuple[float, float]:
+        """(youngest, oldest) age in years of `cohort`: the config's age_range, else `AGE_RANGE_YEARS`."""
+        return self.builder_config.age_range or self.AGE_RANGE_YEARS
+
     @abc.abstractmethod
     def _split_records(self, dl_manager: tfds.download.DownloadManager) -> list[tuple[str, ScanRecord]]:
         """Returns every record of the cohort with its split ("" if it has no usable age)."""
@@ -187,6 +220,7 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         from brainage_tf.ingest.direct_runner import prepare_local_runner
 
         prepare_local_runner(pipeline)
+        brief_errors_under_tfds(INPUT_ERRORS)
         records = self._split_records(dl_manager)
         self._rows_listed = len(records)  # checked against the counts after the run
         self._summary = None  # set after the run; checked against the files
@@ -196,14 +230,51 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             len(records),
             _config_description(self.builder_config.grid, self.builder_config.registration),
         )
+        age_ranges = {record.cohort: self.age_range(record.cohort) for _, record in records}
+        self._check_cohort(records, age_ranges, dl_manager)
+        progress_folder = None
+        if self.builder_config.progress_seconds:
+            progress_folder = str(self.data_path / PROGRESS_FOLDER)
+            self._progress = BuildProgress(
+                progress_folder,
+                len(records),
+                self.name,
+                self.builder_config.progress_seconds,
+                lambda line: logging.info("%s", line),
+            )
         ingested = pipeline | "IngestScans" >> IngestScans(
             records,
             self.builder_config.preprocess_config,
             split_names=self.SPLIT_NAMES,
             skip_report_path=str(self.data_path / SKIP_REPORT_NAME),
             strict=self.builder_config.strict,
+            age_ranges=age_ranges,
+            progress_folder=progress_folder,
         )
+        if progress_folder is not None:
+            self._progress.start()  # the pipeline runs as soon as this returns
         return {split: self._generate_examples(ingested=ingested, split=split) for split in self.SPLIT_NAMES}
+
+    def _check_cohort(self, records: list[tuple[str, ScanRecord]], age_ranges: dict, dl_manager) -> None:
+        """Stops the build, before any scan is preprocessed, on a mistake of the cohort as a whole.
+
+        Raises:
+          CohortError: Ages in another unit than stated, a split too small, or none of a split's scans opens.
+        """
+        problem = unit_mistake([record for _, record in records], age_ranges)  # names its table
+        if problem is None:
+            problem = split_problem(records, self.SPLIT_NAMES, age_ranges) or unreadable_split(
+                records, self.SPLIT_NAMES, age_ranges, self.builder_config.preprocess_config.max_voxels
+            )
+            if problem is not None and self.MANUAL_DOWNLOAD_INSTRUCTIONS:
+                problem = f"{dl_manager.manual_dir}: {problem}"
+        if problem is not None:
+            raise CohortError(f"{self.name}: {problem}")
+
+    def _stop_progress(self) -> None:
+        progress = getattr(self, "_progress", None)
+        if progress is not None:
+            progress.stop()
 
     def _generate_examples(self, ingested, split: str):
         """Selects one split's (key, example) PCollection from the shared ingest."""
@@ -217,7 +288,10 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """
         from brainage_tf.ingest.direct_runner import with_default_runner
 
-        super()._download_and_prepare(dl_manager, with_default_runner(download_config))
+        try:
+            super()._download_and_prepare(dl_manager, with_default_runner(download_config))
+        finally:
+            self._stop_progress()  # a failed run too leaves no thread behind
         stored = {name: split.num_examples for name, split in self.info.splits.items()}
         summary = getattr(self, "_summary", None)  # None when TFDS generated nothing
         problem = summary.storage_problem(stored) if summary else None
@@ -230,6 +304,7 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _process_pipeline_result(self, pipeline_result) -> None:
         from brainage_tf.ingest.beam import summarize
 
+        self._stop_progress()  # its last line, and its folder gone before TFDS finalizes the dataset
         summary = self._summary = summarize(pipeline_result)
         problem = summary.accounting_problem(self._rows_listed)
         if problem is not None:  # raised before TFDS finalizes: no dataset with lost rows is kept

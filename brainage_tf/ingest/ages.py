@@ -23,6 +23,8 @@ AGE_UNITS_TO_YEARS: Mapping[str, float] = {
 }
 MIN_PLAUSIBLE_AGE_YEARS = -1.0
 MAX_PLAUSIBLE_AGE_YEARS = 100.0
+# Reason code of an age a human can have but the cohort does not (a 30-year-old in a 0-22 y cohort).
+OUTSIDE_AGE_RANGE = "outside_age_range"
 _UNIT_ALIASES = {"year": "years", "y": "years", "month": "months", "day": "days", "d": "days"}
 _UNIT_COLUMNS = (("age", "years"), ("age_years", "years"), ("age_months", "months"), ("age_days", "days"))
 
@@ -39,6 +41,24 @@ class AgeColumn:
 
     column: str
     unit: str | None
+    table: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedAge:
+    """One row's age, as `parse_age` reads it.
+
+    Attributes:
+      years: The age in years, None when missing or unparseable.
+      written: The age as written with its column and unit, e.g. "age_months=14", "" for none.
+      table: The table it was read from, so a check on a whole column can name the file.
+      unit: The unit the table states for it ("years", "months", "days"), "" when none.
+    """
+
+    years: float | None
+    written: str
+    table: str = ""
+    unit: str = ""
 
 
 def find_age_column(
@@ -64,14 +84,14 @@ def find_age_column(
         raise CohortLayoutError(f"{table_path}: several age columns ({names}); keep one")
     if not candidates:
         return None
-    age_column = candidates[0]
+    age_column = dataclasses.replace(candidates[0], table=str(table_path))
     if "age_unit" in lowered:
         if age_column.column.lower() != "age":
             raise CohortLayoutError(
                 f"{table_path}: both an `age_unit` column and a unit in the column name "
                 f"`{age_column.column}`; keep one"
             )
-        return AgeColumn(age_column.column, None)
+        return dataclasses.replace(age_column, unit=None)
     if sidecar_units is not None and age_column.column.lower() == "age":
         unit = _unit_name(sidecar_units)
         if unit is None:
@@ -79,7 +99,7 @@ def find_age_column(
                 f"{table_path}: age unit {sidecar_units!r} from participants.json is not one "
                 f"of {sorted(AGE_UNITS_TO_YEARS)}"
             )
-        return AgeColumn(age_column.column, unit)
+        return dataclasses.replace(age_column, unit=unit)
     return age_column
 
 
@@ -113,7 +133,7 @@ def _unit_name(text: str) -> str | None:
     return unit if unit in AGE_UNITS_TO_YEARS else None
 
 
-def parse_age(row: Mapping[str, str], age_column: AgeColumn | None) -> tuple[float | None, str]:
+def parse_age(row: Mapping[str, str], age_column: AgeColumn | None) -> ParsedAge:
     """Converts one row's age to years.
 
     Args:
@@ -121,13 +141,13 @@ def parse_age(row: Mapping[str, str], age_column: AgeColumn | None) -> tuple[flo
       age_column: The table's age column, or None if it has none.
 
     Returns:
-      (age in years or None, the age as written with its column and unit).
+      The age in years (or None), as written with its column and unit, its table and stated unit.
     """
     if age_column is None:
-        return None, ""
+        return ParsedAge(None, "")
     text = cell_text(row.get(age_column.column.lower(), ""))
     if not text:
-        return None, ""
+        return ParsedAge(None, "", age_column.table)
     unit = age_column.unit
     written = f"{age_column.column}={text}"
     if unit is None:
@@ -135,22 +155,25 @@ def parse_age(row: Mapping[str, str], age_column: AgeColumn | None) -> tuple[flo
         unit = _unit_name(unit_text)
         written = f"{written} {unit_text or '<no age_unit>'}"
         if unit is None:
-            return None, written
+            return ParsedAge(None, written, age_column.table)
     try:
         value = float(text)
     except ValueError:
-        return None, written
-    return value * AGE_UNITS_TO_YEARS[unit], written
+        return ParsedAge(None, written, age_column.table, unit)
+    return ParsedAge(value * AGE_UNITS_TO_YEARS[unit], written, age_column.table, unit)
 
 
-def age_problem(record: ScanRecord) -> tuple[str, str] | None:
+def age_problem(record: ScanRecord, age_range: tuple[float, float] | None = None) -> tuple[str, str] | None:
     """Returns why the record's age is unusable, or None when it is fine.
 
     Ages outside -1 to 100 years are implausible, and negative ages are rejected
-    as well, so the accepted range is 0 to 100 years inclusive.
+    as well, so the accepted range is 0 to 100 years inclusive. A cohort's own
+    range is narrower: an age a child can have but the cohort does not is the
+    likelier sign of a mistake (a unit, a typo), and a model must not learn from it.
 
     Args:
       record: The record to check.
+      age_range: The cohort's (youngest, oldest) age in years, both included; None: no cohort range.
 
     Returns:
       (reason code, explanation), e.g. ("negative_age", "age -0.500 years
@@ -168,4 +191,10 @@ def age_problem(record: ScanRecord) -> tuple[str, str] | None:
         )
     if age < 0:
         return "negative_age", f"age {age:.3f} years ({record.age_text})"
+    if age_range is not None and not age_range[0] <= age <= age_range[1]:
+        cohort = f"{record.cohort} cohort" if record.cohort else "cohort"
+        return OUTSIDE_AGE_RANGE, (
+            f"age {age:.3f} years ({record.age_text}) outside the {cohort}'s "
+            f"{age_range[0]:g}-{age_range[1]:g} years"
+        )
     return None

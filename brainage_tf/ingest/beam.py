@@ -23,6 +23,7 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.errors import IngestError, ScanError
 from brainage_tf.ingest.ages import age_problem
+from brainage_tf.ingest.build_progress import mark_done
 from brainage_tf.ingest.records import ScanRecord
 from brainage_tf.ingest.skips import (
     Skip,
@@ -67,16 +68,26 @@ def _example(record: ScanRecord, volume: np.ndarray, registration_ncc: float) ->
 class PreprocessRecordFn(beam.DoFn):
     """Validates and preprocesses one record; emits the example and its content hash, or a Skip."""
 
-    def __init__(self, preprocess_config, strict: bool):
+    def __init__(
+        self,
+        preprocess_config,
+        strict: bool,
+        age_ranges: Mapping[str, tuple[float, float]] | None = None,
+        progress_folder: str | None = None,
+    ):
         """Creates the DoFn.
 
         Args:
           preprocess_config: The `brainage_tf.preprocessing.PreprocessConfig`.
           strict: Raise `IngestError` on the first bad row instead of skipping it.
+          age_ranges: Cohort name -> its (youngest, oldest) age in years; a cohort not in it has no range.
+          progress_folder: Where each finished row is marked for the launcher's progress lines; None: nowhere.
         """
         super().__init__()
         self._config = preprocess_config
         self._strict = strict
+        self._age_ranges = dict(age_ranges or {})
+        self._progress_folder = progress_folder
         self._rows_in = Metrics.counter(METRICS_NAMESPACE, ROWS_IN)
 
     def _skip(self, record: ScanRecord, kind: str, detail: str):
@@ -88,20 +99,27 @@ class PreprocessRecordFn(beam.DoFn):
         _count_skip(skip.kind)
         return beam.pvalue.TaggedOutput(_SKIPPED_TAG, skip)
 
-    def process(self, element: tuple[str, ScanRecord, Skip | None]):
-        """Yields (key, example) tagged with the split and (hash, record), or a Skip.
+    def process(self, element: tuple[str, ScanRecord, Skip | None, int]):
+        """Yields (key, example) tagged with the split and (hash, record), or a Skip; marks the row done.
 
         Args:
-          element: (split name, record, its `duplicate` skip or None).
+          element: (split name, record, its `duplicate` skip or None, its index among the rows).
         """
+        split, record, duplicate, index = element
+        self._rows_in.inc()
+        outputs = list(self._outputs(split, record, duplicate))
+        if self._progress_folder is not None:
+            skipped = any(getattr(output, "tag", None) == _SKIPPED_TAG for output in outputs)
+            mark_done(self._progress_folder, index, skipped)
+        yield from outputs
+
+    def _outputs(self, split: str, record: ScanRecord, duplicate: Skip | None):
         from brainage_tf.preprocessing import preprocess_scan  # heavy: load on workers
 
-        split, record, duplicate = element
-        self._rows_in.inc()
         if duplicate is not None:
             yield self._report(duplicate)
             return
-        problem = age_problem(record)
+        problem = age_problem(record, self._age_ranges.get(record.cohort))
         if problem is not None:
             yield self._skip(record, *problem)
             return
@@ -168,6 +186,8 @@ class IngestScans(beam.PTransform):
         split_names: Sequence[str],
         skip_report_path: str,
         strict: bool = False,
+        age_ranges: Mapping[str, tuple[float, float]] | None = None,
+        progress_folder: str | None = None,
     ):
         """Creates the transform.
 
@@ -178,6 +198,9 @@ class IngestScans(beam.PTransform):
           split_names: Every split the builder declares, even if empty.
           skip_report_path: Where the skip report TSV is written.
           strict: Fail on the first bad row instead of skipping it.
+          age_ranges: Cohort name -> its (youngest, oldest) age in years; a row outside is skipped
+            as `outside_age_range`.
+          progress_folder: Where workers mark finished rows (`build_progress`); None: nowhere.
 
         Raises:
           IngestError: A record assigned to a split not in `split_names`.
@@ -191,21 +214,24 @@ class IngestScans(beam.PTransform):
         self._split_names = list(split_names)
         self._skip_report_path = skip_report_path
         self._strict = strict
+        self._age_ranges = age_ranges
+        self._progress_folder = progress_folder
 
     def expand(self, pbegin):
         duplicates = find_duplicates([record for _, record in self._records])
         if self._strict and duplicates:
             raise IngestError(duplicates[min(duplicates)].message)
         elements = [
-            (split, record, duplicates.get(index)) for index, (split, record) in enumerate(self._records)
+            (split, record, duplicates.get(index), index)
+            for index, (split, record) in enumerate(self._records)
         ]
         processed = (
             pbegin
             | "CreateRecords" >> beam.Create(elements)
             | "Preprocess"
-            >> beam.ParDo(PreprocessRecordFn(self._config, self._strict)).with_outputs(
-                _SKIPPED_TAG, _CONTENT_TAG, *self._split_names
-            )
+            >> beam.ParDo(
+                PreprocessRecordFn(self._config, self._strict, self._age_ranges, self._progress_folder)
+            ).with_outputs(_SKIPPED_TAG, _CONTENT_TAG, *self._split_names)
         )
         # Only hashes and records go through the shuffle; the volumes stay put.
         copies = (

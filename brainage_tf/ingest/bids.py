@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from brainage_tf.errors import CohortLayoutError
-from brainage_tf.ingest.ages import AgeColumn, find_age_column, parse_age
+from brainage_tf.ingest.ages import AgeColumn, ParsedAge, find_age_column, parse_age
 from brainage_tf.ingest.records import ScanRecord, cell_text, read_table, record_from_row, table_rows
 
 BIDS_MARKERS = ("participants.tsv", "dataset_description.json")
@@ -88,10 +88,10 @@ def read_bids(root: str | os.PathLike, cohort: str = "") -> list[ScanRecord]:
             continue
         subject, session = match.group(1), match.group(2) or ""
         participant = rows_by_subject.get(subject, {})
-        age = (None, "")
+        age = ParsedAge(None, "")
         if (subject, session) in session_rows:
             age = parse_age(*session_rows[(subject, session)])
-        if age == (None, ""):
+        if age.years is None and not age.written:
             age = parse_age(participant, participant_age)
         records.append(
             record_from_row(

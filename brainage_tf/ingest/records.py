@@ -15,10 +15,14 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from brainage_tf.errors import CohortLayoutError
+
+if TYPE_CHECKING:  # ages imports this module
+    from brainage_tf.ingest.ages import ParsedAge
 
 NOT_AVAILABLE = "n/a"
 
@@ -39,6 +43,8 @@ class ScanRecord:
       sex: "M", "F" or "n/a".
       site: Acquisition site, "" when unknown.
       cohort: Cohort name; duplicate checks and example keys are per cohort.
+      age_table: The table the age was read from, "" when none; the unit check names it.
+      age_unit: The unit that table states for the age ("years", "months", "days"), "" when none.
     """
 
     subject_id: str
@@ -50,6 +56,8 @@ class ScanRecord:
     sex: str = NOT_AVAILABLE
     site: str = ""
     cohort: str = ""
+    age_table: str = ""
+    age_unit: str = ""
 
     @property
     def key(self) -> str:
@@ -108,7 +116,7 @@ def resolve_path(root: Path, path_text: str) -> tuple[str, str]:
 
 def record_from_row(
     row: Mapping[str, str],
-    age: tuple[float | None, str],
+    age: ParsedAge,
     *,
     subject_id: str,
     session: str,
@@ -120,7 +128,7 @@ def record_from_row(
 
     Args:
       row: The table row holding `sex` and `site` (lower-case keys), {} for none.
-      age: (age in years or None, the age as written), see `ages.parse_age`.
+      age: The row's age, see `ages.parse_age`.
       subject_id: The subject.
       session: The session or visit, "" when cross-sectional.
       cohort: Cohort name.
@@ -136,9 +144,11 @@ def record_from_row(
         session=session,
         path=absolute,
         source_path=relative,
-        age_years=age[0],
-        age_text=age[1],
+        age_years=age.years,
+        age_text=age.written,
         sex=normalize_sex(row.get("sex", "")),
         site=cell_text(row.get("site", "")),
         cohort=cohort,
+        age_table=age.table,
+        age_unit=age.unit,
     )

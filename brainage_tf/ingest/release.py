@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from brainage_tf.defaults import SCAN_SUFFIXES
-from brainage_tf.ingest.ages import parse_age, require_columns
+from brainage_tf.ingest.ages import ParsedAge, parse_age, require_columns
 from brainage_tf.ingest.records import ScanRecord, cell_text, read_table, record_from_row, table_rows
 
 DEMOGRAPHICS_NAMES = ("demographics.csv", "demographics.tsv")
@@ -84,7 +84,13 @@ def read_release(demographics_path: str | os.PathLike, cohort: str = "") -> list
             continue
         records += [
             record_from_row(
-                {}, (None, ""), subject_id=subject, session=visit, cohort=cohort, root=root, path=str(path)
+                {},
+                ParsedAge(None, ""),
+                subject_id=subject,
+                session=visit,
+                cohort=cohort,
+                root=root,
+                path=str(path),
             )
             for path in scan_paths
         ]

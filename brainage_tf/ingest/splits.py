@@ -19,6 +19,17 @@ from brainage_tf.ingest.records import ScanRecord
 
 TRAIN = "train"
 TEST = "test"
+REPLICATION = "replication"
+# The fewest subjects each split needs for what it is for, and why (docs/ingest.md, "Split minimums").
+_AN_EVALUATION = "an evaluation needs a subject"
+MIN_SPLIT_SUBJECTS: dict[str, tuple[int, str]] = {
+    TRAIN: (
+        2,
+        "training holds validation subjects out of it by subject, so it needs one to fit and one to hold out",
+    ),
+    TEST: (1, _AN_EVALUATION),
+    REPLICATION: (1, _AN_EVALUATION),
+}
 # The paper's 80/20 subject split, stratified by 1-year bins of baseline age.
 TEST_FRACTION = 0.2
 AGE_BIN_WIDTH_YEARS = 1.0
@@ -33,6 +44,7 @@ def assign_splits(
     records: Iterable[ScanRecord],
     test_fraction: float = TEST_FRACTION,
     bin_width_years: float = AGE_BIN_WIDTH_YEARS,
+    age_range: tuple[float, float] | None = None,
 ) -> Mapping[tuple[str, str], str]:
     """Assigns each subject to "train" or "test", stratified by age bin.
 
@@ -44,6 +56,7 @@ def assign_splits(
       records: The cohort's records.
       test_fraction: Fraction of subjects sent to test, in [0, 1].
       bin_width_years: Width of the age bins used for stratification.
+      age_range: The cohort's (youngest, oldest) age in years; a record outside it takes no part.
 
     Returns:
       (cohort, subject_id) -> "train" or "test".
@@ -57,7 +70,7 @@ def assign_splits(
         raise ValueError(f"bin_width_years must be positive, got {bin_width_years}")
     baseline_age: dict[tuple[str, str], float] = {}
     for record in records:
-        if age_problem(record) is not None:
+        if age_problem(record, age_range) is not None:
             continue
         subject = (record.cohort, record.subject_id)
         baseline_age[subject] = min(baseline_age.get(subject, math.inf), record.age_years)

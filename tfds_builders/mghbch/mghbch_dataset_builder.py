@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
+from brainage_tf.defaults import MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.ingest import ScanRecord, read_cohort
 from tfds_builders.cohort_builder import CohortBuilder, make_configs, manual_dir_layouts
 
@@ -16,6 +17,7 @@ class Builder(CohortBuilder):
     BUILDER_CONFIGS = make_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "small"
     SPLIT_NAMES = ("test",)
+    AGE_RANGE_YEARS = (MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS)
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         """
     MGHBCH (Massachusetts General and Boston Children's Hospitals) is not public.

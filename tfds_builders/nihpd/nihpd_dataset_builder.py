@@ -32,5 +32,10 @@ class Builder(CohortBuilder):
 
     def _split_records(self, dl_manager: tfds.download.DownloadManager) -> list[tuple[str, ScanRecord]]:
         records = read_cohort(dl_manager.manual_dir, cohort=COHORT)
-        splits = assign_splits(records, test_fraction=TEST_FRACTION, bin_width_years=AGE_BIN_WIDTH_YEARS)
+        splits = assign_splits(
+            records,
+            test_fraction=TEST_FRACTION,
+            bin_width_years=AGE_BIN_WIDTH_YEARS,
+            age_range=self.age_range(COHORT),
+        )
         return [(splits.get((record.cohort, record.subject_id), ""), record) for record in records]

@@ -13,6 +13,7 @@ from etils import epath
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
 from brainage_tf.ingest import AGE_BIN_WIDTH_YEARS, TEST_FRACTION, ScanRecord, assign_splits, read_bids
+from brainage_tf.ingest.splits import REPLICATION
 from brainage_tf.progress import on_terminal
 from brainage_tf.synthetic.sampling import DEFAULT_AGE_DISTRIBUTION
 from brainage_tf.synthetic.spec import CohortSpec
@@ -177,7 +178,14 @@ class Builder(CohortBuilder):
         ),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "small"
-    SPLIT_NAMES = ("train", "test", "replication")
+    SPLIT_NAMES = ("train", "test", REPLICATION)
+
+    def age_range(self, cohort: str) -> tuple[float, float]:
+        """The ages each profile was generated in, unless a JSON config gives age_range."""
+        config = self.builder_config
+        return config.age_range or (
+            config.discovery_ages if cohort == "discovery" else config.replication_ages
+        )
 
     def _split_records(self, dl_manager: tfds.download.DownloadManager) -> list[tuple[str, ScanRecord]]:
         root = epath.Path(dl_manager.download_dir) / GENERATED_FOLDER
@@ -191,11 +199,14 @@ class Builder(CohortBuilder):
             )
             if profile == "discovery":
                 splits = assign_splits(
-                    records, test_fraction=TEST_FRACTION, bin_width_years=AGE_BIN_WIDTH_YEARS
+                    records,
+                    test_fraction=TEST_FRACTION,
+                    bin_width_years=AGE_BIN_WIDTH_YEARS,
+                    age_range=self.age_range(profile),
                 )
                 split_records += [
                     (splits.get((profile, record.subject_id), ""), record) for record in records
                 ]
             else:
-                split_records += [("replication", record) for record in records]
+                split_records += [(REPLICATION, record) for record in records]
         return split_records

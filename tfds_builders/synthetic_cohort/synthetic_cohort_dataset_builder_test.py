@@ -3,6 +3,7 @@
 import csv
 import json
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from brainage_tf import data
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, IngestSummary
 from brainage_tf.preprocessing_record import preprocessing_record
+from tfds_builders import cohort_builder
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
@@ -29,6 +31,7 @@ TEST_CONFIG = SyntheticConfig(
     sessions=2,
     voxel_scale=3.9,
     generator_workers=1,
+    progress_seconds=0.5,  # a few progress lines during the multi-process build; the data do not depend on it
 )
 DUMMY_DATA = Path(__file__).resolve().parent / "dummy_data"
 # The 80/20 split of the 5 discovery subjects, worked out by hand from their first-visit ages
@@ -52,10 +55,14 @@ def test_multiprocessing_build_reads_back_with_right_shapes_and_labels(tmp_path)
     """Generates the cohorts afresh, builds with 2 DirectRunner processes, loads with tfds.load."""
     beam_options = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     builder = Builder(config=TEST_CONFIG, data_dir=str(tmp_path / "data"))
-    builder.download_and_prepare(
-        download_dir=str(tmp_path / "downloads"),
-        download_config=tfds.download.DownloadConfig(beam_options=beam_options),
-    )
+    with mock.patch.object(cohort_builder.logging, "info") as log_info:
+        builder.download_and_prepare(
+            download_dir=str(tmp_path / "downloads"),
+            download_config=tfds.download.DownloadConfig(beam_options=beam_options),
+        )
+    # The worker processes mark the rows they finish; this process counts the marks into its lines.
+    progress = [call.args[1] for call in log_info.call_args_list if "scans done" in str(call.args[-1])]
+    assert len(progress) >= 2 and progress[-1].startswith("synthetic_cohort: 14 of 14 scans done (0 skipped)")
 
     generated = tmp_path / "downloads" / GENERATED_FOLDER
     expected_labels = {}
