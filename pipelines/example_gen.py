@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from brainage_tf.errors import BuildError, ComponentError, IngestSummaryError
+from brainage_tf.errors import BuildError, CohortError, CohortLayoutError, ComponentError, IngestSummaryError
 from pipelines.store import OutputStore, StoredOutput, fingerprint_of
 
 COMPONENT = "ExampleGen"
@@ -78,7 +78,7 @@ def run(
                 manual_dir=manual_dir or None,
                 beam_pipeline_options=beam_pipeline_options,
             )
-        except (BuildError, IngestSummaryError) as error:
+        except (BuildError, CohortError, CohortLayoutError, IngestSummaryError) as error:
             raise ComponentError(str(error)) from None
         print(f"{COMPONENT}: {prepared.name}: {prepared.summary.line()}")
         details = {
