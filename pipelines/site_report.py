@@ -23,7 +23,7 @@ from pipelines import paper_stats
 METHODS = {
     "none": "no adaptation (the parent)",
     "recalibration": "recalibration only (`calibrate`)",
-    "finetune_encoder": "fine-tuning, encoder frozen",
+    "finetune_encoder": "fine-tuning, encoder frozen (lr 3e-4)",
     "finetune_all": "fine-tuning everything",
     "scratch": "training from scratch on the N",
 }

@@ -20,11 +20,11 @@ def test_draws_hold_out_the_same_subjects_for_every_n_and_nest_the_training_sets
         site_report.draw_subjects(subjects, 11, 4, 20)
 
 
-def test_a_score_is_the_mae_and_the_share_of_ages_inside_their_intervals():
+def test_a_score_is_the_mae_and_the_share_of_ages_inside_their_intervals_ends_included():
     scores = site_report.score(
-        [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.0, 6.0], [0.0, 1.0, 2.5, 4.5], [2.0, 3.0, 3.5, 5.0]
+        [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.0, 6.0], [0.0, 1.0, 2.5, 4.5], [2.0, 2.0, 3.5, 5.0]
     )
-    assert scores == {"n": 4, "mae": 0.875, "coverage": 0.75, "half_width": 0.6875}
+    assert scores == {"n": 4, "mae": 0.875, "coverage": 0.75, "half_width": 0.5625}
     assert site_report.score([1.0], [2.0], None, None) == {
         "n": 1,
         "mae": 1.0,
