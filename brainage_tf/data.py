@@ -27,6 +27,7 @@ The pipeline:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -65,6 +66,8 @@ class ExampleSource:
         description: Human-readable name for messages, e.g. "synthetic_cohort/small:train".
         preprocessing: The preprocessing record of a TFDS dataset
             (`brainage_tf.preprocessing_record`); None for in-memory sources.
+        fingerprint: SHA-256 of the prepared dataset's dataset_info.json (its splits' shard
+            lengths and bytes), which a rebuild changes; None for in-memory sources.
     """
 
     make_dataset: Callable[[], tf.data.Dataset]
@@ -73,6 +76,7 @@ class ExampleSource:
     num_files: int
     description: str
     preprocessing: dict | None = None
+    fingerprint: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +129,14 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> ExampleSo
             decoders={"volume": tfds.decode.SkipDecoding()},
         )
 
-    return ExampleSource(make_dataset, make_label_dataset, shape, num_files, f"{name}:{split}", record)
+    info = os.path.join(builder.data_dir, "dataset_info.json")  # also gs:// and other TF file systems
+    fingerprint = None
+    if tf.io.gfile.exists(info):
+        with tf.io.gfile.GFile(info, "rb") as file:
+            fingerprint = hashlib.sha256(file.read()).hexdigest()
+    return ExampleSource(
+        make_dataset, make_label_dataset, shape, num_files, f"{name}:{split}", record, fingerprint
+    )
 
 
 def preprocessing_of(builder, name: str, data_dir: str) -> dict:

@@ -207,7 +207,7 @@ def run_seed(plan: dict, out: Path, seed: int, log: Callable[[str], None]) -> li
     from brainage_tf import data
     from brainage_tf.evaluation import inference
     from brainage_tf.evaluation.controls import fit_on_controls
-    from brainage_tf.evaluation.run_evaluation import calibrate_run
+    from brainage_tf.evaluation.run_calibration import calibrate_run
     from pipelines import site_report
 
     folder = out / "runs" / f"seed{seed}"

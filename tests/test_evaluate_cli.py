@@ -107,6 +107,65 @@ def test_last_checkpoint_is_evaluated_apart_from_the_best(trained_run):
     assert last["evaluated"]["checkpoint"] == "last" and last["n"] == 12
 
 
+def test_a_current_calibration_is_reused_without_the_model_and_new_inputs_refit_it(
+    trained_run, monkeypatch, capsys
+):
+    from brainage_tf.evaluation import run_calibration
+    from brainage_tf.training.run_directory import RunDirectory
+
+    run_dir, root = trained_run
+    assert evaluate.main(["--run", str(run_dir)]) == 0  # fitted at the export, or here
+    saved = (run_dir / "calibration.json").read_text()
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("refitted")
+
+    # Unchanged model, dataset and settings: read back; the training volumes are not read and the
+    # model predicts the evaluated split only, not the validation subjects.
+    monkeypatch.setattr(run_calibration.inference, "scan_statistics", no_refit)
+    predicted_roles = []
+    predict = run_calibration.inference.predict
+    monkeypatch.setattr(
+        run_calibration.inference,
+        "predict",
+        lambda model, source, selection, role: (
+            predicted_roles.append(role) or predict(model, source, selection, role)
+        ),
+    )
+    capsys.readouterr()
+    assert evaluate.main(["--run", str(run_dir)]) == 0
+    assert predicted_roles == ["all"]
+    assert "calibration is current (same model, dataset and settings)" in capsys.readouterr().out
+    assert (run_dir / "calibration.json").read_text() == saved
+    run = RunDirectory(run_dir)
+    config = run.read_config()
+    # Another interval level, or another model file, is a refit.
+    with pytest.raises(AssertionError, match="refitted"):
+        run_calibration.calibrate(run, config, no_refit, level=0.8, log=lambda line: None)
+    model_bytes = run.best_model_path.read_bytes()
+    try:
+        run.best_model_path.write_bytes(model_bytes + b"\0")
+        with pytest.raises(AssertionError, match="refitted"):
+            run_calibration.calibrate(run, config, no_refit, log=lambda line: None)
+    finally:
+        run.best_model_path.write_bytes(model_bytes)
+
+
+def test_scan_statistics_are_each_stored_volumes_float64_mean_and_sd_without_a_model(trained_run):
+    from brainage_tf import data
+    from brainage_tf.evaluation import inference
+
+    _, root = trained_run
+    volumes, _, _ = toy_cohort(12, SHAPE, seed=2)
+    stored = volumes.astype(np.float16).astype(np.float64)
+    source = data.tfds_source("toy_eval/tiny", "test", str(root / "tfds"))
+    statistics = inference.scan_statistics(source, data.Selection(validation_fraction=0.0), "all")
+    order = [int(subject.split("-")[1]) for subject in statistics.columns["subject_id"]]
+    np.testing.assert_allclose(statistics.intensity_mean, stored[order].mean(axis=(1, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(statistics.intensity_std, stored[order].std(axis=(1, 2, 3)), rtol=1e-12)
+    assert np.isnan(statistics.predicted).all() and len(statistics) == 12
+
+
 def test_non_finite_predictions_are_kept_listed_and_counted():
     from brainage_tf.evaluation.inference import Predictions
     from brainage_tf.evaluation.metrics import evaluation_metrics

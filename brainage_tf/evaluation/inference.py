@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from brainage_tf import data
 from brainage_tf.errors import UsageError
+from brainage_tf.evaluation.ood import intensity_statistics
 from brainage_tf.models import build_model
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
@@ -108,13 +109,29 @@ def predict(model, source: data.ExampleSource, selection: data.Selection, role: 
         The predictions with each scan's labels and intensity statistics.
     """
 
-    forward = _forward_function(model)
+    return _read(source, selection, role, _forward_function(model))
+
+
+def scan_statistics(source: data.ExampleSource, selection: data.Selection, role: str) -> Predictions:
+    """Every selected scan's labels and intensity statistics, without a model (predicted is NaN).
+
+    What the out-of-distribution ranges are measured on: the preprocessed volumes alone,
+    so calibration need not run the model over the whole training split.
+    """
+    return _read(source, selection, role, None)
+
+
+def _read(source: data.ExampleSource, selection: data.Selection, role: str, forward) -> Predictions:
+    """The selected scans' labels, intensity statistics and, given a forward pass, predictions."""
     ages, predicted, means, stds = [], [], [], []
     columns: dict[str, list] = {}
     for volumes, labels in data.prediction_dataset(source, selection, role, PREDICTION_BATCH_SIZE):
-        predicted.append(forward(volumes).numpy())
-        means.append(tf.reduce_mean(volumes, axis=[1, 2, 3, 4]).numpy())
-        stds.append(tf.math.reduce_std(volumes, axis=[1, 2, 3, 4]).numpy())
+        batch = volumes.numpy()
+        predicted.append(forward(volumes).numpy() if forward else np.full(len(batch), np.nan))
+        # The serving check's own definition (float64 per volume), so ranges and checks agree.
+        statistics = np.array([intensity_statistics(volume) for volume in batch]).reshape(-1, 2)
+        means.append(statistics[:, 0])
+        stds.append(statistics[:, 1])
         ages.append(labels.pop("age").numpy())
         for name, values in labels.items():
             values = values.numpy()
@@ -127,6 +144,6 @@ def predict(model, source: data.ExampleSource, selection: data.Selection, role: 
         np.concatenate(ages).astype(np.float64),
         np.concatenate(predicted).astype(np.float64),
         {name: np.concatenate(parts) for name, parts in columns.items()},
-        np.concatenate(means).astype(np.float64),
-        np.concatenate(stds).astype(np.float64),
+        np.concatenate(means),
+        np.concatenate(stds),
     )

@@ -1,20 +1,16 @@
 """Evaluate one run on one dataset split: predictions, metrics, plots and a report.
 
 The calibration (bias correction, conformal intervals, out-of-distribution ranges)
-is fitted on the run's own training split, never on the evaluated data: the
-bias correction on its validation subjects, the intervals on the calibration part
-of them, which took no part in choosing the epoch (`held_out`), the ranges on its
-training subjects. It is saved as `RUN_DIR/calibration.json` (or
-`calibration-last.json` for the last checkpoint) so that prediction can use it, and
-the validation predictions as `validation_predictions.csv`, on which ensembles fit
-their member weights.
+comes from the run's own training split, never from the evaluated data
+(`run_calibration`: fitted once, reused while its inputs are unchanged); the
+validation predictions beside it (`validation_predictions.csv`) are what ensembles
+fit their member weights on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,14 +20,12 @@ import pandas as pd
 from brainage_tf import data
 from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.evaluation import inference, metrics, plots, report
-from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
-from brainage_tf.evaluation.held_out import fit_held_out
-from brainage_tf.evaluation.ood import ReferenceRanges
+from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
+from brainage_tf.evaluation.run_calibration import Calibration, calibrate
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
-from brainage_tf.training.trainer import selection_of
 
 PREDICTION_COLUMNS = (
     "subject_id",
@@ -83,97 +77,6 @@ class EvaluationRequest:
     explain: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class Calibration:
-    """Fits on the run's training split that evaluation and prediction apply."""
-
-    bias_correction: BiasCorrection | None
-    conformal: ConformalIntervals | None
-    reference: ReferenceRanges
-    n_validation: int
-    calibration_part: dict | None = None
-
-    def to_json(self) -> dict:
-        return {
-            "n_validation": self.n_validation,
-            "calibration_part": self.calibration_part,
-            "bias_correction": self.bias_correction.to_json() if self.bias_correction else None,
-            "conformal": self.conformal.to_json() if self.conformal else None,
-            "reference": self.reference.to_json(),
-        }
-
-
-def calibrate(
-    run: RunDirectory,
-    config: TrainConfig,
-    model,
-    request: EvaluationRequest,
-    edges,
-    log: Callable[[str], None] = print,
-) -> Calibration:
-    """Fits the bias correction on the validation subjects, the intervals on their calibration part
-    (`held_out.fit_held_out`), the ranges on the training subjects; logs what could not be fitted."""
-    source = data.tfds_source(config.dataset, config.train_split, config.data_dir)
-    selection = selection_of(config)
-    trained_on = inference.predict(model, source, selection, "train")
-    ncc = trained_on.columns.get("registration_ncc")
-    reference = ReferenceRanges.measure(
-        trained_on.ages, ncc, trained_on.intensity_mean, trained_on.intensity_std
-    )
-    validation = (
-        inference.predict(model, source, selection, "validation") if config.selects_best_epoch else None
-    )
-    if validation is None:
-        calibration = Calibration(None, None, reference, 0)
-    else:
-        no_text = np.full(len(validation), "")
-        subject_ids = validation.columns.get("subject_id", no_text)
-        sessions = validation.columns.get("session", no_text)
-        by_bin = edges if request.conformal_by_age_bin else None
-        fits = fit_held_out(
-            validation.ages,
-            validation.predicted,
-            subject_ids,
-            sessions,
-            selection,
-            request.conformal_level,
-            by_bin,
-        )
-        for warning in fits.warnings:
-            log(f"warning: {warning}")
-        calibration = Calibration(
-            fits.bias_correction, fits.conformal, reference, len(validation), fits.record
-        )
-        # Kept for ensembles, whose member weights are fitted on these same subjects.
-        validation_table = pd.DataFrame({
-            "subject_id": subject_ids,
-            "session": sessions,
-            "age": validation.ages,
-            "predicted_age": validation.predicted,
-        })  # fmt: skip
-        validation_table.to_csv(
-            run.checkpoint_file("validation_predictions.csv", request.checkpoint), index=False
-        )
-    calibration_path = run.checkpoint_file("calibration.json", request.checkpoint)
-    calibration_path.write_text(json.dumps(calibration.to_json(), indent=2) + "\n")
-    return calibration
-
-
-def calibrate_run(
-    run_dir: str | os.PathLike, checkpoint: str = "best", log: Callable[[str], None] = print
-) -> Calibration:
-    """Fits and writes a finished run's calibration with the default settings, evaluating no split.
-
-    Training calls it before its export, so the export carries the bias correction,
-    the intervals and the out-of-distribution ranges.
-    """
-    run = RunDirectory(Path(run_dir))
-    config = run.read_config()
-    model = inference.load_run_model(run, config, None, checkpoint)
-    request = EvaluationRequest(run_dir=run.path, checkpoint=checkpoint)
-    return calibrate(run, config, model, request, (), log)
-
-
 def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> Path:
     """Writes predictions.csv, metrics.json, the plots and report.md; returns the output folder.
 
@@ -200,7 +103,10 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
     edges = tuple(request.age_edges or metrics.default_age_edges(float(labels.ages[in_range].max())))
 
     log(f"calibrating on the training split of {config.dataset} (bias correction, intervals, ranges)")
-    calibration = calibrate(run, config, model, request, edges, log)
+    by_bin = edges if request.conformal_by_age_bin else None
+    calibration = calibrate(
+        run, config, lambda: model, request.checkpoint, request.conformal_level, by_bin, log
+    )
     log(f"predicting {int(in_range.sum())} scans of {source.description} aged {low_age}-{high_age} y")
     result = inference.predict(model, source, data.Selection(low_age, high_age, 0.0), "all")
     suffix = "" if request.checkpoint == "best" else f"-{request.checkpoint}"

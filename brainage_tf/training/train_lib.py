@@ -125,7 +125,7 @@ def resumed_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfi
 
 def export_for_serving(run: RunDirectory) -> Path:
     """Fits the run's calibration, then exports its selected model; returns the export folder."""
-    from brainage_tf.evaluation.run_evaluation import calibrate_run
+    from brainage_tf.evaluation.run_calibration import calibrate_run
     from brainage_tf.serving.export import export_run
 
     calibrate_run(run.path)
