@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from brainage_tf.defaults import CALIBRATION_FRACTION, MAX_AGE_YEARS, MIN_AGE_YEARS, VALIDATION_FRACTION
+from brainage_tf.defaults import (
+    CALIBRATION_FRACTION,
+    DEVELOPMENTAL_AGE_COLUMN,
+    MAX_AGE_YEARS,
+    MIN_AGE_YEARS,
+    TEMPO_COLUMN,
+    VALIDATION_FRACTION,
+)
 from brainage_tf.errors import DatasetError, PreprocessingRecordError
 from brainage_tf.preprocessing_record import check_record
 from brainage_tf.split_slices import split_info
@@ -397,8 +404,17 @@ def evaluation_dataset(
     )
 
 
-# Per-example fields that evaluation carries into predictions.csv when a source has them.
-METADATA_FIELDS = ("subject_id", "session", "site", "sex", "registration_ncc")
+# Per-example fields that evaluation carries into predictions.csv when a source has them (datasets
+# prepared before builder 1.2.0 lack the ground truth, and are read all the same).
+METADATA_FIELDS = (
+    "subject_id",
+    "session",
+    "site",
+    "sex",
+    "registration_ncc",
+    TEMPO_COLUMN,
+    DEVELOPMENTAL_AGE_COLUMN,
+)
 
 
 def prediction_dataset(

@@ -39,6 +39,8 @@ class ScanRecord:
       sex: "M", "F" or "n/a".
       site: Acquisition site, "" when unknown.
       cohort: Cohort name; duplicate checks and example keys are per cohort.
+      tempo: The subject's developmental tempo, None unless the cohort lists it (synthetic ground truth).
+      developmental_age: The scan's developmental age in years (age x tempo), None unless listed.
     """
 
     subject_id: str
@@ -50,6 +52,8 @@ class ScanRecord:
     sex: str = NOT_AVAILABLE
     site: str = ""
     cohort: str = ""
+    tempo: float | None = None
+    developmental_age: float | None = None
 
     @property
     def key(self) -> str:
