@@ -46,6 +46,7 @@ DEFAULT_DATASET = "synthetic_cohort/small"
 # an example without them holds NaN (docs/evaluation.md, "Ground truth").
 TEMPO_COLUMN = "tempo"
 DEVELOPMENTAL_AGE_COLUMN = "developmental_age"
+GROUND_TRUTH_COLUMNS = (TEMPO_COLUMN, DEVELOPMENTAL_AGE_COLUMN)
 
 # File suffixes of the scans the package reads (nibabel's NIfTI, MINC, MGH and Analyze), lower
 # case. Gzipped MINC (.mnc.gz) is not one: nibabel cannot open it.
