@@ -138,13 +138,40 @@ def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_f
     assert json.loads(out.with_suffix(".json").read_text())["preprocessing"] == record
 
 
-def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
-    out_dir = tmp_path / "eval"
-    run_dir = copy_run(setup["run"], tmp_path / "run")  # evaluation writes calibration.json into it
+@pytest.fixture(scope="module")
+def evaluated_train(setup, tmp_path_factory) -> Path:
+    """The evaluation folder of the shared run on its own training split (10 scans), made once."""
+    root = tmp_path_factory.mktemp("evaluated")
+    out_dir = root / "eval"
+    run_dir = copy_run(setup["run"], root / "run")  # evaluation writes calibration.json into it
     argv = ["--run", str(run_dir), "--dataset", setup["dataset"], "--data_dir", str(setup["data_dir"])]
     assert evaluate.main([*argv, "--split", "train", "--ages", "0", "30", "--out", str(out_dir)]) == 0
+    return out_dir
+
+
+def test_the_ground_truth_survives_generation_ingest_and_evaluation(setup, evaluated_train):
+    import pandas as pd
+
+    from brainage_tf.synthetic import plan_visits
+
+    table = pd.read_csv(evaluated_train / "predictions.csv")
+    truth = plan_visits(setup["spec"]).set_index("participant_id").loc[table["subject_id"]]
+    assert len(table) == 10 and not np.allclose(truth["tempo"], 1.0)
+    # The generator's own values, through participants.tsv, the Beam ingest, float32 features, evaluate.
+    np.testing.assert_allclose(table["tempo"], truth["tempo"], atol=1e-6)
+    np.testing.assert_allclose(table["developmental_age"], truth["developmental_age"], atol=1e-4)
+    summary = json.loads((evaluated_train / "metrics.json").read_text())
+    floor = np.mean(np.abs(table["age"] * (table["tempo"] - 1)))
+    assert summary["truth"]["oracle_floor"] == pytest.approx(floor, abs=1e-4) and summary["truth"]["n"] == 10
+    assert summary["truth"]["mae"] == pytest.approx(summary["mae"])
+    assert "longitudinal" not in summary  # one scan per child
+    report = (evaluated_train / "report.md").read_text()
+    assert f"| slice_lstm | 10 | {summary['mae']:.2f} | {floor:.2f} |" in report
+
+
+def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, evaluated_train, tmp_path):
     evaluated = {(row["subject_id"], row["session"]): float(row["predicted_age"])
-                 for row in read_csv(out_dir / "predictions.csv")}  # fmt: skip
+                 for row in read_csv(evaluated_train / "predictions.csv")}  # fmt: skip
     out = tmp_path / "p.csv"
     assert predict.main(["--model", str(setup["model"]), "--bids", str(setup["bids"]), "--out", str(out),
                          "--workers", "0"]) == 0  # fmt: skip
