@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -279,6 +280,26 @@ def test_rows_carry_the_out_of_distribution_flag_of_the_export(setup, tmp_path):
     elsewhere = export_copy_with_metadata(setup["model"], tmp_path / "elsewhere", reference=reference)
     rows = predictions.predict_items(ExportedModel(elsewhere), items)
     assert all(row["ood"] and "intensity mean" in row["ood_reason"] for row in rows), rows
+
+
+def test_rows_of_known_age_get_the_gap_centile_of_the_exports_norms(setup, tmp_path):
+    bias = {"slope": 0.8, "intercept": 1.0, "n_fit": 20, "method": "de Lange & Cole 2020"}
+    norms = {"mean_intercept": 0.0, "mean_slope": 0.0, "sd_intercept": 0.5, "sd_slope": 0.1, "sd_floor": 0.05,
+             "age_range": [0.0, 22.0], "n_fit": 10, "method": "Altman 1993, absolute residuals"}  # fmt: skip
+    normed = export_copy_with_metadata(
+        setup["model"], tmp_path / "normed", bias_correction=bias, normative=norms
+    )
+    model = ExportedModel(normed)
+    items = [ScanItem(path, age=age) for path, age in zip(setup["goods"], (3.0, 9.0), strict=False)]
+    rows = predictions.predict_items(model, [*items, ScanItem(setup["goods"][2])])
+    assert {"corrected_brain_age_gap", "gap_z", "gap_centile"} <= set(predictions.prediction_columns(model))
+    for row, age in zip(rows, (3.0, 9.0), strict=False):
+        gap = row["predicted_age"] - (0.8 * age + 1.0)  # the de Lange & Cole corrected gap
+        z = gap / (0.5 + 0.1 * age)
+        assert row["corrected_brain_age_gap"] == pytest.approx(gap)
+        assert row["gap_z"] == pytest.approx(z)
+        assert row["gap_centile"] == pytest.approx(50.0 * (1.0 + math.erf(z / math.sqrt(2.0))))
+    assert "gap_centile" not in rows[2]  # age unknown: no gap, no centile
 
 
 def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):

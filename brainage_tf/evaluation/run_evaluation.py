@@ -27,6 +27,7 @@ from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.evaluation import gap_truth, inference, metrics, plots, report
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
 from brainage_tf.evaluation.held_out import fit_held_out
+from brainage_tf.evaluation.normative import GapNorms
 from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
@@ -93,6 +94,7 @@ class Calibration:
     reference: ReferenceRanges
     n_validation: int
     calibration_part: dict | None = None
+    normative: GapNorms | None = None
 
     def to_json(self) -> dict:
         return {
@@ -101,6 +103,7 @@ class Calibration:
             "bias_correction": self.bias_correction.to_json() if self.bias_correction else None,
             "conformal": self.conformal.to_json() if self.conformal else None,
             "reference": self.reference.to_json(),
+            "normative": self.normative.to_json() if self.normative else None,
         }
 
 
@@ -143,7 +146,7 @@ def calibrate(
         for warning in fits.warnings:
             log(f"warning: {warning}")
         calibration = Calibration(
-            fits.bias_correction, fits.conformal, reference, len(validation), fits.record
+            fits.bias_correction, fits.conformal, reference, len(validation), fits.record, fits.normative
         )
         # Kept for ensembles, whose member weights are fitted on these same subjects.
         validation_table = pd.DataFrame({
