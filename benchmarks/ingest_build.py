@@ -12,6 +12,12 @@ functions for its ingest-scaling and input-pipeline sections.
 `--breakdown` also times where a build's time goes: `preprocess_scan` over every scan in
 this process (the first scan, which loads the template, apart), and the DirectRunner
 in multi_processing mode with 1 worker beside in_memory (the cost of worker processes).
+`--portable` also builds through Beam's portable runner with a pool of SDK worker processes
+(the path Flink, Spark and Dataflow take; `tfds_builders.portable`) and prints whether it
+prepared what the first DirectRunner build did:
+
+    python benchmarks/ingest_build.py --subjects 200 --grid small --workers 1 2 --portable
+
 `--json` prints one JSON line instead of the table (what `benchmarks/run.py` reads:
 it runs this script as its own process, so Beam's workers start as they would for a
 user, and the benchmark's process never registers the builder, whose prepared
@@ -35,7 +41,8 @@ from etils import epath
 from timing import time_calls
 
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
-from tfds_builders.prepare import DOWNLOADS_FOLDER
+from tfds_builders.portable import WorkerPool, compare_prepared, free_port, portable_options
+from tfds_builders.prepare import DOWNLOADS_FOLDER, parse_beam_options
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
@@ -80,7 +87,11 @@ def generate(config: SyntheticConfig, work_dir: Path) -> tuple[float, list[Path]
 
 
 def build(
-    config: SyntheticConfig, work_dir: Path, workers: int, processes: bool = False
+    config: SyntheticConfig,
+    work_dir: Path,
+    workers: int,
+    processes: bool = False,
+    pool_port: int | None = None,
 ) -> tuple[float, IngestSummary, str]:
     """Builds the dataset into a fresh `work_dir/data_<grid>_w<workers>`; generate() must have run.
 
@@ -89,20 +100,34 @@ def build(
         work_dir: Holds the generated cohort; gets the data dir.
         workers: DirectRunner workers.
         processes: Run one worker as a separate process too (multi_processing mode).
+        pool_port: Build on the portable runner with the SDK worker pool at this port instead.
 
     Returns:
         (seconds, the ingest summary, the TFDS data dir).
     """
-    data_dir = work_dir / f"data_{config.name}_w{workers}{'p' if processes else ''}"
+    if pool_port is None:
+        options, label = beam_options(workers, processes), f"w{workers}{'p' if processes else ''}"
+    else:
+        options, label = PipelineOptions(parse_beam_options(portable_options(pool_port))), "portable"
+    data_dir = work_dir / f"data_{config.name}_{label}"
     shutil.rmtree(data_dir, ignore_errors=True)
     builder = Builder(config=config, data_dir=str(data_dir))
     start = time.perf_counter()
     builder.download_and_prepare(
         download_dir=str(work_dir / DOWNLOADS_FOLDER),
-        download_config=tfds.download.DownloadConfig(beam_options=beam_options(workers, processes)),
+        download_config=tfds.download.DownloadConfig(beam_options=options),
     )
     seconds = time.perf_counter() - start
     return seconds, IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME), str(data_dir)
+
+
+def build_portable(config: SyntheticConfig, work_dir: Path) -> tuple[float, IngestSummary, str]:
+    """`build` on the portable runner, with a worker pool started for it and stopped after it."""
+    pool = WorkerPool(free_port(), work_dir / "worker_pool.log")
+    try:
+        return build(config, work_dir, 1, pool_port=pool.port)
+    finally:
+        pool.stop()
 
 
 def warm_template_cache(grid: str) -> None:
@@ -145,6 +170,9 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="Print one JSON line instead of the table.")
     parser.add_argument(
+        "--portable", action="store_true", help="Also build on the portable runner and compare the datasets."
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="Also time serial preprocessing and 1 process."
     )
     args = parser.parse_args()
@@ -166,6 +194,7 @@ def main() -> None:
             f"preprocess_scan in one fresh process: first scan {first:.2f} s (template included), then "
             f"{per_scan:.3f} s per scan x {scans - 1}; multi_processing with 1 worker: {seconds:.1f} s"
         )
+    portable = build_portable(config, work_dir) if args.portable else None
     if args.json:
         print(json.dumps(dict(
             generation_s=generation_seconds,
@@ -187,6 +216,17 @@ def main() -> None:
         counts = f"{summary.rows_in} / {summary.examples_written} / {summary.skipped}"
         rate = summary.examples_written / seconds
         print(f"{args.subjects:>8} {args.grid:>6} {workers:>7} {seconds:>8.1f} {rate:>10.2f}  {counts}")
+    if portable is not None:
+        seconds, summary, data_dir = portable
+        counts = f"{summary.rows_in} / {summary.examples_written} / {summary.skipped}"
+        rate = summary.examples_written / seconds
+        row = f"{args.subjects:>8} {args.grid:>6} {'pool':>7} {seconds:>8.1f} {rate:>10.2f}  {counts}"
+        print(f"{row}  (PortableRunner, embedded job server, 1 SDK worker process from the pool)")
+        reference = Path(rows[0][3]) / "synthetic_cohort" / config.name / str(Builder.VERSION)
+        differences, compared = compare_prepared(
+            reference, Path(data_dir) / reference.relative_to(rows[0][3])
+        )
+        print(f"portable vs {rows[0][0]} worker(s): {compared}" + "".join(f"\n  {d}" for d in differences))
 
 
 if __name__ == "__main__":

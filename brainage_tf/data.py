@@ -5,7 +5,8 @@ Every dataset the trainer reads is a `tf.data.Dataset` of dicts with at least
 `subject_id` (string), the TFDS feature contract of docs/architecture.md.
 The pipeline:
 
-1. keeps the examples whose age lies in [min_age, max_age];
+1. keeps the examples whose age lies in [min_age, max_age] (and, when the run lists its
+   subjects, of those subjects only: `brainage_tf.subject_roles`);
 2. carves a validation part out of the training split by subject: a subject is in
    validation when a stable 64-bit FarmHash of its `subject_id` falls below the
    validation fraction, so every session of a subject lands on the same side, the
@@ -33,23 +34,20 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from brainage_tf.defaults import (
-    CALIBRATION_FRACTION,
-    DEVELOPMENTAL_AGE_COLUMN,
-    MAX_AGE_YEARS,
-    MIN_AGE_YEARS,
-    TEMPO_COLUMN,
-    VALIDATION_FRACTION,
-)
+from brainage_tf.defaults import DEVELOPMENTAL_AGE_COLUMN, TEMPO_COLUMN
 from brainage_tf.errors import DatasetError, PreprocessingRecordError
 from brainage_tf.preprocessing_record import check_record
 from brainage_tf.split_slices import split_info
+from brainage_tf.subject_roles import (  # noqa: F401  (part of this module's interface)
+    CALIBRATION_HASH_KEY,
+    HASH_BUCKETS,
+    ROLES,
+    Selection,
+    calibration_flags,
+    role_flags,
+    validation_flags,
+)
 
-HASH_BUCKETS = 10_000
-# Second half of the SipHash key of the calibration split (the first is the calibration seed).
-CALIBRATION_HASH_KEY = 0x6361_6C69_6272_6174
-# What `role_mask` and the datasets accept: the calibration and selection parts make up validation.
-ROLES = ("train", "validation", "selection", "calibration", "all")
 DEFAULT_CACHE_BUDGET_BYTES = 2 * 1024**3
 # The key of the prepared dataset's metadata.json under which the builders record their preprocessing.
 PREPROCESSING_METADATA_KEY = "preprocessing"
@@ -84,25 +82,6 @@ class Labels:
 
     ages: np.ndarray
     subject_ids: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """Which examples of the training split a role uses.
-
-    Attributes:
-        min_age: Smallest age kept, inclusive (years).
-        max_age: Largest age kept, inclusive (years).
-        validation_fraction: Share of subjects carved out for validation, in [0, 1).
-        calibration_fraction: Share of the validation subjects set aside for calibration, in [0, 1).
-        calibration_seed: Key of the hash that splits validation into selection and calibration.
-    """
-
-    min_age: float = MIN_AGE_YEARS
-    max_age: float = MAX_AGE_YEARS
-    validation_fraction: float = VALIDATION_FRACTION
-    calibration_fraction: float = CALIBRATION_FRACTION
-    calibration_seed: int = 0
 
 
 def default_data_dir() -> str:
@@ -244,47 +223,6 @@ def read_labels(source: ExampleSource) -> Labels:
     return Labels(np.concatenate(ages).astype(np.float32), np.concatenate(subject_ids))
 
 
-def validation_flags(subject_ids, validation_fraction: float) -> tf.Tensor:
-    """Whether each subject is in the validation part (stable hash of subject_id).
-
-    Args:
-        subject_ids: String tensor or array of subject ids, any shape.
-        validation_fraction: Share of subjects in validation, in [0, 1).
-
-    Returns:
-        Boolean tensor of the same shape.
-    """
-    buckets = tf.strings.to_hash_bucket_fast(subject_ids, HASH_BUCKETS)
-    return buckets < int(round(validation_fraction * HASH_BUCKETS))
-
-
-def calibration_flags(subject_ids, calibration_fraction: float, calibration_seed: int) -> tf.Tensor:
-    """Whether each subject would be in the calibration part of validation, for any shape of ids.
-
-    A SipHash keyed by the seed, not the FarmHash of `validation_flags`: the two
-    splits are independent, and another seed draws other calibration subjects.
-    """
-    key = [int(calibration_seed), CALIBRATION_HASH_KEY]
-    buckets = tf.strings.to_hash_bucket_strong(subject_ids, HASH_BUCKETS, key)
-    return buckets < int(round(calibration_fraction * HASH_BUCKETS))
-
-
-def _role_flags(subject_ids, ages, selection: Selection, role: str) -> tf.Tensor:
-    """Which examples a role keeps, in eager mode (role_mask) and inside tf.data alike."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}.")
-    in_range = (ages >= selection.min_age) & (ages <= selection.max_age)
-    if role == "all":
-        return in_range
-    in_validation = validation_flags(subject_ids, selection.validation_fraction)
-    if role in ("train", "validation"):
-        return in_range & (in_validation if role == "validation" else ~in_validation)
-    in_calibration = calibration_flags(
-        subject_ids, selection.calibration_fraction, selection.calibration_seed
-    )
-    return in_range & in_validation & (in_calibration if role == "calibration" else ~in_calibration)
-
-
 def role_mask(labels: Labels, selection: Selection, role: str) -> np.ndarray:
     """Boolean mask of the examples a role uses (one of ROLES).
 
@@ -293,12 +231,12 @@ def role_mask(labels: Labels, selection: Selection, role: str) -> np.ndarray:
     example in the age range, for evaluating a held-out split.
     """
     ages = tf.constant(labels.ages, tf.float32)
-    return _role_flags(labels.subject_ids, ages, selection, role).numpy()
+    return role_flags(labels.subject_ids, ages, selection, role).numpy()
 
 
 def _select(dataset: tf.data.Dataset, selection: Selection, role: str) -> tf.data.Dataset:
     """Filters example dicts to a role, with the same flags as role_mask."""
-    return dataset.filter(lambda example: _role_flags(example["subject_id"], example["age"], selection, role))
+    return dataset.filter(lambda example: role_flags(example["subject_id"], example["age"], selection, role))
 
 
 def _to_pair(example):

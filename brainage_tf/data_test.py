@@ -68,6 +68,30 @@ def test_age_range_filters_training_and_validation():
     assert data.role_mask(labels, selection, "all").sum() == (ages <= 6.0).sum()
 
 
+def test_listed_subjects_are_the_only_ones_used_and_exactly_a_fifth_of_them_validate():
+    # Two sessions per subject; 10 of the 40 subjects listed.
+    subjects = [f"sub-{index:03d}" for index in range(40) for _ in range(2)]
+    source = _source(np.linspace(0, 22, 80), subjects)
+    labels = data.read_labels(source)
+    listed = tuple(f"sub-{index:03d}" for index in range(0, 40, 4))
+    selection = data.Selection(validation_fraction=0.2, subjects=listed)
+    train = data.role_mask(labels, selection, "train")
+    validation = data.role_mask(labels, selection, "validation")
+    used = {s.decode() for s in labels.subject_ids[train | validation]}
+    assert used == set(listed)
+    assert data.role_mask(labels, selection, "all").sum() == 20
+    # round(0.2 x 10) = 2 subjects, whatever their hashes; and the hash's own share is lumpy.
+    assert len(set(labels.subject_ids[validation])) == 2
+    assert set(labels.subject_ids[validation]).isdisjoint(labels.subject_ids[train])
+    # 5 listed subjects at 0.2: one validates (max(1, round(1.0))).
+    few = dataclasses.replace(selection, subjects=listed[:5])
+    assert len(set(labels.subject_ids[data.role_mask(labels, few, "validation")])) == 1
+    # The tf.data filter (traced, not eager) keeps the same examples as role_mask.
+    batches = data.evaluation_dataset(source, selection, "validation", int(validation.sum()), 4)
+    volumes = np.concatenate([volume.numpy() for volume, _ in batches])
+    np.testing.assert_array_equal(volumes[:, 0, 0, 0, 0], np.flatnonzero(validation))
+
+
 @pytest.mark.parametrize("role", ["validation", "selection", "calibration"])
 def test_evaluation_dataset_matches_role_mask_and_adds_channel_axis(role):
     ages = np.linspace(0, 22, 40).astype(np.float32)

@@ -53,7 +53,7 @@ def run(
         builder: "synthetic_cohort", "nihpd" or "mghbch".
         config: Config name or JSON config (see tfds_builders.prepare.prepare_dataset).
         manual_dir: The user's cohort folder ("" for the synthetic cohort).
-        beam_pipeline_options: `tfds build --beam_pipeline_options` text ("": local DirectRunner).
+        beam_pipeline_options: `tfds build --beam_pipeline_options` text, passed on unchanged.
 
     Returns:
         The `examples` output: the TFDS data dir and its metadata.

@@ -8,7 +8,8 @@
 He et al. (ISBI 2020, section 3), for slice_lstm (2D-ResNet18+LSTM) and resnet3d (3D-ResNet18):
 1. train on the discovery cohort's 0-22 y training split; evaluate on its test split
    (Table 1, Fig. 4) and on the replication cohort (Table 2, Fig. 5);
-2. train on discovery subjects aged 0-6 y only; evaluate on the replication cohort (Table 3);
+2. train on discovery subjects aged 0-6 y only, and fine-tune step 1's model on them (the
+   finetune preset); evaluate both on the replication cohort (Table 3);
 3. record each model's training wall time (the paper: 3 h against 7 h on a K80);
 4. evaluate the 2D+3D ensembles;
 each once per training seed (`--seeds`), on the same subject-hash split.
@@ -166,8 +167,12 @@ def train(config: TrainConfig, run_dir: Path, strategy, setting: str, log: Calla
     # As training records it: a run started on this dataset has its preprocessing in config.json.
     config = with_preprocessing(config, source)
     resume = run.config_path.is_file()
-    if resume and run.read_config().to_json() != config.to_json():
-        raise UsageError(f"{run_dir} holds a run with another config; choose another --out.")
+    if resume:
+        saved = run.read_config()
+        # A fine-tuning run records its parent's fingerprint when it starts; the resume checks it.
+        config = config.replace(init_fingerprint=saved.init_fingerprint)
+        if saved.to_json() != config.to_json():
+            raise UsageError(f"{run_dir} holds a run with another config; choose another --out.")
     keras.backend.clear_session()  # the previous run's graphs
     started = time.perf_counter()
     results = Trainer(config, source, strategy, run, log=lambda line: log(f"[{name}] {line}"))
@@ -192,9 +197,19 @@ def run_dir(out: Path, seed: int, setting: Setting, model: str) -> Path:
     return out / "runs" / f"seed{seed}" / f"{model}_{setting.name}"
 
 
-def setting_config(base: TrainConfig, setting: Setting, model: str, seed: int) -> TrainConfig:
-    """The training config of one run: the base, the setting's changes, the model and the seed."""
-    return base.replace(**setting.changes, model=model, seed=seed)
+def setting_config(base: TrainConfig, setting: Setting, model: str, seed: int, out: Path) -> TrainConfig:
+    """The training config of one run: the base, the setting's changes, the model and the seed.
+
+    A fine-tuning setting starts from its parent setting's run of the same model and seed, and
+    trains no more epochs than the base (the tiny size's two).
+    """
+    from pipelines.paper_report import SETTING_BY_NAME
+
+    config = base.replace(**setting.changes, model=model, seed=seed)
+    if setting.parent is None:
+        return config
+    parent = run_dir(out.resolve(), seed, SETTING_BY_NAME[setting.parent], model)
+    return config.replace(init_from=str(parent), epochs=min(config.epochs, base.epochs))
 
 
 def evaluate(plan: dict, out: Path, log: Callable[[str], None]) -> dict:
@@ -249,7 +264,7 @@ def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) ->
         for setting in SETTINGS:
             for model in PAPER_MODELS:
                 runs.append(run_dir(out, seed, setting, model))
-                config = setting_config(base, setting, model, seed)
+                config = setting_config(base, setting, model, seed, out)
                 timings.append(train(config, runs[-1], strategy, setting.name, log))
     evaluations = evaluate(plan, out, log)
     replication = plan["replication"]

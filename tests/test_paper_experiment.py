@@ -92,12 +92,20 @@ def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(
     assert "this run on **toy_experiment/tiny**" in report
     assert summary["seeds"] == [7]
     tables = report.split("\n## ")[2:5]
-    expected = (("test", 4, "12"), ("replication", 6, "16"), ("replication", 6, "16"))
-    for key, table, (split, groups, n) in zip(("table1", "table2", "table3"), tables, expected, strict=True):
-        setting = "0-6" if key == "table3" else "0-22"
-        models = json.loads((out / key / "seed7" / "ensemble" / "metrics.json").read_text())["models"]
+    # (table, its report section, training setting, folder below seed7, row suffix, split, groups, n)
+    evaluated = (
+        ("table1", tables[0], "0-22", "", "", "test", 4, "12"),
+        ("table2", tables[1], "0-22", "", "", "replication", 6, "16"),
+        ("table3", tables[2], "0-6", "0-6", ", trained 0-6 y", "replication", 6, "16"),
+        ("table3", tables[2], "0-22-ft-0-6", "0-22-ft-0-6", ", trained 0-22 y, fine-tuned on 0-6 y",
+         "replication", 6, "16"),
+    )  # fmt: skip
+    for key, table, setting, folder, suffix, split, groups, n in evaluated:
+        models = json.loads((out / key / "seed7" / folder / "ensemble" / "metrics.json").read_text())[
+            "models"
+        ]
         for model in ("slice_lstm", "resnet3d", "ensemble (mean)", "ensemble (age-weighted)"):
-            row = rf"\| ours \(toy_experiment/tiny:{split}\): {re.escape(model)} \|"
+            row = rf"\| ours \(toy_experiment/tiny:{split}\): {re.escape(model + suffix)} \|"
             assert re.search(row + rf"( {CELL} \|){{{groups + 1}}}$", table, re.MULTILINE), (model, table)
             # The Average cell: the seed's own evaluation.
             average = f"{models[model]['mae']:.2f}"
@@ -107,7 +115,8 @@ def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(
         assert re.search(rf"^\| n \|.* \| {n} \|$", table, re.MULTILINE), table
         (figure,) = re.findall(r"!\[CS curves[^]]*\]\(([^)]+)\)", table)
         assert (out / figure).stat().st_size > 10_000
-        closing = r"2D\+3D ensembles \(the paper's closing proposal\): ensemble \(mean\): MAE (not )?lower "
+        trained = rf"trained {re.escape(suffix[len(', trained ') :])}, " if suffix else ""
+        closing = rf"2D\+3D ensembles \(the paper's closing proposal\): .*{trained}ensemble \(mean\): MAE "
         assert re.search(closing, table), table
         (comparison,) = summary["tables"][key]["settings"][setting]["comparison"]["per_seed"]
         assert comparison["difference"] == pytest.approx(
@@ -115,16 +124,16 @@ def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(
         )
         p_value = comparison["wilcoxon"]["p_value"]
         assert (
-            f"2D against 3D: paired by subject (n = {n}), " in table
+            f"2D against 3D{suffix}: paired by subject (n = {n}), " in table
             and f"Wilcoxon p = {p_value:.3g}." in table
         )
 
     timing = report.split("## Training time")[1]
     for model in ("slice_lstm", "resnet3d"):
-        for setting in ("0-22", "0-6"):
+        for setting in ("0-22 y", "0-6 y", "0-22 y, fine-tuned on 0-6 y"):
             dataset = "toy_experiment/tiny"
             assert re.search(
-                rf"^\| ours: {model} \| {dataset} {setting} y \| \d+ \| 2 \| \d+\.\d \| \d+\.\d min \|$",
+                rf"^\| ours: {model} \| {dataset} {setting} \| \d+ \| 2 \| \d+\.\d \| \d+\.\d min \|$",
                 timing,
                 re.MULTILINE,
             ), (model, setting, timing)
@@ -134,6 +143,13 @@ def test_tiny_experiment_writes_the_three_tables_timing_and_the_papers_numbers(
     # The 0-6 runs trained on discovery scans aged 0-6 only, with the experiment's seed.
     young = json.loads((out / "runs" / "seed7" / "slice_lstm_0-6" / "config.json").read_text())
     assert (young["max_age"], young["seed"]) == (6.0, 7)
+    # The fine-tuned runs started from the same model's 0-22 y run of the same seed, at most 2 epochs.
+    for model in ("slice_lstm", "resnet3d"):
+        tuned = json.loads((out / "runs" / "seed7" / f"{model}_0-22-ft-0-6" / "config.json").read_text())
+        parent = out.resolve() / "runs" / "seed7" / f"{model}_0-22"
+        assert (tuned["init_from"], tuned["max_age"], tuned["epochs"]) == (str(parent), 6.0, 2)
+        assert (tuned["preset"], tuned["learning_rate"]) == ("finetune", 1e-4)
+        assert tuned["init_fingerprint"].startswith("sha256:")
 
 
 def test_a_rerun_with_other_seeds_resumes_and_other_flags_are_refused(tmp_path):
@@ -152,10 +168,16 @@ def test_a_rerun_with_other_seeds_resumes_and_other_flags_are_refused(tmp_path):
 
 def test_each_run_has_its_setting_model_and_seed():
     setting = paper_report.SETTING_BY_NAME["0-6"]
-    config = paper_experiment.setting_config(TrainConfig.demo(), setting, "resnet3d", 3)
+    config = paper_experiment.setting_config(TrainConfig.demo(), setting, "resnet3d", 3, Path("out"))
     assert (config.min_age, config.max_age, config.model, config.seed) == (0.0, 6.0, "resnet3d", 3)
+    assert config.init_from is None
     run = paper_experiment.run_dir(Path("out"), 3, setting, "resnet3d")
     assert run == Path("out/runs/seed3/resnet3d_0-6")
+    tuned = paper_report.SETTING_BY_NAME["0-22-ft-0-6"]
+    base = TrainConfig.demo().replace(epochs=4)
+    config = paper_experiment.setting_config(base, tuned, "slice_lstm", 3, Path("out"))
+    assert config.init_from == str(Path("out").resolve() / "runs" / "seed3" / "slice_lstm_0-22")
+    assert (config.max_age, config.epochs, config.learning_rate) == (6.0, 4, 1e-4)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ every other test reuses its store, so only the work a test is about runs again.
 
 import hashlib
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -16,9 +17,13 @@ import pytest
 import yaml
 from toy_data import TINY_RUN_FLAGS
 
+from brainage_tf.ingest.direct_runner import TESTED_BEAM
 from brainage_tf.serving.metadata import METADATA_ASSET
 from pipelines import compile as compile_cli
 from pipelines import run
+from pipelines.components import DEFAULT_IMAGE
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 # The embedded builder's tiny grid with few, coarsely generated subjects, so the build takes seconds.
 TINY_CONFIG = json.dumps(
@@ -261,6 +266,23 @@ def test_the_compiled_yaml_names_the_four_components_in_order(tmp_path, capsys):
     for executor in executors.values():  # the image holds the package: nothing is installed at run time
         assert "pip install" not in " ".join(executor["container"]["command"])
         assert executor["container"]["image"] == "{{$.inputs.parameters['pipelinechannel--image']}}"
+
+
+def test_the_kfp_yaml_the_dockerfile_and_the_docs_name_one_image(tmp_path):
+    """kfp's components and the ingest's Beam workers run one image: pipelines.components.DEFAULT_IMAGE."""
+    assert compile_cli.main(["--out", str(tmp_path / "pipeline.yaml")]) == 0
+    spec = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+    assert spec["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == DEFAULT_IMAGE
+    texts = {path: path.read_text() for path in [REPOSITORY / "Dockerfile", REPOSITORY / "README.md",
+                                                 *sorted((REPOSITORY / "docs").glob("*.md"))]}  # fmt: skip
+    named = {image for text in texts.values() for image in re.findall(r"[\w./-]*brainage-tf:[\w.]+", text)}
+    assert named == {f"REGISTRY/{DEFAULT_IMAGE}"}
+    ingest, dockerfile = texts[REPOSITORY / "docs" / "ingest.md"], texts[REPOSITORY / "Dockerfile"]
+    assert f"sdk_container_image=REGISTRY/{DEFAULT_IMAGE}" in ingest  # Dataflow's workers
+    assert f"REGISTRY/{DEFAULT_IMAGE} --worker_pool" in ingest  # Flink's worker pools
+    assert f"docker build -t REGISTRY/{DEFAULT_IMAGE} ." in dockerfile
+    # The image's Beam worker launcher is the Beam release the DirectRunner fix was tested on.
+    assert re.search(r"apache/beam_python3\.11_sdk:(\S+)", dockerfile).group(1) in TESTED_BEAM
 
 
 @pytest.mark.parametrize(

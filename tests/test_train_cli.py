@@ -186,6 +186,26 @@ def test_age_range_selecting_no_subject_exits(toy_tfds, tmp_path, capsys):
     assert not run_dir.exists()
 
 
+def test_train_subjects_lists_who_trains_and_an_unknown_or_empty_list_is_one_line(toy_tfds, tmp_path, capsys):
+    listing = tmp_path / "site.txt"
+    listing.write_text("# my site\nsub-001\nsub-002  # scanned twice\n\nsub-001\n")
+    args = flags.build_parser().parse_args(["--train-subjects", str(listing)])
+    assert flags.config_from_args(args).train_subjects == ("sub-001", "sub-002")
+    listing.write_text("sub-0001\nsub-0999\nghost\n")
+    run_dir = tmp_path / "run"
+    code = train.main(toy_flags(toy_tfds, "--train-subjects", str(listing), "--out", str(run_dir)))
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1, error
+    assert (
+        "--train-subjects: 2 of the 3 listed subjects are not in toy_cohort/tiny:train, e.g. ghost, sub-0999"
+        in error
+    )
+    assert not run_dir.exists()
+    listing.write_text("# nobody\n")
+    assert train.main(toy_flags(toy_tfds, "--train-subjects", str(listing), "--out", str(run_dir))) == 2
+    assert "lists no subject id" in capsys.readouterr().err
+
+
 def test_volumes_too_small_for_the_model_exit(toy_tfds, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = train.main(toy_flags(toy_tfds, "--slice-size", "20", "20", "--out", str(run_dir)))

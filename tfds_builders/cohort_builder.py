@@ -193,9 +193,9 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager, pipeline):
         from brainage_tf.ingest.beam import IngestScans  # only at build time
-        from brainage_tf.ingest.direct_runner import prepare_direct_runner
+        from brainage_tf.ingest.direct_runner import prepare_local_runner
 
-        prepare_direct_runner(pipeline)
+        prepare_local_runner(pipeline)
         records = self._split_records(dl_manager)
         self._rows_listed = len(records)  # checked against the counts after the run
         self._summary = None  # set after the run; checked against the files
@@ -219,11 +219,14 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return ingested[split]
 
     def _download_and_prepare(self, dl_manager, download_config) -> None:
-        """TFDS's build, then a check that the files hold every example the ingest wrote.
+        """TFDS's build on the named Beam runner (else the local one), then a check of the files.
 
-        Raised inside TFDS's incomplete folder, so a build with lost examples is never kept.
+        The check (the files hold every example the ingest wrote) raises inside TFDS's
+        incomplete folder, so a build with lost examples is never kept.
         """
-        super()._download_and_prepare(dl_manager, download_config)
+        from brainage_tf.ingest.direct_runner import with_default_runner
+
+        super()._download_and_prepare(dl_manager, with_default_runner(download_config))
         stored = {name: split.num_examples for name, split in self.info.splits.items()}
         summary = getattr(self, "_summary", None)  # None when TFDS generated nothing
         problem = summary.storage_problem(stored) if summary else None

@@ -2,7 +2,8 @@
 
 The pipelines' ExampleGen calls it. It takes what `tfds build` takes (a builder
 name, a config name or a JSON config, a manual dir, `--beam_pipeline_options`), so
-the same build runs on the local DirectRunner, Flink, Spark or Dataflow, and it
+the same build runs on the runner those options name (`runner=...`: Beam's portable
+runner, Flink, Spark, Dataflow; Beam's local FnApiRunner when they name none), and it
 returns the prepared folder with the ingest summary the builder wrote there.
 """
 
@@ -93,7 +94,8 @@ def prepare_dataset(
         download_dir: Where downloads and generated scans go (default `<data_dir>/<DOWNLOADS_FOLDER>`).
         manual_dir: The user's cohort folder (nihpd, mghbch).
         beam_pipeline_options: `tfds build --beam_pipeline_options` text, e.g.
-            "runner=FlinkRunner,flink_master=host:8081,environment_type=LOOPBACK".
+            "runner=PortableRunner,job_endpoint=localhost:8099,environment_type=EXTERNAL,...";
+            "" runs on Beam's local FnApiRunner in one process (docs/ingest.md, "Beam runners").
 
     Returns:
         The prepared dataset.

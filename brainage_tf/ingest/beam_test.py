@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from brainage_tf.errors import IngestError
 from brainage_tf.ingest.beam import IngestScans, summarize
-from brainage_tf.ingest.direct_runner import prepare_direct_runner
+from brainage_tf.ingest.direct_runner import local_runner, prepare_local_runner
 from brainage_tf.ingest.records import ScanRecord
 from brainage_tf.ingest.skips import content_duplicates, find_duplicates, read_skip_report
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig
@@ -54,8 +54,8 @@ def _records(tmp_path: Path) -> list[tuple[str, ScanRecord]]:
 
 def _ingest(records, report: Path, strict: bool = False, options: PipelineOptions | None = None, check=None):
     """Runs IngestScans on a train/test split; `check(outputs)` may add assertions first."""
-    pipeline = beam.Pipeline(options=options)
-    prepare_direct_runner(pipeline)
+    pipeline = beam.Pipeline(runner=local_runner(options), options=options)
+    prepare_local_runner(pipeline)
     outputs = pipeline | IngestScans(records, CONFIG, ("train", "test"), str(report), strict=strict)
     if check is not None:
         check(outputs)

@@ -54,6 +54,9 @@ class TrainConfig:
         train_split: TFDS split to train on; validation is carved from it by subject.
         min_age: Youngest training age kept (years, inclusive).
         max_age: Oldest training age kept (years, inclusive).
+        train_subjects: The only subjects of the split the run uses (empty: all), e.g. the N
+            scans of a site to fine-tune on; validation then takes exactly
+            max(1, round(fraction x N)) of them (`subject_roles.listed_validation_threshold`).
         validation_fraction: Share of training subjects held out for model selection.
             0 trains on the whole split and keeps the final epoch, as the paper did.
         calibration_fraction: Share of those validation subjects that take no part in
@@ -97,6 +100,7 @@ class TrainConfig:
     train_split: str = "train"
     min_age: float = MIN_AGE_YEARS
     max_age: float = MAX_AGE_YEARS
+    train_subjects: tuple[str, ...] = ()
     # The paper: train on the whole 80 % split, MAE loss, Adam 1e-4 halved every
     # 15 epochs, 60 epochs, batch 1, full-width ResNet18 on 50x50 slices.
     validation_fraction: float = 0.0
@@ -158,8 +162,9 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with the given fields changed (tuples normalised)."""
-        if "slice_size" in changes:
-            changes["slice_size"] = tuple(changes["slice_size"])
+        for name in ("slice_size", "train_subjects"):
+            if name in changes:
+                changes[name] = tuple(changes[name])
         return dataclasses.replace(self, **changes)
 
     @property
@@ -187,6 +192,8 @@ class TrainConfig:
             raise UsageError(f"{what} needs --init-from: it adapts a trained model, and none is given.")
         if self.freeze == "encoder" and not get_model_spec(self.model).encoder_layers:
             raise UsageError(f"--freeze encoder: model {self.model} names no encoder in the model registry.")
+        if any(not isinstance(subject, str) or not subject.strip() for subject in self.train_subjects):
+            raise UsageError("--train-subjects: every listed subject id must be a non-empty text.")
         if not (math.isfinite(self.min_age) and math.isfinite(self.max_age)):
             raise UsageError("--train-ages must be finite numbers.")
         if self.min_age > self.max_age:

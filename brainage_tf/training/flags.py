@@ -14,7 +14,7 @@ from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument
 from brainage_tf.defaults import DEFAULT_DATASET, MAX_AGE_YEARS, MIN_AGE_YEARS, SLICE_AXES
-from brainage_tf.errors import UsageError
+from brainage_tf.errors import UsageError, one_line
 from brainage_tf.model_registry import model_names, model_specs
 from brainage_tf.training.config import FREEZE_CHOICES, PRECISIONS, PRESETS, STRATEGIES, TrainConfig
 from brainage_tf.training.init_from import inherit_architecture, read_parent
@@ -83,6 +83,13 @@ def build_parser(
         metavar=("MIN", "MAX"),
         default=(MIN_AGE_YEARS, MAX_AGE_YEARS),
         help="Train on subjects aged MIN-MAX years, inclusive (paper: 0 22 or 0 6).",
+    )
+    add(
+        "--train-subjects",
+        type=Path,
+        metavar="FILE",
+        help="Train and validate on these subjects of the split only: one subject id per line "
+        "('#' starts a comment), e.g. the N scans of your site to fine-tune on.",
     )
     add(
         "--preset",
@@ -175,6 +182,23 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
     return build_parser(_RaisingParser).parse_args(list(argv))
 
 
+def read_subject_list(path: Path) -> tuple[str, ...]:
+    """The subject ids of a `--train-subjects` file: one per line, blank lines and '#' comments ignored.
+
+    Raises:
+        UsageError: The file cannot be read or lists no subject.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--train-subjects {path}: cannot read it ({one_line(error)}).") from None
+    subjects = tuple(dict.fromkeys(line.split("#", 1)[0].strip() for line in lines))
+    subjects = tuple(subject for subject in subjects if subject)
+    if not subjects:
+        raise UsageError(f"--train-subjects {path}: lists no subject id (one per line).")
+    return subjects
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The chosen preset with every given flag applied, and the parent's architecture, validated.
 
@@ -192,6 +216,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         dataset=args.dataset,
         data_dir=args.data_dir,
         train_split=args.train_split,
+        train_subjects=read_subject_list(args.train_subjects) if args.train_subjects else (),
         min_age=args.train_ages[0],
         max_age=args.train_ages[1],
         seed=args.seed,

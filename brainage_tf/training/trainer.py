@@ -63,6 +63,12 @@ def plan_training(config: TrainConfig, labels: data.Labels, replicas: int, descr
         UsageError: No example in the age range, no training or validation example
             left, or fewer training examples than one global batch.
     """
+    missing = sorted(set(config.train_subjects) - set(labels.subject_ids.astype(str)))
+    if missing:
+        raise UsageError(
+            f"--train-subjects: {len(missing)} of the {len(set(config.train_subjects))} listed subjects "
+            f"are not in {description}, e.g. {', '.join(missing[:3])}."
+        )
     selection = selection_of(config)
     train_mask = data.role_mask(labels, selection, "train")
     val_mask = data.role_mask(labels, selection, "selection")
@@ -125,6 +131,7 @@ def selection_of(config: TrainConfig) -> data.Selection:
         config.validation_fraction,
         config.calibration_fraction,
         config.calibration_seed,
+        config.train_subjects,
     )
 
 
