@@ -9,8 +9,9 @@ that truth this module measures, on the scans with a finite prediction and a kno
   true gap, and its square, the *truth share*: the part of the gap's variance that a linear
   function of the true gap explains, the rest being error (a reliability, as in test theory);
 - the *oracle floor*: the MAE against chronological age of a perfect predictor of the
-  developmental age, mean |developmental_age - age|. No model that reads development off
-  the anatomy can go below it; the model's MAE is reported beside it.
+  developmental age, mean |developmental_age - age|: the error left when the anatomy is read
+  perfectly (no strict bound: shrinking towards the cohort can do a little better); the
+  model's MAE is reported beside it.
 
 Pure numpy (docs/evaluation.md, "Ground truth").
 """
