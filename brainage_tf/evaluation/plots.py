@@ -119,6 +119,7 @@ def plot_gap_trajectories(
     path: str | os.PathLike,
     title: str,
     tempo: Sequence[float] | None = None,
+    gap_name: str = "brain-age gap",
 ) -> Path:
     """Draws each subject's gap against age, one line through its visits, for subjects scanned twice or more.
 
@@ -132,14 +133,15 @@ def plot_gap_trajectories(
       title: Figure title.
       tempo: The subjects' true developmental tempo per scan (NaN where unknown): colours the lines,
         so a gap that measures development orders them by colour.
+      gap_name: Which gap is drawn, for the y axis (e.g. "bias-corrected gap").
 
     Returns:
       `path` as a `Path`.
     """
-    return save_figure(_trajectory_figure(subject_ids, ages, gap, title, tempo), path)
+    return save_figure(_trajectory_figure(subject_ids, ages, gap, title, tempo, gap_name), path)
 
 
-def _trajectory_figure(subject_ids, ages, gap, title: str, tempo) -> Figure:
+def _trajectory_figure(subject_ids, ages, gap, title: str, tempo, gap_name: str = "brain-age gap") -> Figure:
     """One line per subject with two or more finite scans, coloured by tempo when every drawn one has it."""
     ids = np.asarray(subject_ids, dtype=str)
     x, y = np.asarray(ages, dtype=float), np.asarray(gap, dtype=float)
@@ -166,7 +168,7 @@ def _trajectory_figure(subject_ids, ages, gap, title: str, tempo) -> Figure:
         if coloured:
             bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
             bar.set_label("true developmental tempo")
-        ax.set(xlabel="chronological age (years)", ylabel="brain-age gap (years)")
+        ax.set(xlabel="chronological age (years)", ylabel=f"{gap_name} (years)")
         ax.set_title(f"{title}\n{len(lines)} subjects with two or more scans")
         ax.grid(True, alpha=0.4)
     return fig

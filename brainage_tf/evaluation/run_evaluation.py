@@ -362,10 +362,15 @@ def write_figures_and_report(
     }
     if summary.get("longitudinal"):
         # The bias-corrected gap when there is one: the raw gap's age trend would read as change.
-        gap = table["corrected_brain_age_gap" if corrected is not None else "brain_age_gap"]
         figures["Brain-age gap over visits, one line per subject"] = plots.plot_gap_trajectories(
-            table["subject_id"], result.ages, gap, out_dir / "gaps.png", title, table.get(TEMPO_COLUMN)
-        )  # fmt: skip
+            table["subject_id"],
+            result.ages,
+            table["brain_age_gap" if corrected is None else "corrected_brain_age_gap"],
+            out_dir / "gaps.png",
+            title,
+            table.get(TEMPO_COLUMN),
+            "brain-age gap" if corrected is None else "bias-corrected gap",
+        )
     notes = [
         "Average is the overall per-subject MAE, as in the paper, not the mean of the group MAEs.",
         f"Run {summary['evaluated']['run']} ({summary['evaluated']['checkpoint']} checkpoint); "
