@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from brainage_tf.defaults import DEVELOPMENTAL_AGE_COLUMN, TEMPO_COLUMN
 from brainage_tf.errors import DatasetError, PreprocessingRecordError
 from brainage_tf.preprocessing_record import check_record
 from brainage_tf.split_slices import split_info
@@ -352,8 +353,17 @@ def evaluation_dataset(
     )
 
 
-# Per-example fields that evaluation carries into predictions.csv when a source has them.
-METADATA_FIELDS = ("subject_id", "session", "site", "sex", "registration_ncc")
+# Per-example fields that evaluation carries into predictions.csv when a source has them (datasets
+# prepared before builder 1.2.0 lack the ground truth, and are read all the same).
+METADATA_FIELDS = (
+    "subject_id",
+    "session",
+    "site",
+    "sex",
+    "registration_ncc",
+    TEMPO_COLUMN,
+    DEVELOPMENTAL_AGE_COLUMN,
+)
 
 
 def prediction_dataset(

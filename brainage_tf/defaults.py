@@ -41,6 +41,13 @@ CALIBRATION_FRACTION = 0.5
 
 DEFAULT_DATASET = "synthetic_cohort/small"
 
+# Ground truth a cohort may list beside its ages (the synthetic one does): the subject's developmental
+# tempo and each scan's developmental age (= age x tempo). One name each as table column and TFDS feature;
+# an example without them holds NaN (docs/evaluation.md, "Ground truth").
+TEMPO_COLUMN = "tempo"
+DEVELOPMENTAL_AGE_COLUMN = "developmental_age"
+GROUND_TRUTH_COLUMNS = (TEMPO_COLUMN, DEVELOPMENTAL_AGE_COLUMN)
+
 # File suffixes of the scans the package reads (nibabel's NIfTI, MINC, MGH and Analyze), lower
 # case. Gzipped MINC (.mnc.gz) is not one: nibabel cannot open it.
 SCAN_SUFFIXES = (".nii", ".nii.gz", ".mnc", ".mgz", ".mgh", ".img", ".hdr")

@@ -230,7 +230,19 @@ def read_seeds(runs: Sequence[Mapping]) -> list[dict]:
             folder / "predictions.csv", dtype={"subject_id": str}, keep_default_na=False, na_values=[""]
         )
         seeds.append({"seed": run["seed"], "predictions": predictions, **summary})
+        seeds[-1]["biomarkers"] = member_biomarkers(summary["members"])
     return seeds
+
+
+def member_biomarkers(members: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Each member's ground-truth and longitudinal figures, from its own evaluation of all its scans."""
+    found = {}
+    for label, member in members.items():
+        path = Path(member.get("eval_dir", "")) / "metrics.json"
+        if member.get("eval_dir") and path.is_file():
+            own = json.loads(path.read_text())
+            found[label] = {key: own[key] for key in ("truth", "longitudinal") if key in own}
+    return found
 
 
 def setting_summary(
@@ -267,6 +279,7 @@ def table_section(out_dir: Path, spec: TableSpec, evaluation: Mapping) -> tuple[
     several = len(spec.settings) > 1
     rows = paper_stats.seed_rows([paper_rows(spec)])
     tests, verdicts, curves, summary, links = [], [], {}, {}, {"compare_dir": [], "ensemble_dir": []}
+    biomarkers = {}
     for name, runs in evaluation["settings"].items():
         description = SETTING_BY_NAME[name].description
         suffix = f", trained {description}" if several else ""
@@ -284,6 +297,12 @@ def table_section(out_dir: Path, spec: TableSpec, evaluation: Mapping) -> tuple[
         for key, paths in links.items():
             paths += [_relative(run[key], out_dir) for run in runs]
         summary[name] = setting_summary(out_dir, runs, seeds, ours, comparison)
+        summary[name]["biomarkers"] = {model: [seed["biomarkers"].get(model, {}) for seed in seeds]
+                                       for model in PAPER_MODELS}  # fmt: skip
+        biomarkers.update({
+            f"ours ({evaluation['set']}): {model}{suffix}": per_seed
+            for model, per_seed in summary[name]["biomarkers"].items()
+        })  # fmt: skip
     k = len(next(iter(evaluation["settings"].values())))
     figure_path = out_dir / spec.key / "cs_curves.png"
     plots.plot_cs_curves(curves, figure_path, evaluation["set"] + (f", mean over {k} seeds" if k > 1 else ""))
@@ -300,6 +319,7 @@ def table_section(out_dir: Path, spec: TableSpec, evaluation: Mapping) -> tuple[
         paper_stats.seed_table(rows).rstrip("\n"),
         *tests,
         "2D+3D ensembles (the paper's closing proposal): " + "; ".join(verdicts) + ".",
+        *paper_stats.biomarker_sections(biomarkers),
         f"![CS curves, {spec.title.split(':')[0]} ({figure}{averaged})]"
         f"({figure_path.relative_to(out_dir).as_posix()})",
         f"Per-model report with paired Wilcoxon tests: {reports['compare_dir']}; "

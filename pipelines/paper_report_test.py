@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainage_tf.evaluation import metrics
+from brainage_tf.evaluation import metrics, report
 from pipelines import paper_report
 
 TIMINGS = [
@@ -148,9 +148,42 @@ def test_a_table_of_two_settings_names_each_settings_rows_tests_and_summary(tmp_
     assert "trained 0-22 y, ensemble (mean): MAE lower than every member's in 2 of 2 seeds" in text
     assert "[table3/seed1/0-22/compare/report.md](table3/seed1/0-22/compare/report.md)" in text
     assert (tmp_path / "table3" / "cs_curves.png").stat().st_size > 10_000
+    assert "oracle floor" not in text and "ICC" not in text  # members without ground truth or visits
     young = summary["settings"]["0-6"]
     assert young["models"]["slice_lstm"]["mae"]["per_seed"] == pytest.approx([0.5, 0.7])
     assert young["runs"][1] == {
         "seed": 1, "compare_dir": "table3/seed1/0-6/compare", "ensemble_dir": "table3/seed1/0-6/ensemble"
     }  # fmt: skip
     assert [entry["wilcoxon"]["n"] for entry in young["comparison"]["per_seed"]] == [6, 6]
+
+
+def test_the_ground_truth_and_longitudinal_lines_give_each_model_per_seed_mean_and_sd(tmp_path):
+    spec = paper_report.TABLES[0]
+    runs = []
+    for seed, floor in enumerate((0.4, 0.6)):
+        folder = fabricated_ensemble(tmp_path / "table1" / f"seed{seed}" / "ensemble", 0.5, 0.2)
+        summary = json.loads((folder / "metrics.json").read_text())
+        for label, mae in (("slice_lstm", 1.0 + seed), ("resnet3d", 2.0)):
+            own = folder.parent / label
+            own.mkdir()
+            truth = {"n": 6, "mae": mae, "oracle_floor": floor, "mae_to_developmental_age": 0.5,
+                     "gap": {"pearson_r": 0.5, "truth_share": 0.25}}  # fmt: skip
+            change = {"pairs": 3 + seed, "mae": 0.3, "slope": 0.9}
+            gap = {"subjects": 3, "within_subject_sd": 0.2, "icc": 0.7 + 0.1 * seed}
+            longitudinal = {"change": change, "gap": gap}
+            (own / "metrics.json").write_text(json.dumps({"truth": truth, "longitudinal": longitudinal}))
+            summary["members"][label] = {"eval_dir": str(own)}
+        (folder / "metrics.json").write_text(json.dumps(summary))
+        runs.append({"seed": seed, "compare_dir": folder.parent / "compare", "ensemble_dir": folder})
+    parts, summary = paper_report.table_section(
+        tmp_path, spec, {"set": "d/c:test", "settings": {"0-22": runs}}
+    )
+    lines = "\n\n".join(parts).splitlines()
+    # MAE 1.0, 2.0: 1.50 ± 0.71; floor 0.4, 0.6: 0.50 ± 0.14; pairs 3 and 4; ICC 0.7, 0.8: 0.750 ± 0.071.
+    truth_2d = "| 6 | 1.50 ± 0.71 | 0.50 ± 0.14 | 0.50 ± 0.00 | 0.500 ± 0.000 | – | 0.250 ± 0.000 | – |"
+    longitudinal_3d = "| 3 | 3-4 | 0.30 ± 0.00 | 0.90 ± 0.00 | 0.20 ± 0.00 | 0.750 ± 0.071 | – | – |"
+    assert f"| ours (d/c:test): slice_lstm {truth_2d}" in lines
+    assert f"| ours (d/c:test): resnet3d {longitudinal_3d}" in lines
+    assert report.TRUTH_NOTE in lines and "#" + report.LONGITUDINAL_HEADING in lines
+    per_seed = summary["settings"]["0-22"]["biomarkers"]["resnet3d"]
+    assert [seed["truth"]["oracle_floor"] for seed in per_seed] == [0.4, 0.6]

@@ -11,7 +11,9 @@ tests; it reads nothing and writes nothing (pure numpy/pandas/scipy):
   `compare.paired_wilcoxon`;
 - across seeds, the per-seed MAE differences get their mean, a t-based 95 % confidence interval
   and a one-sample (= paired) t-test; it measures training randomness on a fixed test set;
-- each ensemble's verdict (`ensemble.verdict`, per seed) is counted over the seeds.
+- each ensemble's verdict (`ensemble.verdict`, per seed) is counted over the seeds;
+- the ground-truth and longitudinal figures of each model's own evaluation, when the cohort
+  allows them, get the same mean ± SD cells (`biomarker_sections`).
 """
 
 from __future__ import annotations
@@ -248,3 +250,38 @@ def _wilcoxon(test: Mapping) -> str:
     if test["p_value"] is None:
         return "the same errors, no test"
     return f"Wilcoxon p = {test['p_value']:.3g}"
+
+
+def biomarker_sections(rows: Mapping[str, Sequence[Mapping]]) -> list[str]:
+    """The ground-truth and longitudinal tables of `report`, each cell the mean ± SD over seeds.
+
+    Args:
+        rows: Row label -> one dict per seed with the model evaluation's `"truth"` and
+            `"longitudinal"` entries (absent when the cohort gives none).
+
+    Returns:
+        Per table that some row has: a heading, the Markdown table and its note; [] for none.
+    """
+    sections = []
+    for heading, columns, note in (
+        (report.TRUTH_HEADING, report.TRUTH_COLUMNS, report.TRUTH_NOTE),
+        (report.LONGITUDINAL_HEADING, report.LONGITUDINAL_COLUMNS, report.LONGITUDINAL_NOTE),
+    ):
+        having = {
+            label: seeds for label, seeds in rows.items() if any(s.get(columns[0][1][0]) for s in seeds)
+        }
+        if not having:
+            continue
+        lines = [
+            "| Method | " + " | ".join(c[0] for c in columns) + " |",
+            "|---" + "|---:" * len(columns) + "|",
+        ]
+        for label, seeds in having.items():
+            cells = []
+            for _, keys, digits in columns:
+                values = [report.nested(seed, keys) for seed in seeds]
+                counts = [v for v in values if v is not None]
+                cells.append(cell(values, digits) if digits else count(counts) if counts else report.EMPTY)
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        sections += ["#" + heading, "\n".join(lines), note]
+    return sections

@@ -21,7 +21,8 @@ def served_model(tmp_path_factory) -> dict:
     given; a model of toy ellipsoids answers brain scans with nearly one age, whatever it is fed.
 
     Returns:
-        root; dataset (its TFDS name); data_dir; bids (the discovery BIDS folder); stored:
+        root; dataset (its TFDS name); data_dir; bids (the discovery BIDS folder) and spec (its
+        `CohortSpec`, whose `plan_visits` gives the ground truth it was generated with); stored:
         split -> {scan path -> stored float16 volume} for train and test; ages: scan path -> age;
         run (the run directory: copy it with `cli_checks.copy_run` before writing into it);
         model (the export).
@@ -42,5 +43,6 @@ def served_model(tmp_path_factory) -> dict:
     run_dir = root / "run"
     flags = ["--dataset", SERVED_DATASET, "--data_dir", str(root / "data"), "--out", str(run_dir)]
     assert train.main([*flags, *TINY_RUN_FLAGS, "--epochs", "1", "--export"]) == 0
-    return dict(root=root, dataset=SERVED_DATASET, data_dir=root / "data", bids=bids, stored=stored,
-                ages=ages, run=run_dir, model=run_dir / "export" / "1")  # fmt: skip
+    (_, spec), _ = builder.builder_config.cohorts()
+    return dict(root=root, dataset=SERVED_DATASET, data_dir=root / "data", bids=bids, spec=spec,
+                stored=stored, ages=ages, run=run_dir, model=run_dir / "export" / "1")  # fmt: skip

@@ -22,7 +22,7 @@ from brainage_tf.serving.exported_model import ExportedModel
 from brainage_tf.serving.metadata import METADATA_ASSET, export_fingerprint
 
 # The keys recalibration replaces; every other key of the parent's metadata is carried over.
-REFITTED = ("bias_correction", "conformal", "reference")
+REFITTED = ("bias_correction", "conformal", "reference", "normative")
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -138,6 +138,8 @@ def test_the_metadata_records_the_controls_and_carries_the_rest_over(recalibrate
     ages = [float(row["age"]) for row in recalibrated["rows"]]
     record = new["calibrated_on"]
     assert (record["scans"], record["subjects"], record["age_range"]) == (12, 12, [min(ages), max(ages)])
+    # The gap's centiles are refitted with the bias line they belong to, one scan per control subject.
+    assert new["normative"]["n_fit"] == 12 and new["normative"]["age_range"] == [min(ages), max(ages)]
     assert record["input"] == {"bids": str(recalibrated["controls"].resolve())}
     assert record["parent"] == {"path": str(recalibrated["parent"].resolve()),
                                 "fingerprint": export_fingerprint(recalibrated["parent"])}  # fmt: skip

@@ -23,12 +23,10 @@ def trained_run(tmp_path_factory):
     subjects = np.array([f"test-{index:02d}" for index in range(12)])
     broken = volumes.copy()
     broken[3] = np.nan
-    store_toy_tfds(
-        root / "tfds",
-        "toy_eval",
-        SHAPE,
-        {"train": train_split, "test": (volumes, ages, subjects), "broken": (broken, ages, subjects)},
-    )
+    # The same scans as 6 children seen twice each: the longitudinal figures.
+    visits = (volumes, ages, np.repeat([f"child-{index}" for index in range(6)], 2))
+    splits = {"train": train_split, "test": (volumes, ages, subjects), "broken": (broken, ages, subjects)}
+    store_toy_tfds(root / "tfds", "toy_eval", SHAPE, {**splits, "visits": visits})
     run_dir = root / "run"
     assert (
         train.main(
@@ -84,6 +82,26 @@ def test_every_file_of_the_report_is_written(trained_run, capsys):
     assert part["subjects"] + results["num_val"] == calibration["n_validation"] == 8
     assert calibration["conformal"]["n_calibration"] == metrics["conformal"]["n_calibration"] == 4
     assert "Intervals: split conformal on 4 calibration subjects" in report
+
+
+def test_children_seen_twice_get_the_change_icc_and_trajectories_and_no_truth_is_invented(trained_run):
+    run_dir, _ = trained_run
+    assert evaluate.main(["--run", str(run_dir), "--split", "visits"]) == 0
+    out_dir = run_dir / "eval" / "toy_eval-tiny-visits"
+    table = pd.read_csv(out_dir / "predictions.csv").sort_values(["subject_id", "age"])
+    steps = table.groupby("subject_id")[["age", "predicted_age"]].diff().dropna()
+    summary = json.loads((out_dir / "metrics.json").read_text())
+    repeated = summary["longitudinal"]
+    assert repeated["change"]["pairs"] == 6 and repeated["gap"]["subjects"] == 6
+    assert repeated["change"]["mae"] == pytest.approx(np.mean(np.abs(steps["predicted_age"] - steps["age"])))
+    assert repeated["change"]["slope"] == pytest.approx(
+        np.polyfit(steps["age"], steps["predicted_age"], 1)[0]
+    )
+    within = table.groupby("subject_id")["corrected_brain_age_gap"].var(ddof=1).mean()  # two scans each
+    assert repeated["corrected_gap"]["within_subject_sd"] == pytest.approx(np.sqrt(within))
+    assert "truth" not in summary and "developmental_age" not in table  # a cohort without the columns
+    assert (out_dir / "gaps.png").stat().st_size > 10_000
+    assert "| slice_lstm | 6 | 6 |" in (out_dir / "report.md").read_text()
 
 
 def test_a_corrupt_volume_gets_a_plausible_age_and_is_flagged_out_of_distribution(trained_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -138,13 +139,40 @@ def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_f
     assert json.loads(out.with_suffix(".json").read_text())["preprocessing"] == record
 
 
-def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, tmp_path):
-    out_dir = tmp_path / "eval"
-    run_dir = copy_run(setup["run"], tmp_path / "run")  # evaluation writes calibration.json into it
+@pytest.fixture(scope="module")
+def evaluated_train(setup, tmp_path_factory) -> Path:
+    """The evaluation folder of the shared run on its own training split (10 scans), made once."""
+    root = tmp_path_factory.mktemp("evaluated")
+    out_dir = root / "eval"
+    run_dir = copy_run(setup["run"], root / "run")  # evaluation writes calibration.json into it
     argv = ["--run", str(run_dir), "--dataset", setup["dataset"], "--data_dir", str(setup["data_dir"])]
     assert evaluate.main([*argv, "--split", "train", "--ages", "0", "30", "--out", str(out_dir)]) == 0
+    return out_dir
+
+
+def test_the_ground_truth_survives_generation_ingest_and_evaluation(setup, evaluated_train):
+    import pandas as pd
+
+    from brainage_tf.synthetic import plan_visits
+
+    table = pd.read_csv(evaluated_train / "predictions.csv")
+    truth = plan_visits(setup["spec"]).set_index("participant_id").loc[table["subject_id"]]
+    assert len(table) == 10 and not np.allclose(truth["tempo"], 1.0)
+    # The generator's own values, through participants.tsv, the Beam ingest, float32 features, evaluate.
+    np.testing.assert_allclose(table["tempo"], truth["tempo"], atol=1e-6)
+    np.testing.assert_allclose(table["developmental_age"], truth["developmental_age"], atol=1e-4)
+    summary = json.loads((evaluated_train / "metrics.json").read_text())
+    floor = np.mean(np.abs(table["age"] * (table["tempo"] - 1)))
+    assert summary["truth"]["oracle_floor"] == pytest.approx(floor, abs=1e-4) and summary["truth"]["n"] == 10
+    assert summary["truth"]["mae"] == pytest.approx(summary["mae"])
+    assert "longitudinal" not in summary  # one scan per child
+    report = (evaluated_train / "report.md").read_text()
+    assert f"| slice_lstm | 10 | {summary['mae']:.2f} | {floor:.2f} |" in report
+
+
+def test_predictions_equal_the_evaluation_of_the_same_subjects(setup, evaluated_train, tmp_path):
     evaluated = {(row["subject_id"], row["session"]): float(row["predicted_age"])
-                 for row in read_csv(out_dir / "predictions.csv")}  # fmt: skip
+                 for row in read_csv(evaluated_train / "predictions.csv")}  # fmt: skip
     out = tmp_path / "p.csv"
     assert predict.main(["--model", str(setup["model"]), "--bids", str(setup["bids"]), "--out", str(out),
                          "--workers", "0"]) == 0  # fmt: skip
@@ -252,6 +280,26 @@ def test_rows_carry_the_out_of_distribution_flag_of_the_export(setup, tmp_path):
     elsewhere = export_copy_with_metadata(setup["model"], tmp_path / "elsewhere", reference=reference)
     rows = predictions.predict_items(ExportedModel(elsewhere), items)
     assert all(row["ood"] and "intensity mean" in row["ood_reason"] for row in rows), rows
+
+
+def test_rows_of_known_age_get_the_gap_centile_of_the_exports_norms(setup, tmp_path):
+    bias = {"slope": 0.8, "intercept": 1.0, "n_fit": 20, "method": "de Lange & Cole 2020"}
+    norms = {"mean_intercept": 0.0, "mean_slope": 0.0, "sd_intercept": 0.5, "sd_slope": 0.1, "sd_floor": 0.05,
+             "age_range": [0.0, 22.0], "n_fit": 10, "method": "Altman 1993, absolute residuals"}  # fmt: skip
+    normed = export_copy_with_metadata(
+        setup["model"], tmp_path / "normed", bias_correction=bias, normative=norms
+    )
+    model = ExportedModel(normed)
+    items = [ScanItem(path, age=age) for path, age in zip(setup["goods"], (3.0, 9.0), strict=False)]
+    rows = predictions.predict_items(model, [*items, ScanItem(setup["goods"][2])])
+    assert {"corrected_brain_age_gap", "gap_z", "gap_centile"} <= set(predictions.prediction_columns(model))
+    for row, age in zip(rows, (3.0, 9.0), strict=False):
+        gap = row["predicted_age"] - (0.8 * age + 1.0)  # the de Lange & Cole corrected gap
+        z = gap / (0.5 + 0.1 * age)
+        assert row["corrected_brain_age_gap"] == pytest.approx(gap)
+        assert row["gap_z"] == pytest.approx(z)
+        assert row["gap_centile"] == pytest.approx(50.0 * (1.0 + math.erf(z / math.sqrt(2.0))))
+    assert "gap_centile" not in rows[2]  # age unknown: no gap, no centile
 
 
 def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):

@@ -19,7 +19,13 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from brainage_tf.console import brief_errors_under_tfds
-from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, STORED_VOLUME_DTYPE
+from brainage_tf.defaults import (
+    DEVELOPMENTAL_AGE_COLUMN,
+    MAX_AGE_YEARS,
+    MIN_AGE_YEARS,
+    STORED_VOLUME_DTYPE,
+    TEMPO_COLUMN,
+)
 from brainage_tf.errors import BuildError, CohortError, CohortLayoutError, IngestError
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME, ScanRecord
 from brainage_tf.ingest.build_progress import DEFAULT_PROGRESS_SECONDS, PROGRESS_FOLDER, BuildProgress
@@ -156,10 +162,11 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of the cohort builders; subclasses implement `_split_records`."""
 
     # A new version makes `tfds build` and `ensure_prepared` rebuild datasets that older versions prepared.
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "1.1.0": "The prepared dataset records its preprocessing settings in metadata.json.",
+        "1.2.0": "Features `tempo` and `developmental_age`: the ground truth a cohort lists (NaN otherwise).",
     }
     BUILDER_CONFIGS = make_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "small"
@@ -196,6 +203,14 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     "registration_ncc": tfds.features.Scalar(
                         dtype=np.float32,
                         doc="Normalised cross-correlation with the MNI152 template in its brain mask.",
+                    ),
+                    TEMPO_COLUMN: tfds.features.Scalar(
+                        dtype=np.float32,
+                        doc="Developmental tempo of the subject (synthetic ground truth); NaN when unknown.",
+                    ),
+                    DEVELOPMENTAL_AGE_COLUMN: tfds.features.Scalar(
+                        dtype=np.float32,
+                        doc="Age the scan's anatomy shows, years (age x tempo); NaN when unknown.",
                     ),
                 }
             ),

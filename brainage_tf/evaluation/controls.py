@@ -1,7 +1,7 @@
 """Calibration fitted on a site's local controls: the same three fits training makes, on other scans.
 
 A trained export carries a bias line, conformal intervals and out-of-distribution ranges
-fitted on its own training split (`run_evaluation.calibrate`). At a new site those fits
+fitted on its own training split (`run_calibration.calibrate`). At a new site those fits
 describe another scanner and population. `fit_on_controls` refits them on a handful of the
 site's control scans with known ages, which the model never trained on:
 
@@ -29,6 +29,7 @@ from brainage_tf.evaluation.calibration import (
     min_calibration_subjects,
 )
 from brainage_tf.evaluation.held_out import one_scan_per_subject
+from brainage_tf.evaluation.normative import GapNorms
 from brainage_tf.evaluation.ood import ReferenceRanges
 
 # Key of the hash that keeps one scan per control subject: fixed, so a rerun keeps the same scans.
@@ -46,6 +47,8 @@ class ControlFits:
         scans: Control scans the bias line was fitted on.
         subjects: Control subjects, one scan each, the intervals were fitted on.
         age_range: (min, max) age of the control scans, years.
+        normative: Centiles of the bias-corrected gap of the same scans as the intervals
+            (None: too few subjects for them).
     """
 
     bias_correction: BiasCorrection
@@ -54,6 +57,7 @@ class ControlFits:
     scans: int
     subjects: int
     age_range: tuple[float, float]
+    normative: GapNorms | None = None
 
 
 def minimum_controls(level: float) -> int:
@@ -113,4 +117,8 @@ def fit_on_controls(
     measured = ReferenceRanges.measure(ages, registration_ncc, intensity_mean, intensity_std)
     reference = dataclasses.replace(measured, age=(float(training_ages[0]), float(training_ages[1])))
     age_range = (float(ages.min()), float(ages.max()))
-    return ControlFits(bias, conformal, reference, int(ages.size), int(kept.size), age_range)
+    try:
+        normative = GapNorms.fit(ages[kept], bias.apply(predicted[kept], ages[kept]) - ages[kept])
+    except ValueError:  # fewer than MIN_NORM_SUBJECTS controls, possible at a low level: no centiles
+        normative = None
+    return ControlFits(bias, conformal, reference, int(ages.size), int(kept.size), age_range, normative)

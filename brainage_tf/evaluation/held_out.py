@@ -13,6 +13,7 @@ coverage, is fitted on every validation scan and never enters that score.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ import numpy as np
 
 from brainage_tf import data
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals, min_calibration_subjects
+from brainage_tf.evaluation.normative import GapNorms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +34,15 @@ class HeldOutFits:
         conformal: Fitted on one scan per calibration subject (None: no calibration subject).
         record: JSON-ready account of the calibration part for calibration.json.
         warnings: One line per fit that could not be made or gives unbounded intervals.
+        normative: Centiles of the bias-corrected gap, fitted on the same scans as the intervals
+            (None: no bias correction or too few calibration subjects).
     """
 
     bias_correction: BiasCorrection | None
     conformal: ConformalIntervals | None
     record: dict
     warnings: tuple[str, ...]
+    normative: GapNorms | None = None
 
 
 def one_scan_per_subject(subject_ids: Sequence, sessions: Sequence, seed: int) -> np.ndarray:
@@ -108,6 +113,12 @@ def fit_held_out(
             f"{needed}): they are {'unbounded' if kept.size else 'left out'}; raise --validation-fraction "
             "or --calibration-fraction when training."
         )
+    normative = None
+    # Fewer than MIN_NORM_SUBJECTS, or ages all equal: no centiles (null in calibration.json), no warning.
+    with contextlib.suppress(ValueError):
+        normative = (
+            GapNorms.fit(ages[kept], bias.apply(predicted[kept], ages[kept]) - ages[kept]) if bias else None
+        )
     selecting = data.role_mask(data.Labels(ages, subject_ids), selection, "selection")
     record = {
         "fraction": selection.calibration_fraction,
@@ -117,4 +128,4 @@ def fit_held_out(
         "selection_subjects": len({_text(s) for s in subject_ids[selecting]}),
         "method": "split conformal, one scan per calibration subject; the selection subjects chose the epoch",
     }
-    return HeldOutFits(bias, conformal, record, tuple(warnings))
+    return HeldOutFits(bias, conformal, record, tuple(warnings), normative)

@@ -55,6 +55,8 @@ def test_intervals_come_from_the_calibration_subjects_one_scan_each_and_bias_fro
         "method": "split conformal, one scan per calibration subject; the selection subjects chose the epoch",
     }
     assert fits.warnings == ()
+    # The centiles of the gap come from the same scans as the intervals: one per calibration subject.
+    assert fits.normative.n_fit == n_calibration
 
 
 def test_too_few_calibration_subjects_warn_and_none_leaves_no_intervals():

@@ -1,4 +1,5 @@
-"""Figures of one evaluation: CS curves, predicted against true age, error per age group, brain-age gap.
+"""Figures of one evaluation: CS curves, predicted against true age, error per age group, brain-age gap,
+and each subject's gap over its visits.
 
 Each public function writes one PNG and returns its path; a private `_..._figure`
 helper builds the figure so tests can inspect it. Non-finite predictions are
@@ -109,6 +110,68 @@ def plot_gap_vs_age(
       `path` as a `Path`.
     """
     return save_figure(_gap_figure(ages, gap, title, corrected_gap), path)
+
+
+def plot_gap_trajectories(
+    subject_ids: Sequence[str],
+    ages: Sequence[float],
+    gap: Sequence[float],
+    path: str | os.PathLike,
+    title: str,
+    tempo: Sequence[float] | None = None,
+    gap_name: str = "brain-age gap",
+) -> Path:
+    """Draws each subject's gap against age, one line through its visits, for subjects scanned twice or more.
+
+    A trait-like gap gives flat lines spread apart; noise gives zigzags around zero.
+
+    Args:
+      subject_ids: Subject of each scan.
+      ages: Chronological age per scan, in years.
+      gap: The gap per scan (predicted or bias-corrected minus age); non-finite scans are not drawn.
+      path: PNG file to write; missing folders are created.
+      title: Figure title.
+      tempo: The subjects' true developmental tempo per scan (NaN where unknown): colours the lines,
+        so a gap that measures development orders them by colour.
+      gap_name: Which gap is drawn, for the y axis (e.g. "bias-corrected gap").
+
+    Returns:
+      `path` as a `Path`.
+    """
+    return save_figure(_trajectory_figure(subject_ids, ages, gap, title, tempo, gap_name), path)
+
+
+def _trajectory_figure(subject_ids, ages, gap, title: str, tempo, gap_name: str = "brain-age gap") -> Figure:
+    """One line per subject with two or more finite scans, coloured by tempo when every drawn one has it."""
+    ids = np.asarray(subject_ids, dtype=str)
+    x, y = np.asarray(ages, dtype=float), np.asarray(gap, dtype=float)
+    colour_by = np.full(x.shape, np.nan) if tempo is None else np.asarray(tempo, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    lines = []
+    for subject in dict.fromkeys(ids[keep]):
+        rows = np.flatnonzero(keep & (ids == subject))
+        if rows.size >= 2:
+            rows = rows[np.argsort(x[rows], kind="stable")]
+            lines.append((x[rows], y[rows], colour_by[rows[0]]))
+    coloured = bool(lines) and all(np.isfinite(line[2]) for line in lines)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(7.2, 4.8), layout="constrained")
+        ax = fig.subplots()
+        ax.axhline(0.0, color="grey", linewidth=1)
+        if coloured:
+            values = np.array([line[2] for line in lines])
+            norm = matplotlib.colors.Normalize(values.min(), values.max() + 1e-9)
+            cmap = matplotlib.colormaps["coolwarm"]
+        for line_x, line_y, value in lines:
+            colour = cmap(norm(value)) if coloured else _RAW
+            ax.plot(line_x, line_y, marker="o", markersize=3, linewidth=1.2, alpha=0.8, color=colour)
+        if coloured:
+            bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
+            bar.set_label("true developmental tempo")
+        ax.set(xlabel="chronological age (years)", ylabel=f"{gap_name} (years)")
+        ax.set_title(f"{title}\n{len(lines)} subjects with two or more scans")
+        ax.grid(True, alpha=0.4)
+    return fig
 
 
 def _cs_figure(curves: Mapping[str, Mapping], title: str) -> Figure:

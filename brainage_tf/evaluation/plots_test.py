@@ -97,3 +97,17 @@ def test_all_nan_predictions_and_a_single_subject_still_plot(tmp_path):
     plots.plot_gap_vs_age([4.0], [0.5], tmp_path / "g.png", "one subject")
     for name in ("p.png", "e.png", "g.png"):
         assert _read_png(tmp_path / name).ndim == 3
+
+
+def test_gap_trajectories_draw_one_line_per_repeated_subject_coloured_by_tempo(tmp_path):
+    subjects = ["a", "b", "a", "c", "b", "d", "d"]
+    ages = [2.0, 5.0, 1.0, 4.0, 6.0, 3.0, 4.0]
+    gap = [0.4, -0.2, 0.5, 1.0, -0.1, np.nan, 0.3]  # c: one scan; d: one finite scan
+    tempo = [1.1, 0.9, 1.1, 1.0, 0.9, 1.2, 1.2]
+    fig = plots._trajectory_figure(subjects, ages, gap, "trajectories", tempo)
+    ax = fig.axes[0]
+    lines = [line for line in ax.lines if line.get_marker() == "o"]  # not the zero line
+    assert [list(line.get_xdata()) for line in lines] == [[1.0, 2.0], [5.0, 6.0]]  # each sorted by age
+    assert lines[0].get_color() != lines[1].get_color() and len(fig.axes) == 2  # the colour bar
+    assert len(plots._trajectory_figure(subjects, ages, gap, "no tempo", None).axes) == 1
+    assert _read_png(plots.plot_gap_trajectories(subjects, ages, gap, tmp_path / "g.png", "g")).shape[2] >= 3

@@ -99,6 +99,66 @@ def summary_table(rows: Mapping[str, Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# (header, keys into a metrics dict, decimals; None: a count) of the ground-truth and longitudinal tables.
+TRUTH_COLUMNS = (
+    ("n", ("truth", "n"), None),
+    ("MAE (y)", ("truth", "mae"), 2),
+    ("oracle floor (y)", ("truth", "oracle_floor"), 2),
+    ("MAE to developmental age (y)", ("truth", "mae_to_developmental_age"), 2),
+    ("r(gap, true gap)", ("truth", "gap", "pearson_r"), 3),
+    ("r(corrected gap, true gap)", ("truth", "corrected_gap", "pearson_r"), 3),
+    ("truth share of gap", ("truth", "gap", "truth_share"), 3),
+    ("truth share of corrected gap", ("truth", "corrected_gap", "truth_share"), 3),
+)
+LONGITUDINAL_COLUMNS = (
+    ("subjects", ("longitudinal", "gap", "subjects"), None),
+    ("visit pairs", ("longitudinal", "change", "pairs"), None),
+    ("MAE of change (y)", ("longitudinal", "change", "mae"), 2),
+    ("slope of change", ("longitudinal", "change", "slope"), 2),
+    ("within-subject SD of gap (y)", ("longitudinal", "gap", "within_subject_sd"), 2),
+    ("ICC(1) of gap", ("longitudinal", "gap", "icc"), 3),
+    ("within-subject SD of corrected gap (y)", ("longitudinal", "corrected_gap", "within_subject_sd"), 2),
+    ("ICC(1) of corrected gap", ("longitudinal", "corrected_gap", "icc"), 3),
+)
+
+
+def nested(row: Mapping, keys: Sequence[str]):
+    """`row[keys[0]][keys[1]]...`, or None where a level is missing or None."""
+    for key in keys:
+        row = row.get(key) if isinstance(row, Mapping) else None
+    return row
+
+
+def column_table(rows: Mapping[str, Mapping], columns: Sequence[tuple]) -> str:
+    """A Markdown table of `columns` (TRUTH_COLUMNS, LONGITUDINAL_COLUMNS), one line per model having them.
+
+    With TRUTH_COLUMNS each model's MAE sits beside the oracle floor, the MAE a perfect predictor of
+    the developmental age would have against chronological age (`brainage_tf.evaluation.gap_truth`).
+    """
+    lines = [_line(["Method", *(c[0] for c in columns)]), _line(["---", *["---:"] * len(columns)])]
+    for name, row in rows.items():
+        if not row.get(columns[0][1][0]):
+            continue
+        values = [(nested(row, keys), digits) for _, keys, digits in columns]
+        cells = [EMPTY if v is None else str(v) if d is None else _number(v, d) for v, d in values]
+        lines.append(_line([_escape(name), *cells]))
+    return "\n".join(lines) + "\n"
+
+
+TRUTH_HEADING = "## The gap against the true developmental gap"
+LONGITUDINAL_HEADING = "## Longitudinal: change between visits, stability of the gap"
+TRUTH_NOTE = (
+    "Ground truth (synthetic cohort): the true gap is developmental age - age = age x (tempo - 1). "
+    "The oracle floor is the MAE against chronological age of a perfect predictor of the developmental "
+    "age; truth share is r², the part of the gap's variance a linear function of the true gap explains."
+)
+LONGITUDINAL_NOTE = (
+    "Longitudinal: subjects with two or more scans; change between consecutive visits (slope of "
+    "predicted on true change, 1 is ideal); ICC(1), one-way random effects with the n0 adjustment for "
+    "unequal visit counts (docs/evaluation.md)."
+)
+
+
 def write_report(
     path: str | os.PathLike,
     title: str,
@@ -128,6 +188,12 @@ def write_report(
             paper_table(rows, "bias_corrected"),
         ]
     sections += ["## Summary", summary_table(rows)]
+    if any(row.get("truth") for row in rows.values()):
+        sections += [TRUTH_HEADING, column_table(rows, TRUTH_COLUMNS)]
+        sections.append(TRUTH_NOTE)
+    if any(row.get("longitudinal") for row in rows.values()):
+        sections += [LONGITUDINAL_HEADING, column_table(rows, LONGITUDINAL_COLUMNS)]
+        sections.append(LONGITUDINAL_NOTE)
     if notes:
         sections += ["## Notes", "\n".join(f"- {note}" for note in notes)]
     if plots:

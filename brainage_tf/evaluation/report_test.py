@@ -122,3 +122,29 @@ def test_write_report_leaves_out_the_corrected_table_when_no_row_has_it(tmp_path
     assert "corrected MAE" not in text
     assert "## Notes" not in text and "## Figures" not in text
     assert "| 3D-ResNet18 | 0.30 | – | 1.19 | 1.85 | 1.07 |" in text
+
+
+def test_the_truth_and_longitudinal_tables_show_each_model_beside_the_oracle_floor(tmp_path):
+    truth = {"n": 6, "mae": 1.066, "oracle_floor": 0.512, "mae_to_developmental_age": 0.9, "true_gap_sd": 0.6,
+             "gap": {"pearson_r": 0.4321, "truth_share": 0.1867}, "corrected_gap": None}  # fmt: skip
+    repeated = {
+        "change": {"pairs": 4, "mean_true_change": 2.0, "mae": 0.75, "slope": 0.8, "intercept": 0.1},
+        "gap": {
+            "subjects": 3,
+            "scans": 7,
+            "within_subject_sd": 0.5,
+            "between_subject_sd": 1.0,
+            "icc": 0.8267,
+        },
+    }
+    rows = {"3D-ResNet18": {**RESNET3D, "truth": truth, "longitudinal": repeated}, "2D-ResNet18+LSTM": LSTM}
+    text = report.write_report(tmp_path, "Synthetic", rows, {}).read_text(encoding="utf-8")
+    assert "| 3D-ResNet18 | 6 | 1.07 | 0.51 | 0.90 | 0.432 | – | 0.187 | – |" in text.splitlines()
+    assert "| 3D-ResNet18 | 3 | 4 | 0.75 | 0.80 | 0.50 | 0.827 | – | – |" in text.splitlines()
+    section = text.split(report.TRUTH_HEADING)[1].split(report.TRUTH_NOTE)[0]
+    assert "3D-ResNet18" in section and "2D-ResNet18+LSTM" not in section  # no truth: no row
+    assert report.TRUTH_NOTE in text and report.LONGITUDINAL_NOTE in text
+    plain = report.write_report(tmp_path / "plain.md", "Real", {"m": RESNET3D}, {}).read_text(
+        encoding="utf-8"
+    )
+    assert "oracle floor" not in plain and "ICC" not in plain

@@ -26,13 +26,14 @@ from brainage_tf import __version__, data
 from brainage_tf.evaluation import inference
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL, BiasCorrection, ConformalIntervals
 from brainage_tf.evaluation.held_out import fit_held_out
+from brainage_tf.evaluation.normative import GapNorms
 from brainage_tf.evaluation.ood import ReferenceRanges
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import RunDirectory
 from brainage_tf.training.trainer import selection_of
 
 # Bumped when what a calibration computes changes, so older files are refitted, not reused.
-CALIBRATION_FORMAT = 2
+CALIBRATION_FORMAT = 3
 # The key of calibration.json that holds the fingerprint of its inputs.
 INPUTS_KEY = "inputs"
 
@@ -46,6 +47,7 @@ class Calibration:
     reference: ReferenceRanges
     n_validation: int
     calibration_part: dict | None = None
+    normative: GapNorms | None = None
 
     def to_json(self) -> dict:
         return {
@@ -54,18 +56,21 @@ class Calibration:
             "bias_correction": self.bias_correction.to_json() if self.bias_correction else None,
             "conformal": self.conformal.to_json() if self.conformal else None,
             "reference": self.reference.to_json(),
+            "normative": self.normative.to_json() if self.normative else None,
         }
 
     @classmethod
     def from_json(cls, values: dict) -> Calibration:
         """Inverse of to_json (other keys, such as the inputs' fingerprint, are ignored)."""
         bias, conformal = values["bias_correction"], values["conformal"]
+        normative = values.get("normative")
         return cls(
             BiasCorrection.from_json(bias) if bias else None,
             ConformalIntervals.from_json(conformal) if conformal else None,
             ReferenceRanges.from_json(values["reference"]),
             int(values["n_validation"]),
             values["calibration_part"],
+            GapNorms.from_json(normative) if normative else None,
         )
 
 
@@ -157,7 +162,7 @@ def calibrate(
         for warning in fits.warnings:
             log(f"warning: {warning}")
         calibration = Calibration(
-            fits.bias_correction, fits.conformal, reference, len(validation), fits.record
+            fits.bias_correction, fits.conformal, reference, len(validation), fits.record, fits.normative
         )
         # Kept for ensembles, whose member weights are fitted on these same subjects.
         validation_table = pd.DataFrame({

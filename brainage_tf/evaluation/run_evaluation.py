@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from brainage_tf import data
+from brainage_tf.defaults import GROUND_TRUTH_COLUMNS, TEMPO_COLUMN
 from brainage_tf.errors import DatasetError, UsageError
-from brainage_tf.evaluation import inference, metrics, plots, report
+from brainage_tf.evaluation import gap_truth, inference, metrics, plots, report
 from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
 from brainage_tf.evaluation.run_calibration import Calibration, calibrate
 from brainage_tf.preprocessing import GRIDS
@@ -134,6 +135,7 @@ def evaluate(request: EvaluationRequest, log: Callable[[str], None] = print) -> 
             # None when too few validation scans make the interval unbounded (strict JSON has no inf).
             "mean_width": _finite_or_none(np.mean(high[finite] - low[finite])) if finite.any() else None,
         }
+    summary.update(gap_truth.biomarker_metrics(table))  # ground truth, longitudinal: when there
     summary["ood_flagged"] = int(table["ood"].sum())
     summary["evaluated"] = dict(
         run=str(run.path),
@@ -204,7 +206,11 @@ def prediction_table(result: inference.Predictions, calibration: Calibration) ->
     )
     table["ood"] = [bool(reason) for reason in reasons]
     table["ood_reason"] = reasons
-    return table[list(PREDICTION_COLUMNS)]
+    # The ground truth, when the dataset lists it for some scan (NaN elsewhere).
+    truth = [name for name in GROUND_TRUTH_COLUMNS if np.isfinite(result.columns.get(name, np.nan)).any()]
+    for name in truth:
+        table[name] = result.columns[name].astype(np.float64)
+    return table[[*PREDICTION_COLUMNS, *truth]]
 
 
 def _calibration_note(calibration: Calibration) -> str:
@@ -257,6 +263,17 @@ def write_figures_and_report(
             corrected_gap=None if corrected is None else table["corrected_brain_age_gap"].to_numpy(),
         ),
     }
+    if summary.get("longitudinal"):
+        # The bias-corrected gap when there is one: the raw gap's age trend would read as change.
+        figures["Brain-age gap over visits, one line per subject"] = plots.plot_gap_trajectories(
+            table["subject_id"],
+            result.ages,
+            table["brain_age_gap" if corrected is None else "corrected_brain_age_gap"],
+            out_dir / "gaps.png",
+            title,
+            table.get(TEMPO_COLUMN),
+            "brain-age gap" if corrected is None else "bias-corrected gap",
+        )
     notes = [
         "Average is the overall per-subject MAE, as in the paper, not the mean of the group MAEs.",
         f"Run {summary['evaluated']['run']} ({summary['evaluated']['checkpoint']} checkpoint); "

@@ -20,7 +20,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from brainage_tf.defaults import STORED_VOLUME_DTYPE
+from brainage_tf.defaults import DEVELOPMENTAL_AGE_COLUMN, STORED_VOLUME_DTYPE, TEMPO_COLUMN
 from brainage_tf.errors import IngestError, ScanError
 from brainage_tf.ingest.ages import age_problem
 from brainage_tf.ingest.build_progress import mark_done
@@ -62,6 +62,11 @@ def _example(record: ScanRecord, volume: np.ndarray, registration_ncc: float) ->
         "session": record.session,
         "source_path": record.source_path,
         "registration_ncc": np.float32(registration_ncc),
+        # Ground truth only a synthetic cohort knows; NaN says "not listed".
+        TEMPO_COLUMN: np.float32(np.nan if record.tempo is None else record.tempo),
+        DEVELOPMENTAL_AGE_COLUMN: np.float32(
+            np.nan if record.developmental_age is None else record.developmental_age
+        ),
     }
 
 

@@ -1,16 +1,22 @@
 """The BIDS layout: participants.tsv, sub-*/[ses-*/]anat/*_T1w.nii[.gz], sessions tables.
 
 BIDS states ages in years; a `participants.json` `age.Units` entry or a
-unit-named column overrides that (see `brainage_tf.ingest.ages`).
+unit-named column overrides that (see `brainage_tf.ingest.ages`). The optional
+ground-truth columns `tempo` (participants.tsv) and `developmental_age` (beside
+each age) are read into the records when present.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
+from brainage_tf.defaults import DEVELOPMENTAL_AGE_COLUMN, TEMPO_COLUMN
 from brainage_tf.errors import CohortLayoutError
 from brainage_tf.ingest.ages import AgeColumn, ParsedAge, find_age_column, parse_age
 from brainage_tf.ingest.records import ScanRecord, cell_text, read_table, record_from_row, table_rows
@@ -36,6 +42,20 @@ def _bids_age_units(root: Path) -> str | None:
 
 
 SessionRows = dict[tuple[str, str], tuple[dict[str, str], AgeColumn | None]]
+
+
+def _truth_value(row: Mapping[str, str], column: str, table: Path) -> float | None:
+    """An optional ground-truth cell as a number: None when the table lacks it or leaves it empty."""
+    text = cell_text(row.get(column, ""))
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise CohortLayoutError(f"{table}: {column} {text!r} is not a finite number")
+    return value
 
 
 def _session_rows(root: Path, sidecar_units: str | None) -> SessionRows:
@@ -89,19 +109,31 @@ def read_bids(root: str | os.PathLike, cohort: str = "") -> list[ScanRecord]:
         subject, session = match.group(1), match.group(2) or ""
         participant = rows_by_subject.get(subject, {})
         age = ParsedAge(None, "")
+        # The developmental age is read from the row the age comes from.
+        truth_row, truth_table = participant, participants_path
         if (subject, session) in session_rows:
             age = parse_age(*session_rows[(subject, session)])
+            truth_row, truth_table = (
+                session_rows[(subject, session)][0],
+                root / subject / f"{subject}_sessions.tsv",
+            )
         if age.years is None and not age.written:
             age = parse_age(participant, participant_age)
+            truth_row, truth_table = participant, participants_path
+        record = record_from_row(
+            participant,
+            age,
+            subject_id=subject,
+            session=session,
+            cohort=cohort,
+            root=root,
+            path=str(scan_path),
+        )
         records.append(
-            record_from_row(
-                participant,
-                age,
-                subject_id=subject,
-                session=session,
-                cohort=cohort,
-                root=root,
-                path=str(scan_path),
+            dataclasses.replace(
+                record,
+                tempo=_truth_value(participant, TEMPO_COLUMN, participants_path),
+                developmental_age=_truth_value(truth_row, DEVELOPMENTAL_AGE_COLUMN, truth_table),
             )
         )
     subjects_with_scans = {record.subject_id for record in records}

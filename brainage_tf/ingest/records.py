@@ -45,6 +45,8 @@ class ScanRecord:
       cohort: Cohort name; duplicate checks and example keys are per cohort.
       age_table: The table the age was read from, "" when none; the unit check names it.
       age_unit: The unit that table states for the age ("years", "months", "days"), "" when none.
+      tempo: The subject's developmental tempo, None unless the cohort lists it (synthetic ground truth).
+      developmental_age: The scan's developmental age in years (age x tempo), None unless listed.
     """
 
     subject_id: str
@@ -58,6 +60,8 @@ class ScanRecord:
     cohort: str = ""
     age_table: str = ""
     age_unit: str = ""
+    tempo: float | None = None
+    developmental_age: float | None = None
 
     @property
     def key(self) -> str:

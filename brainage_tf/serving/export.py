@@ -101,6 +101,8 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
         "bias_correction": calibration.get("bias_correction"),
         "conformal": calibration.get("conformal"),
         "reference": calibration.get("reference"),
+        # Centiles of the bias-corrected gap by age; they belong to this bias correction.
+        "normative": calibration.get("normative"),
     }
 
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.errors import PreprocessingRecordError, UsageError, one_line
+from brainage_tf.evaluation.calibration import BiasCorrection
+from brainage_tf.evaluation.normative import GapNorms
 from brainage_tf.evaluation.ood import ReferenceRanges, intensity_statistics
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, PreprocessedScan
 from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocess_config_from_record
@@ -30,6 +32,8 @@ class ExportedModel:
         grid_shape: The model's input volume shape (x, y, z).
         outputs: The optional outputs this export has (OPTIONAL_OUTPUTS order).
         reference: The training scans' ranges that flag out-of-distribution scans, or None.
+        bias_correction: The bias line the centiles were fitted with, or None (no centiles).
+        normative: Centiles of the bias-corrected gap by age (`evaluation.normative`), or None.
     """
 
     def __init__(self, export_dir: str | os.PathLike, grid: str | None = None, max_voxels: int | None = None):
@@ -77,6 +81,10 @@ class ExportedModel:
         # Exports made before evaluation (or without a training split) have no ranges to flag against.
         reference = self.metadata.get("reference")
         self.reference = ReferenceRanges.from_json(reference) if reference else None
+        # Centiles of the corrected gap need the bias line they were fitted with; older exports have none.
+        bias, normative = self.metadata.get("bias_correction"), self.metadata.get("normative")
+        self.bias_correction = BiasCorrection.from_json(bias) if bias and normative else None
+        self.normative = GapNorms.from_json(normative) if bias and normative else None
 
     def predict(self, volumes: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs of `serving_default` for float32 volumes [batch, x, y, z] on the export's grid."""
@@ -108,6 +116,15 @@ class ExportedModel:
         works from the export alone, without the run directory.
         """
         return self._serve(volume=volumes)["predicted_age"]
+
+    def gap_norms(self, predicted: float, age: float) -> dict[str, float]:
+        """A scan's bias-corrected gap (its age known), z-score and centile at its age; {} without norms."""
+        if self.normative is None:
+            return {}
+        gap = float(self.bias_correction.apply([predicted], [age])[0]) - age
+        z = float(self.normative.z_score([gap], [age])[0])
+        centile = float(self.normative.centile([gap], [age])[0])
+        return {"corrected_brain_age_gap": gap, "gap_z": z, "gap_centile": centile}
 
     def ood_reason(self, predicted: float, volume: np.ndarray, registration_ncc: float) -> str:
         """Why one scan lies outside the training scans' ranges ("" inside them, or without ranges)."""

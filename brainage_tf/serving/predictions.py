@@ -25,9 +25,14 @@ from brainage_tf.serving.scans import ScanItem
 TOOL = "brainage_tf.predict"
 
 
+# What an export with normative centiles adds to a row whose age is known (empty otherwise).
+NORM_COLUMNS = ("corrected_brain_age_gap", "gap_z", "gap_centile")
+
+
 def prediction_columns(model: ExportedModel) -> list[str]:
-    """The CSV columns: the base columns, the export's optional outputs, then the scan columns."""
-    return [*BASE_COLUMNS, *model.outputs, *SCAN_COLUMNS]
+    """The CSV columns: base columns, the export's optional outputs and centiles, then scan columns."""
+    norms = NORM_COLUMNS if model.normative is not None else ()
+    return [*BASE_COLUMNS, *model.outputs, *norms, *SCAN_COLUMNS]
 
 
 class Predictor:
@@ -49,6 +54,8 @@ class Predictor:
         outputs = model.predict(volume[np.newaxis])
         predicted = float(outputs["predicted_age"][0])
         fields = {"predicted_age": predicted, **{name: float(outputs[name][0]) for name in model.outputs}}
+        if item.age is not None:
+            fields.update(model.gap_norms(predicted, item.age))
         if model.reference is not None:
             reason = model.ood_reason(predicted, volume, scan.metadata.registration_ncc)
             fields.update(ood=bool(reason), ood_reason=reason)

@@ -155,6 +155,8 @@ def recalibrated_metadata(
         "bias_correction": fits.bias_correction.to_json(),
         "conformal": fits.conformal.to_json(),
         "reference": fits.reference.to_json(),
+        # Refitted with the bias line: the parent's centiles belong to the parent's line.
+        "normative": fits.normative.to_json() if fits.normative else None,
         "calibrated_on": {
             "scans": fits.scans,
             "subjects": fits.subjects,

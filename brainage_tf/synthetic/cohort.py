@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from brainage_tf import __version__
+from brainage_tf.defaults import DEVELOPMENTAL_AGE_COLUMN, TEMPO_COLUMN
 from brainage_tf.progress import progress_bar
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
 from brainage_tf.synthetic.rendering import SubjectTraits, draw_subject_traits, render_scan, write_nifti_gz
@@ -32,6 +33,32 @@ class _SubjectJob:
     index: int
     spec: CohortSpec
     out_dir: str
+
+
+PARTICIPANT_COLUMNS = ["participant_id", "age", "sex", "site", TEMPO_COLUMN, DEVELOPMENTAL_AGE_COLUMN]
+# BIDS sidecars of the tables: the truth columns are described, so a reader knows what they hold.
+_AGE = {"Description": "Age at the scan (participants.tsv: the first visit).", "Units": "year"}
+_DEVELOPMENTAL_AGE = {
+    "Description": "Age the anatomy of the scan was drawn at: age x tempo. Synthetic ground truth; "
+    "the true brain-age gap is developmental_age - age.",
+    "Units": "year",
+}
+PARTICIPANTS_SIDECAR = {
+    "age": _AGE,
+    "sex": {"Description": "Sex drawn for the subject.", "Levels": {"M": "male", "F": "female"}},
+    "site": {"Description": "Simulated acquisition site (scanner profile)."},
+    TEMPO_COLUMN: {
+        "Description": "Developmental tempo of the subject: its anatomy at every scan is drawn at "
+        "age x tempo (log-normal around 1). Synthetic ground truth.",
+    },
+    DEVELOPMENTAL_AGE_COLUMN: _DEVELOPMENTAL_AGE,
+}
+SESSIONS_SIDECAR = {
+    "age": {"Description": "Age at the session.", "Units": "year"},
+    DEVELOPMENTAL_AGE_COLUMN: _DEVELOPMENTAL_AGE,
+}
+# Digits written: ages to 0.0001 y (under an hour), the tempo to 1e-6.
+_AGE_DECIMALS, _TEMPO_DECIMALS = 4, 6
 
 
 # Set once per worker process so the template is pickled once per worker, not once per subject.
@@ -73,15 +100,19 @@ def _generate_subject(job: _SubjectJob) -> dict:
             path = subject_dir / "anat" / f"{subject}_T1w.nii.gz"
         write_nifti_gz(scan, path)
     if spec.sessions > 1:
-        sessions_table = pd.DataFrame(
-            {"session_id": [f"ses-{i + 1}" for i in range(len(ages))], "age": [round(a, 4) for a in ages]}
-        )
+        sessions_table = pd.DataFrame({
+            "session_id": [f"ses-{i + 1}" for i in range(len(ages))],
+            "age": [round(a, _AGE_DECIMALS) for a in ages],
+            DEVELOPMENTAL_AGE_COLUMN: [round(traits.developmental_age(a), _AGE_DECIMALS) for a in ages],
+        })  # fmt: skip
         sessions_table.to_csv(subject_dir / f"{subject}_sessions.tsv", sep="\t", index=False)
     return {
         "participant_id": subject,
-        "age": round(first_age, 4),
+        "age": round(first_age, _AGE_DECIMALS),
         "sex": traits.sex,
         "site": traits.site.name,
+        TEMPO_COLUMN: round(traits.tempo, _TEMPO_DECIMALS),
+        DEVELOPMENTAL_AGE_COLUMN: round(traits.developmental_age(first_age), _AGE_DECIMALS),
     }
 
 
@@ -92,14 +123,18 @@ def plan_visits(spec: CohortSpec) -> pd.DataFrame:
     milliseconds before minutes are spent on rendering.
 
     Returns:
-        One row per visit: ``participant_id, session`` (1-based) ``, age`` (years, unrounded).
+        One row per visit: ``participant_id, session`` (1-based) ``, age, tempo, developmental_age``
+        (years, unrounded; the ground truth the scan is rendered at).
     """
-    rows = [
-        (f"sub-{index + 1:04d}", session + 1, age)
-        for index in range(spec.n_subjects)
-        for session, age in enumerate(_subject_plan(_SubjectJob(index, spec, ""))[1])
-    ]
-    return pd.DataFrame(rows, columns=["participant_id", "session", "age"])
+    rows = []
+    for index in range(spec.n_subjects):
+        traits, ages = _subject_plan(_SubjectJob(index, spec, ""))
+        rows += [
+            (f"sub-{index + 1:04d}", session + 1, age, traits.tempo, traits.developmental_age(age))
+            for session, age in enumerate(ages)
+        ]
+    columns = ["participant_id", "session", "age", TEMPO_COLUMN, DEVELOPMENTAL_AGE_COLUMN]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def generate_cohort(
@@ -122,7 +157,8 @@ def generate_cohort(
         progress: Show the package's progress bar (one update per subject) on stderr.
 
     Returns:
-        The participants table (``participant_id, age, sex, site``) as written to participants.tsv.
+        The participants table as written to participants.tsv: ``participant_id, age, sex, site``
+        and the ground truth ``tempo, developmental_age`` (that of the first visit).
 
     Raises:
         UsageError: When `workers` is below 1.
@@ -153,8 +189,11 @@ def generate_cohort(
                 bar.update()
             rows = [future.result() for future in futures]
     bar.close()
-    participants = pd.DataFrame(rows, columns=["participant_id", "age", "sex", "site"])
+    participants = pd.DataFrame(rows, columns=PARTICIPANT_COLUMNS)
     participants.to_csv(out_path / "participants.tsv", sep="\t", index=False)
+    (out_path / "participants.json").write_text(json.dumps(PARTICIPANTS_SIDECAR, indent=2) + "\n")
+    if spec.sessions > 1:  # BIDS inheritance: one top-level sidecar describes every sub-X_sessions.tsv
+        (out_path / "sessions.json").write_text(json.dumps(SESSIONS_SIDECAR, indent=2) + "\n")
     (out_path / "dataset_description.json").write_text(json.dumps(_description(spec), indent=2) + "\n")
     return participants
 

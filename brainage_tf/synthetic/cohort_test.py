@@ -195,13 +195,20 @@ def test_files_look_like_scanner_output(full_resolution_cohorts: dict[str, Path]
 def test_bids_layout_and_sessions(full_resolution_cohorts: dict[str, Path]) -> None:
     root = full_resolution_cohorts["discovery"]
     participants = pd.read_csv(root / "participants.tsv", sep="\t", dtype={"participant_id": str})
-    assert list(participants.columns) == ["participant_id", "age", "sex", "site"]
+    assert list(participants.columns) == [
+        "participant_id",
+        "age",
+        "sex",
+        "site",
+        "tempo",
+        "developmental_age",
+    ]
     assert set(participants.sex) <= {"M", "F"}
     assert set(participants.site) <= {site.name for site in SITES["discovery"]}
     assert json.loads((root / "dataset_description.json").read_text())["BIDSVersion"]
     for row in participants.itertuples():
         sessions = pd.read_csv(root / row.participant_id / f"{row.participant_id}_sessions.tsv", sep="\t")
-        assert list(sessions.columns) == ["session_id", "age"]
+        assert list(sessions.columns) == ["session_id", "age", "developmental_age"]
         assert sessions.age.iloc[0] == pytest.approx(row.age)
         gaps = np.diff(sessions.age)
         assert np.all((gaps >= 1.0) & (gaps <= 3.0))

@@ -64,6 +64,10 @@ class SubjectTraits:
     axis_stretch: np.ndarray
     displacement_control: np.ndarray
 
+    def developmental_age(self, age: float) -> float:
+        """The age the anatomy is drawn at: what the scan truly shows, written out as ground truth."""
+        return age * self.tempo
+
 
 def draw_subject_traits(rng: np.random.Generator, profile: str, sex: str | None = None) -> SubjectTraits:
     """Draw one subject's anatomy and site.
@@ -188,7 +192,7 @@ def render_scan(
         An int16 NIfTI image with scl_slope set and a voxel -> MNI mm affine.
     """
     site = traits.site
-    developmental_age = age * traits.tempo
+    developmental_age = traits.developmental_age(age)
     image = _grow_and_deform(
         anatomy, _anatomy_intensity(anatomy, site, developmental_age), traits, developmental_age
     )

@@ -86,13 +86,26 @@ def test_written_cohort_and_its_plan_have_the_pinned_visits(tmp_path: Path) -> N
     written = [
         (pid, int(session_id.removeprefix("ses-")), age)
         for pid in participants.participant_id
-        for session_id, age in pd.read_csv(tmp_path / pid / f"{pid}_sessions.tsv", sep="\t").itertuples(
-            index=False
-        )
+        for session_id, age in pd.read_csv(tmp_path / pid / f"{pid}_sessions.tsv", sep="\t")[
+            ["session_id", "age"]
+        ].itertuples(index=False)
     ]
-    planned = list(plan_visits(spec).itertuples(index=False, name=None))
+    plan = plan_visits(spec)
+    planned = list(plan.itertuples(index=False, name=None))
     for visits in (written, planned):
         assert [visit[:2] for visit in visits] == [visit[:2] for visit in PINNED_VISITS]
         np.testing.assert_allclose([visit[2] for visit in visits], [v[2] for v in PINNED_VISITS], atol=1e-4)
+    # The ground truth written is the tempo the scans were rendered with, and age x tempo per visit.
+    tempo = participants.set_index("participant_id")["tempo"]
+    np.testing.assert_allclose(tempo[plan.participant_id], plan.tempo, atol=1e-6)
+    np.testing.assert_allclose(plan.developmental_age, plan.age * plan.tempo)
+    written_truth = pd.concat(
+        [pd.read_csv(tmp_path / pid / f"{pid}_sessions.tsv", sep="\t") for pid in participants.participant_id]
+    )
+    np.testing.assert_allclose(written_truth.developmental_age, plan.developmental_age, atol=1e-4)
+    assert not np.allclose(plan.tempo, 1.0)
+    sidecar = json.loads((tmp_path / "participants.json").read_text())
+    assert {"tempo", "developmental_age"} <= set(sidecar)
+    assert "developmental_age" in json.loads((tmp_path / "sessions.json").read_text())
     description = json.loads((tmp_path / "dataset_description.json").read_text())
     assert "age_distribution=nihpd" in description["GeneratedBy"][0]["Description"]

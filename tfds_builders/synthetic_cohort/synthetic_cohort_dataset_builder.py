@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 from etils import epath
 
-from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, YOUNG_MAX_AGE_YEARS
+from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS, TEMPO_COLUMN, YOUNG_MAX_AGE_YEARS
 from brainage_tf.ingest import AGE_BIN_WIDTH_YEARS, TEST_FRACTION, ScanRecord, assign_splits, read_bids
 from brainage_tf.ingest.splits import REPLICATION
 from brainage_tf.progress import on_terminal
@@ -134,15 +134,23 @@ def ensure_generated(
     from brainage_tf.synthetic import generate_cohort  # heavy: only when generating
 
     folder = epath.Path(root) / cohort_folder_name(spec)
-    if folder.exists():
+    if folder.exists() and _lists_ground_truth(folder):
         return folder
     partial = folder.parent / f"{folder.name}.incomplete"
     if partial.exists():
         partial.rmtree()
     partial.mkdir(parents=True)
     generate_cohort(str(partial), spec, workers=workers, progress=progress)
+    if folder.exists():  # written before the generator listed its ground truth; the same scans again
+        folder.rmtree()
     partial.rename(folder)
     return folder
+
+
+def _lists_ground_truth(folder: epath.Path) -> bool:
+    """Whether a generated cohort's participants.tsv has the tempo column (generators since 1.2.0)."""
+    header = (folder / "participants.tsv").read_text().split("\n", 1)[0]
+    return TEMPO_COLUMN in header.split("\t")
 
 
 # What both experiment configs share. The small grid, since resnet3d needs 33 voxels along one

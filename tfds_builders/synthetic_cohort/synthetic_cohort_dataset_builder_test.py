@@ -13,12 +13,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from brainage_tf import data
 from brainage_tf.ingest import INGEST_SUMMARY_NAME, IngestSummary
 from brainage_tf.preprocessing_record import preprocessing_record
+from brainage_tf.synthetic.spec import CohortSpec
 from tfds_builders import cohort_builder
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
     Builder,
     SyntheticConfig,
     cohort_folder_name,
+    ensure_generated,
 )
 
 # Small cohorts with coarse voxels so dummy_data stays ~1 MB; longitudinal (2 visits).
@@ -121,3 +123,16 @@ def test_experiment_configs_draw_an_nihpd_shaped_discovery_cohort():
         assert cohort_folder_name(discovery).endswith("_nihpd")
     # The default configs keep their generated folders' names.
     assert cohort_folder_name(configs["small"].cohorts()[0][1]) == "discovery_n160_age0-22_ses1_seed0_vox1"
+
+
+def test_a_cohort_generated_before_the_ground_truth_was_listed_is_generated_again(tmp_path):
+    spec = CohortSpec(1, min_age=2.0, max_age=3.0, voxel_scale=3.9)
+    old = tmp_path / cohort_folder_name(spec)
+    old.mkdir()
+    (old / "participants.tsv").write_text("participant_id\tage\tsex\tsite\nsub-0001\t2.5\tM\tdisc-a\n")
+    folder = ensure_generated(tmp_path, spec, workers=1)
+    header = (Path(folder) / "participants.tsv").read_text().splitlines()[0].split("\t")
+    assert header[-2:] == ["tempo", "developmental_age"] and Path(folder) == old
+    stamp = (old / "participants.tsv").stat().st_mtime_ns
+    assert ensure_generated(tmp_path, spec, workers=1) == folder  # a complete one is reused
+    assert (old / "participants.tsv").stat().st_mtime_ns == stamp
