@@ -1,0 +1,97 @@
+"""`predict --runner`: the Beam path writes the local predict's CSV, failed and out-of-distribution rows included."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_checks import export_copy_with_metadata
+
+from brainage_tf import predict
+from brainage_tf.evaluation.ood import AGE_MARGIN_YEARS
+from brainage_tf.serving import beam_predict
+from brainage_tf.serving.exported_model import ExportedModel
+
+# Columns whose cells are numbers: equal within this many years (or units); every other cell exactly.
+TOLERANCE = 1e-5
+NUMERIC = ("age", "predicted_age", "brain_age_gap", "corrected_predicted_age", "interval_low",
+           "interval_high", "registration_ncc")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cohort(served_model, tmp_path_factory) -> dict:
+    """A manifest of 3 training scans and a corrupt file, and an export that flags the oldest-looking scan.
+
+    The export is the shared one with a training age range ending between the two highest
+    predicted ages of the 3 scans (predicted here from their stored volumes, which predict feeds).
+    """
+    root = tmp_path_factory.mktemp("beam_predict")
+    train = served_model["stored"]["train"]
+    by_age = sorted(train, key=served_model["ages"].get)
+    goods = [by_age[0], by_age[len(by_age) // 2], by_age[-1]]
+    model = ExportedModel(served_model["model"])
+    ages = sorted(float(model.predict(train[p][np.newaxis])["predicted_age"][0]) for p in goods)
+    reference = {**model.metadata["reference"], "age": [0.0, (ages[-2] + ages[-1]) / 2 - AGE_MARGIN_YEARS]}
+    export = export_copy_with_metadata(served_model["model"], root / "export", reference=reference)
+    corrupt = root / "corrupt.nii.gz"
+    corrupt.write_bytes(b"this is not a NIfTI file" * 10)
+    manifest = root / "scans.csv"
+    paths = [*goods, str(corrupt)]
+    manifest.write_text("subject_id,age_months,path\n" + "".join(
+        f"s{index},{24 * (index + 1)},{path}\n" for index, path in enumerate(paths)))  # fmt: skip
+    argv = ["--model", str(export), "--manifest", str(manifest)]
+    local = root / "local.csv"
+    assert predict.main([*argv, "--out", str(local), "--workers", "0"]) == 1  # the corrupt scan failed
+    rows = read_csv(local)
+    assert [row["status"] for row in rows] == ["ok", "ok", "ok", "failed"]
+    assert [row["ood"] for row in rows[:3]].count("True") == 1, rows  # one scan out of distribution
+    return dict(argv=argv, local=rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def assert_same_rows(expected: list[dict], actual: list[dict]) -> None:
+    assert [list(row) for row in actual] == [list(row) for row in expected]  # same columns, same order
+    assert len(actual) == len(expected)
+    for want, got in zip(expected, actual, strict=True):
+        for column, value in want.items():
+            if column in NUMERIC and value not in ("", "nan", "inf", "-inf"):  # infinite widths exactly
+                assert abs(float(got[column]) - float(value)) <= TOLERANCE, (column, want, got)
+            else:
+                assert got[column] == value, (column, want, got)
+
+
+@pytest.mark.parametrize(
+    "options", ["", "direct_running_mode=multi_processing,direct_num_workers=2"], ids=["one", "two_processes"]
+)
+def test_the_beam_path_writes_the_local_csv(cohort, tmp_path, options):
+    out = tmp_path / "beam.csv"
+    argv = [*cohort["argv"], "--out", str(out), "--runner", "DirectRunner", "--beam_pipeline_options", options]
+    assert predict.main(argv) == 1
+    assert_same_rows(cohort["local"], read_csv(out))
+    assert not beam_predict.rows_folder(out).exists()
+
+
+def test_a_scan_without_a_row_fails_visibly_and_a_resume_predicts_it(cohort, tmp_path, monkeypatch):
+    out = tmp_path / "beam.csv"
+    argv = [*cohort["argv"], "--out", str(out), "--runner", "DirectRunner"]
+    lost = cohort["local"][1]["path"]
+    process = beam_predict.WriteRows.process
+
+    def losing(self, element):  # the row of one scan never reaches the folder, as a lost bundle's would
+        if element[1]["path"] != lost:
+            yield from process(self, element) or ()
+
+    monkeypatch.setattr(beam_predict.WriteRows, "process", losing)
+    assert predict.main(argv) == 1
+    rows = read_csv(out)
+    assert [row["path"] for row in rows] == [row["path"] for row in cohort["local"]]
+    assert rows[1]["status"] == "failed" and beam_predict.NO_ROW_REASON in rows[1]["reason"]
+    monkeypatch.setattr(beam_predict.WriteRows, "process", process)
+    assert predict.main([*argv, "--resume"]) == 1  # only the corrupt scan fails now
+    assert_same_rows(cohort["local"], read_csv(out))
