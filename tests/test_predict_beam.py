@@ -1,4 +1,4 @@
-"""`predict --runner`: the Beam path writes the local predict's CSV, failed and out-of-distribution rows included."""
+"""`predict --runner`: the Beam path writes the local CSV, failed and out-of-distribution rows too."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def assert_same_rows(expected: list[dict], actual: list[dict]) -> None:
 )
 def test_the_beam_path_writes_the_local_csv(cohort, tmp_path, options):
     out = tmp_path / "beam.csv"
-    argv = [*cohort["argv"], "--out", str(out), "--runner", "DirectRunner", "--beam_pipeline_options", options]
+    beam = ["--runner", "DirectRunner", "--beam_pipeline_options", options]
+    argv = [*cohort["argv"], "--out", str(out), *beam]
     assert predict.main(argv) == 1
     assert_same_rows(cohort["local"], read_csv(out))
     assert not beam_predict.rows_folder(out).exists()
