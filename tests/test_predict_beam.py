@@ -96,3 +96,12 @@ def test_a_scan_without_a_row_fails_visibly_and_a_resume_predicts_it(cohort, tmp
     monkeypatch.setattr(beam_predict.WriteRows, "process", process)
     assert predict.main([*argv, "--resume"]) == 1  # only the corrupt scan fails now
     assert_same_rows(cohort["local"], read_csv(out))
+
+
+def test_the_memory_guard_refuses_large_scans_on_the_workers(cohort, tmp_path):
+    out = tmp_path / "beam.csv"
+    argv = [*cohort["argv"], "--out", str(out), "--runner", "DirectRunner", "--max-voxels", "1000"]
+    assert predict.main(argv) == 1
+    rows = read_csv(out)
+    assert all(row["status"] == "failed" for row in rows)
+    assert all("more than the limit of 1,000" in row["reason"] for row in rows[:3]), rows
