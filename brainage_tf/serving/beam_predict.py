@@ -139,6 +139,12 @@ def collect_rows(folder: Path, journal: ResultJournal, ok_only: bool = False) ->
     return added
 
 
+def last_line(error: BaseException) -> str:
+    """What a failed job's error says last: runners put a whole remote traceback in the message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return one_line(lines[-1] if lines else type(error).__name__)
+
+
 def pipeline_for(beam_args: Sequence[str]) -> beam.Pipeline:
     """A pipeline on the runner the Beam flags name, made lossless on Beam's local runners.
 
@@ -226,8 +232,8 @@ def predict_on_beam(
                 if isinstance(error, Interrupted | UsageError):
                     raise
                 raise JobFailed(
-                    f"the Beam job failed ({one_line(error)}): {len(journal.finished)} of {len(items)} scans "
-                    f"finished, kept in {journal.partial}; rerun with --resume to predict the rest"
+                    f"the Beam job failed ({last_line(error)}): {len(journal.finished)} of {len(items)} scans"
+                    f" finished, kept in {journal.partial}; rerun with --resume to predict the rest"
                 ) from None
             collect_rows(folder, journal)
             for index, key, item in work:
