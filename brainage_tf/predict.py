@@ -47,6 +47,12 @@ def build_parser() -> OneLineParser:
         help="Beam pipeline options, as `tfds build` takes them, e.g. "
         '"direct_running_mode=multi_processing,direct_num_workers=2".',
     )
+    parser.add_argument(
+        "--rows_dir",
+        metavar="DIR_OR_URL",
+        help="With a runner: where workers write finished rows (default: beside --out; e.g. gs://BUCKET/tmp "
+        "for workers that do not mount --out's folder).",
+    )
     return parser
 
 
@@ -67,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             runner = [f"--runner={args.runner}"] if args.runner else []
             beam_args = [*parse_beam_options(args.beam_pipeline_options), *runner]
-            return predict_on_beam(model, items, args.out, beam_args, args.resume)
+            return predict_on_beam(model, items, args.out, beam_args, args.resume, args.rows_dir)
         return predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty())
 
     return run_batch_command(parser.prog, argv, work, "predicted", args.out)

@@ -75,12 +75,13 @@ def test_the_beam_path_writes_the_local_csv(cohort, tmp_path, options):
     argv = [*cohort["argv"], "--out", str(out), *beam]
     assert predict.main(argv) == 1
     assert_same_rows(cohort["local"], read_csv(out))
-    assert not beam_predict.rows_folder(out).exists()
+    assert not Path(beam_predict.rows_folder(out)).exists()  # the workers' row files are gone
 
 
 def test_a_scan_without_a_row_fails_visibly_and_a_resume_predicts_it(cohort, tmp_path, monkeypatch):
     out = tmp_path / "beam.csv"
-    argv = [*cohort["argv"], "--out", str(out), "--runner", "DirectRunner"]
+    rows_dir = tmp_path / "rows"  # the workers' rows go elsewhere, as to a bucket on Dataflow
+    argv = [*cohort["argv"], "--out", str(out), "--runner", "DirectRunner", "--rows_dir", str(rows_dir)]
     lost = cohort["local"][1]["path"]
     process = beam_predict.WriteRows.process
 
@@ -96,6 +97,7 @@ def test_a_scan_without_a_row_fails_visibly_and_a_resume_predicts_it(cohort, tmp
     monkeypatch.setattr(beam_predict.WriteRows, "process", process)
     assert predict.main([*argv, "--resume"]) == 1  # only the corrupt scan fails now
     assert_same_rows(cohort["local"], read_csv(out))
+    assert rows_dir.is_dir() and not any(rows_dir.iterdir())
 
 
 def test_the_memory_guard_refuses_large_scans_on_the_workers(cohort, tmp_path):

@@ -7,8 +7,8 @@ handle; each scan's fields from `Predictor`) -> `WriteRows`. A scan that fails p
 skips the model; every row is made by `batch.finished_row`, as the local pool makes it.
 
 Rows reach the launching process through files: each bundle appends its rows, formatted as
-CSV cells, to a JSON-lines file of its own in `OUT.beam-rows/`, flushed row by row (a
-folder every worker reaches: a shared filesystem or a bucket). After the job, the launcher
+CSV cells, to a JSON-lines file of its own in `OUT.beam-rows/`, flushed row by row (beside
+`OUT` on a shared filesystem, or under `rows_dir`, e.g. a bucket). After the job, the launcher
 moves them into the `ResultJournal` (`OUT.partial`) and writes `OUT` as the local path does.
 A bundle retried by the runner writes its rows again; they are the same and kept once. A
 scan without a row after a finished job gets a "failed" row saying so, never a missing row;
@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -111,20 +112,45 @@ class WriteRows(beam.DoFn):
             self._handle = None
 
 
-def rows_folder(out: Path) -> Path:
-    """Where the workers of a job predicting into `out` write their rows."""
-    return out.with_name(out.name + ROWS_SUFFIX)
+def rows_folder(out: Path, rows_dir: str | None = None) -> str:
+    """Where the workers of a job predicting into `out` write their rows: beside `out`, or in `rows_dir`.
+
+    `rows_dir` (a path or a URL Beam's filesystems take, e.g. gs://BUCKET/tmp) is for workers that
+    do not mount the folder of `out` (Dataflow).
+    """
+    name = out.name + ROWS_SUFFIX
+    return str(out.with_name(name)) if rows_dir is None else FileSystems.join(rows_dir, name)
 
 
-def collect_rows(folder: Path, journal: ResultJournal, ok_only: bool = False) -> int:
+def _row_files(folder: str) -> list[str]:
+    """The row files in `folder`, in name order (none when it does not exist)."""
+    try:
+        matched = FileSystems.match([FileSystems.join(folder, "*.jsonl")])[0].metadata_list
+    except BeamIOError:
+        return []
+    return sorted(metadata.path for metadata in matched)
+
+
+def _clear(folder: str) -> None:
+    """Removes the row files and, on a local filesystem, the folder."""
+    files = _row_files(folder)
+    if files:
+        FileSystems.delete(files)
+    if FileSystems.get_scheme(folder) is None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def collect_rows(folder: str, journal: ResultJournal, ok_only: bool = False) -> int:
     """Moves the rows the workers wrote into the journal (each key once); returns how many were new.
 
     Torn last lines (a worker killed mid-write) are skipped: their scans are redone.
     """
     added = 0
     status = journal.columns.index("status")
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for line in path.read_text().splitlines():
+    for path in _row_files(folder):
+        with FileSystems.open(path) as handle:
+            lines = handle.read().decode().splitlines()
+        for line in lines:
             try:
                 record = json.loads(line)
                 key, cells = record["key"], record["cells"]
@@ -165,7 +191,7 @@ def pipeline_for(beam_args: Sequence[str]) -> beam.Pipeline:
 
 
 def run_job(
-    model: ExportedModel, work: Sequence[tuple[int, str, ScanItem]], folder: Path, beam_args: Sequence[str]
+    model: ExportedModel, work: Sequence[tuple[int, str, ScanItem]], folder: str, beam_args: Sequence[str]
 ) -> None:
     """Runs the Beam job that writes a row for each (index, key, item) of `work` into `folder`.
 
@@ -183,23 +209,29 @@ def run_job(
     )
     predicted = scans.ok | "Predict" >> RunInference(ExportModelHandler(str(model.path)))
     rows = (predicted, scans[_FAILED_TAG]) | "Rows" >> beam.Flatten()
-    _ = rows | "Write" >> beam.ParDo(WriteRows(str(folder), columns))
+    _ = rows | "Write" >> beam.ParDo(WriteRows(folder, columns))
     state = pipeline.run().wait_until_finish()
     if state != beam.runners.runner.PipelineState.DONE:
         raise JobFailed(f"the job ended {state}")
 
 
 def predict_on_beam(
-    model: ExportedModel, items: Sequence[ScanItem], out: Path, beam_args: Sequence[str], resume: bool = False
+    model: ExportedModel,
+    items: Sequence[ScanItem],
+    out: Path,
+    beam_args: Sequence[str],
+    resume: bool = False,
+    rows_dir: str | None = None,
 ) -> dict[str, int]:
     """Predicts the items into `out` on a Beam runner: the CSV and sidecar the local `predict_to_csv` writes.
 
     Args:
         model: The export, loaded here for its columns, preprocessing and provenance.
         items: The scans, at the same paths on every worker.
-        out: The CSV; its rows folder (`rows_folder`) must be reachable by every worker.
+        out: The CSV, on the launching machine.
         beam_args: Beam flags, e.g. ["--runner=PortableRunner", "--job_endpoint=embed", ...].
         resume: Keep the ok rows of an earlier run or failed job into `out`.
+        rows_dir: Where the workers write rows (None: beside `out`); see `rows_folder`.
 
     Returns:
         {"rows", "ok", "failed"} of the written CSV.
@@ -210,15 +242,15 @@ def predict_on_beam(
         Interrupted: SIGINT or SIGTERM; likewise.
     """
     journal = ResultJournal(out, prediction_columns(model), provenance(model, TOOL), resume)
-    folder = rows_folder(out)
+    folder = rows_folder(out, rows_dir)
     keys = item_keys(items)
     try:
         if resume:  # a failed job's rows: normally already in the partial file
             collect_rows(folder, journal, ok_only=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        _clear(folder)
         work = [(index, key, items[index]) for index, key in enumerate(keys) if key not in journal.finished]
         if work:
-            folder.mkdir()
+            FileSystems.mkdirs(folder)
             try:
                 run_job(model, work, folder, beam_args)
             except (Exception, Interrupted) as error:
@@ -244,5 +276,5 @@ def predict_on_beam(
     finally:
         journal.close()
     counts = journal.finish(keys)
-    shutil.rmtree(folder, ignore_errors=True)
+    _clear(folder)
     return counts
