@@ -107,3 +107,26 @@ def test_the_memory_guard_refuses_large_scans_on_the_workers(cohort, tmp_path):
     rows = read_csv(out)
     assert all(row["status"] == "failed" for row in rows)
     assert all("more than the limit of 1,000" in row["reason"] for row in rows[:3]), rows
+
+
+def test_a_failed_job_keeps_finished_rows_and_a_resume_completes_it(cohort, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "beam.csv"
+    argv = [*cohort["argv"], "--out", str(out), "--runner", "DirectRunner"]
+    doomed = cohort["local"][2]["path"]
+    run_inference = beam_predict.ExportModelHandler.run_inference
+
+    def crashing(self, batch, model, inference_args=None):  # a worker error Beam does not retry here
+        if any(item.path == doomed for _, _, item, _ in batch):
+            raise RuntimeError("worker lost")
+        return run_inference(self, batch, model, inference_args)
+
+    monkeypatch.setattr(beam_predict.ExportModelHandler, "run_inference", crashing)
+    assert predict.main(argv) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the Beam job failed (" in error and "worker lost" in error and "rerun with --resume" in error
+    assert not out.exists()  # an OUT that exists is complete
+    partial = out.with_name(out.name + ".partial").read_text()
+    assert doomed not in partial
+    monkeypatch.setattr(beam_predict.ExportModelHandler, "run_inference", run_inference)
+    assert predict.main([*argv, "--resume"]) == 1
+    assert_same_rows(cohort["local"], read_csv(out))

@@ -75,10 +75,6 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-class JobFailed(Exception):
-    """A distributed job (the Beam path) failed; the message says what finished and where it is kept."""
-
-
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise `Interrupted` in the main thread."""

@@ -29,9 +29,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from brainage_tf.errors import UsageError, one_line
+from brainage_tf.errors import JobFailedError, UsageError, one_line
 from brainage_tf.preprocessing import PreprocessConfig
-from brainage_tf.serving.batch import Interrupted, JobFailed, finished_row
+from brainage_tf.serving.batch import Interrupted, finished_row
 from brainage_tf.serving.exported_model import ExportedModel
 from brainage_tf.serving.journal import OK, ResultJournal, cell
 from brainage_tf.serving.predictions import TOOL, Predictor, prediction_columns, provenance
@@ -196,7 +196,7 @@ def run_job(
     """Runs the Beam job that writes a row for each (index, key, item) of `work` into `folder`.
 
     Raises:
-        JobFailed: The job ended in a state other than DONE.
+        JobFailedError: The job ended in a state other than DONE.
     """
     columns = prediction_columns(model)
     pipeline = pipeline_for(beam_args)
@@ -212,7 +212,7 @@ def run_job(
     _ = rows | "Write" >> beam.ParDo(WriteRows(folder, columns))
     state = pipeline.run().wait_until_finish()
     if state != beam.runners.runner.PipelineState.DONE:
-        raise JobFailed(f"the job ended {state}")
+        raise JobFailedError(f"the job ended {state}")
 
 
 def predict_on_beam(
@@ -238,7 +238,7 @@ def predict_on_beam(
 
     Raises:
         UsageError: As `predict_to_csv`, or Beam flags without a runner.
-        JobFailed: The job failed; its finished rows are in `out`'s partial file for `--resume`.
+        JobFailedError: The job failed; its finished rows are in `out`'s partial file for `--resume`.
         Interrupted: SIGINT or SIGTERM; likewise.
     """
     journal = ResultJournal(out, prediction_columns(model), provenance(model, TOOL), resume)
@@ -263,7 +263,7 @@ def predict_on_beam(
                     )
                 if isinstance(error, Interrupted | UsageError):
                     raise
-                raise JobFailed(
+                raise JobFailedError(
                     f"the Beam job failed ({last_line(error)}): {len(journal.finished)} of {len(items)} scans"
                     f" finished, kept in {journal.partial}; rerun with --resume to predict the rest"
                 ) from None
