@@ -59,7 +59,11 @@ class ExportModelHandler(ModelHandler):
     """
 
     def __init__(self, export_dir: str):
-        """Args: export_dir: The export version folder, at the same path on every worker."""
+        """Keeps only the path: each worker loads the export itself (`load_model`).
+
+        Args:
+            export_dir: The export version folder, at the same path on every worker.
+        """
         super().__init__(min_batch_size=1, max_batch_size=BATCH_SCANS)
         self._export_dir = export_dir
 
