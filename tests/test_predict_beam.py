@@ -122,8 +122,8 @@ def test_a_failed_job_keeps_finished_rows_and_a_resume_completes_it(cohort, tmp_
 
     monkeypatch.setattr(beam_predict.ExportModelHandler, "run_inference", crashing)
     assert predict.main(argv) == 1
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "the Beam job failed (" in error and "worker lost" in error and "rerun with --resume" in error
+    errors = [line for line in capsys.readouterr().err.splitlines() if "the Beam job failed (" in line]
+    assert len(errors) == 1 and "worker lost" in errors[0] and "rerun with --resume" in errors[0], errors
     assert not out.exists()  # an OUT that exists is complete
     partial = out.with_name(out.name + ".partial").read_text()
     assert doomed not in partial
