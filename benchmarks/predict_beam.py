@@ -1,6 +1,6 @@
 """`predict` locally and on Beam runners over the same scans: equal CSVs, scans/hour, peak RSS, a worker kill.
 
-    python benchmarks/predict_beam.py [--scans 200] [--work_dir DIR] [--kill_after S]
+    python benchmarks/predict_beam.py [--scans 200] [--work_dir DIR] [--kill_at_rows N]
 
 Reuses `benchmarks/predict_resume.py`'s synthetic scans (one visit each, tiny grid) and its
 freshly initialised slice_lstm export, here given training ranges that flag every scan out of
@@ -14,9 +14,10 @@ distribution, plus one corrupt file, so failed and OOD rows are compared too. Ea
 
 It prints a table (seconds, scans per hour, peak RSS of the command and of its largest
 descendant or pool worker, MB, from /proc VmHWM) and, for each Beam run, whether its CSV
-equals the local one (same rows and cells, numbers within 1e-5). With `--kill_after S` it
-then starts a portable-runner job, SIGKILLs the pool's SDK worker S seconds after the job
-started, reports what the command did, then reruns with `--resume` and compares.
+equals the local one (same rows and cells, numbers within 1e-5). With `--kill_at_rows N` it
+then starts a portable-runner job, SIGKILLs the pool's SDK worker once the workers have
+written N rows (mid-job, whatever the machine's speed), reports what the command did, then
+reruns with `--resume` and compares.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from predict_resume import SAMPLE_SECONDS, descendants, make_export, make_scans, peak_rss_mb
 
+from brainage_tf.serving.beam_predict import ROWS_SUFFIX
 from brainage_tf.serving.metadata import METADATA_ASSET
 from tfds_builders.portable import WorkerPool, free_port, portable_options
 
@@ -68,10 +70,15 @@ def differences(expected: Path, actual: Path) -> list[str]:
     return found
 
 
-def measure(command: list[str], watch: list[int], kill: tuple[float, int] | None = None) -> dict:
+def rows_written(folder: Path) -> int:
+    """Rows the workers have written so far into a job's rows folder."""
+    return sum(len(path.read_bytes().splitlines()) for path in folder.glob("*.jsonl"))
+
+
+def measure(command: list[str], watch: list[int], kill: tuple[int, Path, int] | None = None) -> dict:
     """Runs one command to its end; peak RSS of it and of its and `watch`'s descendants.
 
-    `kill` (after seconds, pool pid): SIGKILL the pool's newest worker then, once.
+    `kill` (rows, rows folder, pool pid): SIGKILL the pool's newest worker once the folder has that many rows.
     """
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -81,12 +88,14 @@ def measure(command: list[str], watch: list[int], kill: tuple[float, int] | None
         below = descendants(process.pid).union(*(descendants(pid) for pid in watch))
         worker_peak = max([worker_peak, *(peak_rss_mb(pid) for pid in below)])
         elapsed = time.perf_counter() - started
-        if kill is not None and killed is None and elapsed >= kill[0]:
-            workers = sorted(descendants(kill[1]))
+        if kill is not None and killed is None and rows_written(kill[1]) >= kill[0]:
+            workers = sorted(descendants(kill[2]))
             if workers:
                 killed = workers[-1]
                 os.kill(killed, signal.SIGKILL)
-                print(f"SIGKILLed SDK worker {killed} at {elapsed:.1f} s", flush=True)
+                print(
+                    f"SIGKILLed SDK worker {killed} at {elapsed:.1f} s, {rows_written(kill[1])} rows written"
+                )
         if elapsed > KILL_TIMEOUT_S:
             process.kill()
             print(f"the command did not end within {KILL_TIMEOUT_S} s: killed it", flush=True)
@@ -101,7 +110,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=200)
     parser.add_argument("--work_dir", type=Path, default=Path("benchmarks/predict_resume_work"))
-    parser.add_argument("--kill_after", type=float, help="Also kill the portable job's SDK worker after S s.")
+    parser.add_argument(
+        "--kill_at_rows", type=int, help="Also kill a portable job's SDK worker after N rows."
+    )
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["direct", "portable"], help="Runs to leave out."
     )
@@ -137,7 +148,7 @@ def main() -> int:
         beam = ("--runner", "DirectRunner", "--beam_pipeline_options", options)
         runs.append(("DirectRunner, multi_processing, 2 workers", out, measure(command(out, *beam), [])))
     pool = None
-    if "portable" not in args.skip or args.kill_after is not None:
+    if "portable" not in args.skip or args.kill_at_rows is not None:
         port = free_port()
         pool = WorkerPool(port, args.work_dir / "worker_pool.log")
     try:
@@ -163,13 +174,14 @@ def main() -> int:
             )
             if row["returncode"] not in (0, 1):
                 print(f"  stderr: {row['stderr'].strip().splitlines()[-3:]}")
-        if args.kill_after is not None:
+        if args.kill_at_rows is not None:
             out = outputs / "killed.csv"
-            row = measure(command(out, *portable), [pool._process.pid], (args.kill_after, pool._process.pid))
+            kill = (args.kill_at_rows, out.with_name(out.name + ROWS_SUFFIX), pool._process.pid)
+            row = measure(command(out, *portable), [pool._process.pid], kill)
             partial = out.with_name(out.name + ".partial")
             kept = len(partial.read_text().splitlines()) - 1 if partial.exists() else None
             what = f"exit {row['returncode']} after {row['seconds']:.1f} s"
-            print(f"worker kill after {args.kill_after} s (pid {row['killed']}): {what}; "
+            print(f"worker kill at {args.kill_at_rows} rows (pid {row['killed']}): {what}; "
                   f"CSV written: {out.exists()}; rows in the partial: {kept}")  # fmt: skip
             print(f"  stdout: {row['stdout'].strip()[-300:]!r}")
             print(f"  stderr (last line): {row['stderr'].strip().splitlines()[-1:]!r}")
