@@ -46,6 +46,8 @@ NUMERIC = ("age", "predicted_age", "brain_age_gap", "corrected_predicted_age", "
 TOLERANCE = 1e-5
 # Seconds a killed portable job may take before the benchmark ends it.
 KILL_TIMEOUT_S = 600
+# Seconds between two counts of the rows written, while waiting to kill: short, the rows come fast.
+KILL_POLL_SECONDS = 0.02
 
 
 def differences(expected: Path, actual: Path) -> list[str]:
@@ -75,34 +77,43 @@ def rows_written(folder: Path) -> int:
     return sum(len(path.read_bytes().splitlines()) for path in folder.glob("*.jsonl"))
 
 
-def measure(command: list[str], watch: list[int], kill: tuple[int, Path, int] | None = None) -> dict:
-    """Runs one command to its end; peak RSS of it and of its and `watch`'s descendants.
-
-    `kill` (rows, rows folder, pool pid): SIGKILL the pool's newest worker once the folder has that many rows.
-    """
+def measure(command: list[str], watch: list[int]) -> dict:
+    """Runs one command to its end; peak RSS of it and of its and `watch`'s descendants."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    command_peak, worker_peak, killed = 0.0, 0.0, None
+    command_peak, worker_peak = 0.0, 0.0
     while process.poll() is None:
         command_peak = max(command_peak, peak_rss_mb(process.pid))
         below = descendants(process.pid).union(*(descendants(pid) for pid in watch))
         worker_peak = max([worker_peak, *(peak_rss_mb(pid) for pid in below)])
-        elapsed = time.perf_counter() - started
-        if kill is not None and killed is None and rows_written(kill[1]) >= kill[0]:
-            workers = sorted(descendants(kill[2]))
-            if workers:
-                killed = workers[-1]
-                os.kill(killed, signal.SIGKILL)
-                print(
-                    f"SIGKILLed SDK worker {killed} at {elapsed:.1f} s, {rows_written(kill[1])} rows written"
-                )
-        if elapsed > KILL_TIMEOUT_S:
-            process.kill()
-            print(f"the command did not end within {KILL_TIMEOUT_S} s: killed it", flush=True)
         time.sleep(SAMPLE_SECONDS)
     stdout, stderr = process.communicate()
     return dict(seconds=time.perf_counter() - started, returncode=process.returncode, command_mb=command_peak,
-                worker_mb=worker_peak, stdout=stdout, stderr=stderr, killed=killed)  # fmt: skip
+                worker_mb=worker_peak, stdout=stdout, stderr=stderr)  # fmt: skip
+
+
+def run_with_worker_kill(command: list[str], rows: int, folder: Path, pool_pid: int) -> dict:
+    """Runs a portable job; SIGKILLs its SDK worker (the pool's new child) once `folder` holds `rows` rows."""
+    before = descendants(pool_pid)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker, killed = None, ""
+    while process.poll() is None and time.perf_counter() - started < KILL_TIMEOUT_S:
+        if worker is None:
+            new = sorted(descendants(pool_pid) - before)
+            worker = new[0] if new else None
+        elif not killed and rows_written(folder) >= rows:
+            os.kill(worker, signal.SIGKILL)
+            killed = f"SIGKILLed SDK worker {worker} at {time.perf_counter() - started:.1f} s"
+            killed += f" with {rows_written(folder)} rows written"
+        time.sleep(KILL_POLL_SECONDS)
+    if process.poll() is None:
+        process.kill()
+        killed += f"; the command did not end within {KILL_TIMEOUT_S} s: killed it"
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    return dict(seconds=seconds, returncode=process.returncode, killed=killed or "no kill", stdout=stdout,
+                stderr=stderr)  # fmt: skip
 
 
 def main() -> int:
@@ -176,13 +187,12 @@ def main() -> int:
                 print(f"  stderr: {row['stderr'].strip().splitlines()[-3:]}")
         if args.kill_at_rows is not None:
             out = outputs / "killed.csv"
-            kill = (args.kill_at_rows, out.with_name(out.name + ROWS_SUFFIX), pool._process.pid)
-            row = measure(command(out, *portable), [pool._process.pid], kill)
+            folder = out.with_name(out.name + ROWS_SUFFIX)
+            row = run_with_worker_kill(command(out, *portable), args.kill_at_rows, folder, pool._process.pid)
             partial = out.with_name(out.name + ".partial")
             kept = len(partial.read_text().splitlines()) - 1 if partial.exists() else None
             what = f"exit {row['returncode']} after {row['seconds']:.1f} s"
-            print(f"worker kill at {args.kill_at_rows} rows (pid {row['killed']}): {what}; "
-                  f"CSV written: {out.exists()}; rows in the partial: {kept}")  # fmt: skip
+            print(f"{row['killed']}: {what}; CSV written: {out.exists()}; rows kept in the partial: {kept}")
             print(f"  stdout: {row['stdout'].strip()[-300:]!r}")
             print(f"  stderr (last line): {row['stderr'].strip().splitlines()[-1:]!r}")
             if out.exists():
