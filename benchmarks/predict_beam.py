@@ -1,6 +1,6 @@
 """`predict` locally and on Beam runners over the same scans: equal CSVs, scans/hour, peak RSS, a worker kill.
 
-    python benchmarks/predict_beam.py [--scans 200] [--work_dir DIR] [--kill_at_rows N]
+    python benchmarks/predict_beam.py [--scans 200] [--work_dir DIR] [--kill_at_rows N] [--kill_timeout S]
 
 Reuses `benchmarks/predict_resume.py`'s synthetic scans (one visit each, tiny grid) and its
 freshly initialised slice_lstm export, here given training ranges that flag every scan out of
@@ -44,8 +44,6 @@ from tfds_builders.portable import WorkerPool, free_port, portable_options
 NUMERIC = ("age", "predicted_age", "brain_age_gap", "corrected_predicted_age", "interval_low",
            "interval_high", "registration_ncc")  # fmt: skip
 TOLERANCE = 1e-5
-# Seconds a killed portable job may take before the benchmark ends it.
-KILL_TIMEOUT_S = 600
 # Seconds between two counts of the rows written, while waiting to kill: short, the rows come fast.
 KILL_POLL_SECONDS = 0.02
 
@@ -92,13 +90,16 @@ def measure(command: list[str], watch: list[int]) -> dict:
                 worker_mb=worker_peak, stdout=stdout, stderr=stderr)  # fmt: skip
 
 
-def run_with_worker_kill(command: list[str], rows: int, folder: Path, pool_pid: int) -> dict:
-    """Runs a portable job; SIGKILLs its SDK worker (the pool's new child) once `folder` holds `rows` rows."""
+def run_with_worker_kill(command: list[str], rows: int, folder: Path, pool_pid: int, timeout: float) -> dict:
+    """Runs a portable job; SIGKILLs its SDK worker (the pool's new child) once `folder` holds `rows` rows.
+
+    The command is SIGKILLed when it has not ended `timeout` seconds after it started (a hung job).
+    """
     before = descendants(pool_pid)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     worker, killed = None, ""
-    while process.poll() is None and time.perf_counter() - started < KILL_TIMEOUT_S:
+    while process.poll() is None and time.perf_counter() - started < timeout:
         if worker is None:
             new = sorted(descendants(pool_pid) - before)
             worker = new[0] if new else None
@@ -109,7 +110,7 @@ def run_with_worker_kill(command: list[str], rows: int, folder: Path, pool_pid: 
         time.sleep(KILL_POLL_SECONDS)
     if process.poll() is None:
         process.kill()
-        killed += f"; the command did not end within {KILL_TIMEOUT_S} s: killed it"
+        killed += f"; the command did not end within {timeout:g} s: SIGKILLed it"
     stdout, stderr = process.communicate()
     seconds = time.perf_counter() - started
     return dict(seconds=seconds, returncode=process.returncode, killed=killed or "no kill", stdout=stdout,
@@ -123,6 +124,9 @@ def main() -> int:
     parser.add_argument("--work_dir", type=Path, default=Path("benchmarks/predict_resume_work"))
     parser.add_argument(
         "--kill_at_rows", type=int, help="Also kill a portable job's SDK worker after N rows."
+    )
+    parser.add_argument(
+        "--kill_timeout", type=float, default=600, help="Seconds before a hung job is killed."
     )
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["direct", "portable"], help="Runs to leave out."
@@ -188,11 +192,15 @@ def main() -> int:
         if args.kill_at_rows is not None:
             out = outputs / "killed.csv"
             folder = out.with_name(out.name + ROWS_SUFFIX)
-            row = run_with_worker_kill(command(out, *portable), args.kill_at_rows, folder, pool._process.pid)
+            pid = pool._process.pid
+            row = run_with_worker_kill(
+                command(out, *portable), args.kill_at_rows, folder, pid, args.kill_timeout
+            )
             partial = out.with_name(out.name + ".partial")
             kept = len(partial.read_text().splitlines()) - 1 if partial.exists() else None
             what = f"exit {row['returncode']} after {row['seconds']:.1f} s"
-            print(f"{row['killed']}: {what}; CSV written: {out.exists()}; rows kept in the partial: {kept}")
+            print(f"{row['killed']}: {what}; CSV written: {out.exists()}; rows kept in the partial: {kept}, "
+                  f"in the rows folder: {rows_written(folder)}")  # fmt: skip
             print(f"  stdout: {row['stdout'].strip()[-300:]!r}")
             print(f"  stderr (last line): {row['stderr'].strip().splitlines()[-1:]!r}")
             if out.exists():
