@@ -130,3 +130,12 @@ def test_a_failed_job_keeps_finished_rows_and_a_resume_completes_it(cohort, tmp_
     monkeypatch.setattr(beam_predict.ExportModelHandler, "run_inference", run_inference)
     assert predict.main([*argv, "--resume"]) == 1
     assert_same_rows(cohort["local"], read_csv(out))
+
+
+def test_a_runner_beam_cannot_run_is_a_usage_error_before_any_file(cohort, tmp_path, capsys):
+    out = tmp_path / "beam.csv"
+    for beam in (["--beam_pipeline_options", "direct_num_workers=2"], ["--runner", "NoSuchRunner"]):
+        assert predict.main([*cohort["argv"], "--out", str(out), *beam]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "\n" not in error and ("names no runner" in error or "--runner NoSuchRunner: " in error)
+        assert list(tmp_path.iterdir()) == []  # a corrected command needs no --resume

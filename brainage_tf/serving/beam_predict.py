@@ -179,7 +179,7 @@ def pipeline_for(beam_args: Sequence[str]) -> beam.Pipeline:
     """A pipeline on the runner the Beam flags name, made lossless on Beam's local runners.
 
     Raises:
-        UsageError: The flags name no runner.
+        UsageError: The flags name no runner, or one Beam does not know.
     """
     from brainage_tf.ingest.direct_runner import local_runner, prepare_local_runner
 
@@ -187,23 +187,25 @@ def pipeline_for(beam_args: Sequence[str]) -> beam.Pipeline:
     runner = options.view_as(StandardOptions).runner
     if not runner:
         raise UsageError("--beam_pipeline_options names no runner: add --runner NAME")
-    pipeline = beam.Pipeline(
-        runner=local_runner(options) if runner in LOCAL_RUNNERS else None, options=options
-    )
+    try:
+        pipeline = beam.Pipeline(
+            runner=local_runner(options) if runner in LOCAL_RUNNERS else None, options=options
+        )
+    except ValueError as error:  # Beam's word for a runner name it cannot load
+        raise UsageError(f"--runner {runner}: {one_line(error)}") from None
     prepare_local_runner(pipeline)
     return pipeline
 
 
 def run_job(
-    model: ExportedModel, work: Sequence[tuple[int, str, ScanItem]], folder: str, beam_args: Sequence[str]
+    model: ExportedModel, work: Sequence[tuple[int, str, ScanItem]], folder: str, pipeline: beam.Pipeline
 ) -> None:
-    """Runs the Beam job that writes a row for each (index, key, item) of `work` into `folder`.
+    """Runs, as `pipeline`, the Beam job writing a row for each (index, key, item) of `work` into `folder`.
 
     Raises:
         JobFailedError: The job ended in a state other than DONE.
     """
     columns = prediction_columns(model)
-    pipeline = pipeline_for(beam_args)
     scans = (
         pipeline
         | "Scans" >> beam.Create(list(work))
@@ -247,6 +249,7 @@ def predict_on_beam(
         JobFailedError: The job failed; its finished rows are in `out`'s partial file for `--resume`.
         Interrupted: SIGINT or SIGTERM; likewise.
     """
+    pipeline = pipeline_for(beam_args)  # a bad runner stops here, before any file is written
     journal = ResultJournal(out, prediction_columns(model), provenance(model, TOOL), resume)
     folder = rows_folder(out, rows_dir)
     keys = item_keys(items)
@@ -258,7 +261,7 @@ def predict_on_beam(
         if work:
             FileSystems.mkdirs(folder)
             try:
-                run_job(model, work, folder, beam_args)
+                run_job(model, work, folder, pipeline)
             except (Exception, Interrupted) as error:
                 collect_rows(folder, journal)  # what finished stays in the partial file for a resume
                 if isinstance(error, Interrupted):
