@@ -136,6 +136,6 @@ def test_a_runner_beam_cannot_run_is_a_usage_error_before_any_file(cohort, tmp_p
     out = tmp_path / "beam.csv"
     for beam in (["--beam_pipeline_options", "direct_num_workers=2"], ["--runner", "NoSuchRunner"]):
         assert predict.main([*cohort["argv"], "--out", str(out), *beam]) == 2
-        error = capsys.readouterr().err.strip()
-        assert "\n" not in error and ("names no runner" in error or "--runner NoSuchRunner: " in error)
+        errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+        assert len(errors) == 1 and ("names no runner" in errors[0] or "--runner NoSuchRunner: " in errors[0])
         assert list(tmp_path.iterdir()) == []  # a corrected command needs no --resume
