@@ -63,6 +63,10 @@ class ComponentError(RuntimeError):
     """A pipeline component that cannot do its work (`pipelines`)."""
 
 
+class JobFailedError(RuntimeError):
+    """A distributed job (`predict --runner`) failed; the message says what finished and where it is kept."""
+
+
 class ScanError(ValueError):
     """A scan that cannot be preprocessed. ``str()`` reads ``"<path>: <reason>"``."""
 

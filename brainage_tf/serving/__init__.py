@@ -8,6 +8,7 @@
 * `journal`: `ResultJournal`, rows on disk as scans finish, and resume.
 * `batch`: `run_batch`, the runner `predict` and `explain` share, and interrupts.
 * `predictions`, `explanations`: the two handlers and their entry functions.
+* `beam_predict`: `predict_on_beam`, the same rows through Beam's RunInference on any runner.
 * `recalibration`: `recalibrate`, a new version fitted on a site's controls, the same weights.
 * `cli`: what the batch commands share on the command line.
 

@@ -101,6 +101,35 @@ def scan_facts(scan: PreprocessedScan) -> dict:
     }
 
 
+def finished_row(
+    index: int, item: ScanItem, scan: PreprocessedScan | None, reason: str, handler: Handler
+) -> dict:
+    """A scan's row: its handler's fields, or status "failed" with the reason of whichever step failed.
+
+    The one place a row is made, so the local pool and the Beam path (`brainage_tf.serving.beam_predict`)
+    write the same row for the same scan.
+
+    Args:
+        index: The item's position in the run, passed to the handler.
+        item: The scan.
+        scan: Its preprocessed volume, or None when preprocessing failed.
+        reason: Why preprocessing failed ("" when `scan` is not None).
+        handler: Turns the preprocessed scan into the row's fields; not called without a scan.
+    """
+    row = {"path": item.path, "subject_id": item.subject_id, "session": item.session, "age": item.age}
+    fields = {}
+    if scan is not None:
+        row.update(scan_facts(scan))
+        fields, reason = guarded(lambda: handler(index, item, scan), item.path)
+    if reason:
+        row.update(status=FAILED, reason=reason)
+    else:
+        row.update(fields, status=OK, reason="")
+        if item.age is not None and "predicted_age" in fields:
+            row["brain_age_gap"] = fields["predicted_age"] - item.age
+    return row
+
+
 def run_batch(
     items: Sequence[ScanItem],
     config: PreprocessConfig,
@@ -141,17 +170,7 @@ def run_batch(
     ):
         for position, scan, reason in pool.results([items[index].path for index in todo]):
             index = todo[position]
-            item = items[index]
-            row = {"path": item.path, "subject_id": item.subject_id, "session": item.session, "age": item.age}
-            if scan is not None:
-                row.update(scan_facts(scan))
-                fields, reason = guarded(lambda: handler(index, item, scan), item.path)  # noqa: B023
-            if reason:
-                row.update(status=FAILED, reason=reason)
-            else:
-                row.update(fields, status=OK, reason="")
-                if item.age is not None and "predicted_age" in fields:
-                    row["brain_age_gap"] = fields["predicted_age"] - item.age
+            row = finished_row(index, items[index], scan, reason, handler)
             sink.append(keys[index], row)
             if report is not None:
                 report(index, row)

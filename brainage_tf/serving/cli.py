@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from brainage_tf.console import add_verbose_argument
-from brainage_tf.errors import UsageError, one_line
+from brainage_tf.errors import JobFailedError, UsageError, one_line
 from brainage_tf.serving.batch import Interrupted, signals_interrupt
 from brainage_tf.serving.scans import ScanItem, scan_items
 
@@ -106,8 +106,9 @@ def run_batch_command(
 ) -> int:
     """Runs a batch command's work, SIGINT and SIGTERM interrupting it; returns the exit code.
 
-    A usage error prints one line and gives 2; an interrupt prints what is kept and how to
-    resume, and gives 128 + the signal; otherwise the counts are printed, e.g.
+    A usage error prints one line and gives 2; a failed job (`JobFailedError`) one line and 1; an
+    interrupt prints what is kept and how to resume, and gives 128 + the signal; otherwise the
+    counts are printed, e.g.
     "718 predicted, 2 failed: ages.csv", and the code is 1 when any scan failed.
 
     Args:
@@ -126,5 +127,8 @@ def run_batch_command(
         except Interrupted as interrupt:
             print(interrupted_message(prog, argv, interrupt), file=sys.stderr)
             return interrupt.exit_code
+        except JobFailedError as error:
+            print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+            return 1
     print(f"{counts['ok']} {verb}, {counts['failed']} failed: {out() if callable(out) else out}")
     return 1 if counts["failed"] else 0
