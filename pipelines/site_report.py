@@ -22,7 +22,7 @@ from pipelines import paper_stats
 # Method key -> its label in the table and the plot, in the order they are run and shown.
 METHODS = {
     "none": "no adaptation (the parent)",
-    "recalibration": "recalibration only (`calibrate`)",
+    "recalibration": "recalibration only (calibrate)",
     "finetune_encoder": "fine-tuning, encoder frozen (lr 3e-4)",
     "finetune_all": "fine-tuning everything",
     "scratch": "training from scratch on the N",
@@ -127,6 +127,7 @@ def plot_curve(rows: Sequence[Mapping], sizes: Sequence[int], path: Path, title:
                 axes.errorbar(x, mean, yerr=sd, capsize=3, label=METHODS[method], **style)
         axes.set_xscale("log")
         axes.set_xticks(list(sizes), [str(size) for size in sizes])
+        axes.set_xticks([], minor=True)  # a log axis labels its minor ticks (6 x 10^0) otherwise
         axes.set_xlabel("N labelled site subjects")
         axes.set_ylabel("MAE on held-out site subjects (years)")
         axes.set_title(title)

@@ -45,5 +45,5 @@ def test_the_table_shows_each_methods_mean_and_sd_per_n_and_a_dash_where_it_did_
     assert lines[0] == "| method | N = 5 | N = 10 |"
     assert "| no adaptation (the parent) | 1.10 ± 0.14 | 1.10 ± 0.14 |" in lines
     assert "| fine-tuning everything | 1.10 ± 0.14 | 0.60 ± 0.14 |" in lines
-    assert "| recalibration only (`calibrate`) | – | – |" in lines
+    assert "| recalibration only (calibrate) | – | – |" in lines
     assert "| fine-tuning everything | – | – |" in site_report.table(rows, [5, 10], "coverage")

@@ -88,7 +88,7 @@ def test_tiny_learning_curve_scores_five_methods_on_held_out_site_subjects(toy_s
     report = (out / site_report.REPORT_NAME).read_text()
     assert "| method | N = 5 | N = 10 |" in report
     recalibrated = f"{rows['recalibration', 10]['mae']:.2f}"
-    assert f"| recalibration only (`calibrate`) | – | {recalibrated} |" in report
+    assert f"| recalibration only (calibrate) | – | {recalibrated} |" in report
     assert (out / site_report.PLOT_NAME).stat().st_size > 10_000
     assert math.isfinite(summary["mae"]["scratch"][1]["mean"])
 
