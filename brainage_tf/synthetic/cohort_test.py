@@ -225,7 +225,7 @@ def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
     generate_cohort(tmp_path / "b", spec, workers=2)
     files_a = [p.relative_to(tmp_path / "a") for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()]
     files_b = [p.relative_to(tmp_path / "b") for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()]
-    assert files_a == files_b and len(files_a) == 4
+    assert files_a == files_b and len(files_a) == 5
     for relative in files_a:
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
 
