@@ -3,6 +3,7 @@
     python -m brainage_tf.predict --model runs/X/export/1 scan1.nii.gz scan2.nii.gz --out predictions.csv
     python -m brainage_tf.predict --model runs/X/export/1 --bids BIDS_DIR --out predictions.csv
     python -m brainage_tf.predict --model runs/X/export/1 --manifest scans.csv --out ages.csv [--resume]
+    python -m brainage_tf.predict --model runs/X/export/1 --bids BIDS_DIR --out ages.csv --report report/
 
 Every scan goes through the preprocessing the export records, in worker processes
 (`brainage_tf.serving`), and each row reaches `OUT.partial` as its scan finishes;
@@ -30,6 +31,9 @@ def build_parser() -> OneLineParser:
     add_scan_arguments(parser, default_workers=min(os.cpu_count() or 1, 4))
     parser.add_argument("--out", required=True, type=Path, metavar="CSV", help="Predictions CSV to write.")
     parser.add_argument("--grid", choices=tuple(GRIDS), help="Fail unless the export is on this grid.")
+    parser.add_argument(
+        "--report", type=Path, metavar="DIR", help="Also write an HTML page per scan and an index into DIR."
+    )
     return parser
 
 
@@ -40,11 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def work() -> dict[str, int]:
         items = checked_scans(args)
+        from brainage_tf.report.writer import report_writer
         from brainage_tf.serving.exported_model import ExportedModel
         from brainage_tf.serving.predictions import predict_to_csv
 
         model = ExportedModel(args.model, args.grid, args.max_voxels)
-        return predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty())
+        report = None if args.report is None else report_writer(args.report, items, model)
+        counts = predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty(),
+                                on_scan=report and report.montages)  # fmt: skip
+        if report is not None:
+            report.write(args.out)
+        return counts
 
     return run_batch_command(parser.prog, argv, work, "predicted", args.out)
 
