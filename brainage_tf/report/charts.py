@@ -5,7 +5,7 @@ the bias-corrected gap at age a is normal with mean m(a) and SD s(a), so its cen
 m(a) + z_p s(a). The normative chart draws them as bias-corrected predicted ages,
 a + m(a) + z_p s(a), the trajectory as gaps. Centiles 3, 10, 25, 50, 75, 90 and 97, as on
 paediatric growth charts. Outside the ages the norms were fitted on they stay at their value at
-the nearest end (the model's rule), and the chart marks those ends.
+the nearest end (the model's rule); dotted lines mark those ends.
 """
 
 from __future__ import annotations
@@ -54,10 +54,8 @@ def _bands(ax, norms: GapNorms, ages: np.ndarray, offset: np.ndarray) -> None:
         ax.fill_between(ages, at[low], at[high], color=_BAND_COLOUR, alpha=alpha, lw=0,
                         label=f"centiles {low}-{high}")  # fmt: skip
     ax.plot(ages, at[50], color=_BAND_COLOUR, lw=1.2, label="centile 50")
-    for end in norms.age_range:
-        ax.axvline(end, color="grey", lw=0.8, ls=":")
-    ax.text(norms.age_range[0], 1.0, " fitted ages", transform=ax.get_xaxis_transform(), fontsize=8,
-            color="grey", va="top")  # fmt: skip
+    for number, end in enumerate(norms.age_range):
+        ax.axvline(end, color="grey", lw=0.8, ls=":", label=None if number else "ages fitted on")
 
 
 def normative_chart(
@@ -74,7 +72,7 @@ def normative_chart(
     """
     ages = _ages_axis(norms, [age for age, _ in (*cohort, current)])
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(5.6, 4.4), layout="constrained")
+        fig = Figure(figsize=(5.2, 4.4), layout="constrained")
         ax = fig.subplots()
         if norms is not None:
             _bands(ax, norms, ages, ages)
@@ -90,7 +88,7 @@ def normative_chart(
             "bias-corrected predicted age (years)" if norms is not None else "predicted age (years)"
         )
         ax.set_title("normative chart" if norms is not None else "no normative centiles in this export")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)
         return _png(fig)
 
 
@@ -105,7 +103,7 @@ def trajectory_chart(norms: GapNorms | None, points: Sequence[Point], current: P
     """
     ages = _ages_axis(norms, [age for age, _ in points])
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(5.6, 3.4), layout="constrained")
+        fig = Figure(figsize=(5.2, 4.4), layout="constrained")
         ax = fig.subplots()
         if norms is not None:
             _bands(ax, norms, ages, np.zeros_like(ages))
@@ -117,5 +115,5 @@ def trajectory_chart(norms: GapNorms | None, points: Sequence[Point], current: P
         ax.set_xlabel("chronological age (years)")
         ax.set_ylabel(f"{gap_name} (years)")
         ax.set_title("gap trajectory")
-        ax.legend(loc="upper left", fontsize=8)
+        fig.legend(loc="outside lower center", ncols=3, fontsize=8)
         return _png(fig)

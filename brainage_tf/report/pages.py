@@ -37,7 +37,7 @@ td.note { color: #555; font-size: 0.9em; }
 .banner.ood { background: #fff3e0; border: 1px solid #ef6c00; }
 .grid { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 figure { margin: 0; }
-figcaption { color: #555; font-size: 0.9em; max-width: 560px; }
+figcaption { color: #555; font-size: 0.9em; max-width: 520px; }
 footer { margin-top: 2em; color: #777; font-size: 0.85em; word-break: break-all; }
 """
 
@@ -123,14 +123,18 @@ def _banners(scan: ReportScan) -> str:
 
 def _age_table(scan: ReportScan, run: RunFacts) -> str:
     low, high = scan.value("interval_low"), scan.value("interval_high")
+    if low is not None and high is not None:
+        interval = f"{low:.2f} – {high:.2f} y"
+    else:  # an infinite width (too few calibration subjects) is written as inf
+        interval = "unbounded" if scan.row.get("interval_low") else "–"
     level = f"{run.interval_level:.0%} " if run.interval_level is not None else ""
     centile, z = scan.value("gap_centile"), scan.value("gap_z")
     rows = [
         _fact("Predicted age", "predicted-age", years(scan.value("predicted_age")),
               "the model's estimate from the scan alone"),
         _fact(f"{level}interval", "interval",
-              "–" if low is None or high is None else f"{low:.2f} – {high:.2f} y",
-              "conformal: holds the true age of this share of new children of the calibration cohort"),
+              interval, "conformal: holds the true age of this share of new children like the calibration "
+              "subjects; unbounded when they were too few"),
         _fact("Chronological age", "age", years(scan.value("age")), "from the manifest or BIDS folder"),
         _fact("Brain-age gap", "gap", years(scan.value("brain_age_gap"), signed=True),
               "predicted − chronological age; positive: the brain looks older"),

@@ -25,10 +25,10 @@ from brainage_tf.serving.scans import ScanItem, item_keys
 # Planes drawn per view, at these fractions of the template brain's extent along the view's axis.
 PLANE_FRACTIONS = (0.3, 0.5, 0.7)
 # Panels are enlarged to about this many pixels on their longer side.
-PANEL_PIXELS = 160
+PANEL_PIXELS = 200
 OUTLINE_RGB = (255, 210, 0)
 _GAP_PIXELS = 4
-_BACKGROUND = 24
+_GAP_GREY = 255  # the page's white between panels
 
 
 def _planes(mask: np.ndarray, axis: int) -> list[int]:
@@ -61,22 +61,23 @@ def montage_rgb(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
     brain_values = volume[mask] if mask.any() else volume.ravel()
     window = tuple(float(v) for v in np.percentile(brain_values, [1, 99]))
     zoom = max(1, round(PANEL_PIXELS / max(volume.shape)))
-    rows = []
-    for _, axis, horizontal, vertical, _, _ in VIEWS:
-        panels = [
-            _panel(cut_plane(volume, axis, index, horizontal, vertical),
-                   cut_plane(mask, axis, index, horizontal, vertical), window, zoom)
-            for index in _planes(mask, axis)
-        ]  # fmt: skip
-        rows.append(panels)
-    height = max(p.shape[0] for row in rows for p in row)
-    width = max(sum(p.shape[1] for p in row) + _GAP_PIXELS * (len(row) - 1) for row in rows)
-    canvas = np.full((len(rows) * height + _GAP_PIXELS * (len(rows) - 1), width, 3), _BACKGROUND, np.uint8)
-    for number, row in enumerate(rows):
-        top, left = number * (height + _GAP_PIXELS), 0
-        for panel in row:
-            canvas[top : top + panel.shape[0], left : left + panel.shape[1]] = panel
-            left += panel.shape[1] + _GAP_PIXELS
+    panels = [
+        _panel(cut_plane(volume, axis, index, horizontal, vertical),
+               cut_plane(mask, axis, index, horizontal, vertical), window, zoom)
+        for _, axis, horizontal, vertical, _, _ in VIEWS
+        for index in _planes(mask, axis)
+    ]  # fmt: skip
+    # Every panel centred in one cell size, on black like the scan's air, so the views form a grid.
+    cell_h, cell_w = max(p.shape[0] for p in panels), max(p.shape[1] for p in panels)
+    columns, step_h, step_w = len(PLANE_FRACTIONS), cell_h + _GAP_PIXELS, cell_w + _GAP_PIXELS
+    canvas = np.full(
+        (len(VIEWS) * step_h - _GAP_PIXELS, columns * step_w - _GAP_PIXELS, 3), _GAP_GREY, np.uint8
+    )
+    for number, panel in enumerate(panels):
+        top, left = (number // columns) * step_h, (number % columns) * step_w
+        canvas[top : top + cell_h, left : left + cell_w] = 0
+        top, left = top + (cell_h - panel.shape[0]) // 2, left + (cell_w - panel.shape[1]) // 2
+        canvas[top : top + panel.shape[0], left : left + panel.shape[1]] = panel
     return canvas
 
 
