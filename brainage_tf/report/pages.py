@@ -58,6 +58,7 @@ document.querySelectorAll('#scans th').forEach(function (th, col) {
     rows.forEach(function (row) { body.appendChild(row); });
   });
 });
+document.getElementById('scans').dataset.sortable = 'yes';
 """
 
 
