@@ -157,6 +157,19 @@ def test_a_misregistered_brain_spills_over_the_template_outline():
     assert brain_outside_outline(np.roll(brain, 3, axis=0)) > 0.1  # 3 voxels of 8 mm to the right
 
 
+def test_a_report_folder_that_cannot_be_made_is_a_one_line_usage_error(served_model, tmp_path, capsys):
+    taken = tmp_path / "report.html"
+    taken.write_text("")
+    cases = {taken: "is a file, not a folder", tmp_path / "no" / "report": "does not exist"}
+    scan = sorted(served_model["stored"]["train"])[0]
+    for folder, message in cases.items():
+        argv = ["--model", str(served_model["model"]), scan, "--out", str(tmp_path / "ages.csv")]
+        assert predict.main([*argv, "--report", str(folder)]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"--report {folder}: " in error and message in error, error
+    assert not (tmp_path / "ages.csv.partial").exists()  # refused before any scan
+
+
 def _chromium(*arguments: str) -> subprocess.CompletedProcess:
     assert CHROMIUM is not None, "BRAINAGE_REQUIRE_CHROMIUM=1 but no chromium on PATH"
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *arguments]
