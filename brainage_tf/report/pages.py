@@ -128,12 +128,12 @@ def _age_table(scan: ReportScan, run: RunFacts) -> str:
         interval = f"{low:.2f} – {high:.2f} y"
     else:  # an infinite width (too few calibration subjects) is written as inf
         interval = "unbounded" if scan.row.get("interval_low") else "–"
-    level = f"{run.interval_level:.0%} " if run.interval_level is not None else ""
+    named = "Interval" if run.interval_level is None else f"{run.interval_level:.0%} interval"
     centile, z = scan.value("gap_centile"), scan.value("gap_z")
     rows = [
         _fact("Predicted age", "predicted-age", years(scan.value("predicted_age")),
               "the model's estimate from the scan alone"),
-        _fact(f"{level}interval", "interval",
+        _fact(named, "interval",
               interval, "conformal: holds the true age of this share of new children like the calibration "
               "subjects; unbounded when they were too few"),
         _fact("Chronological age", "age", years(scan.value("age")), "from the manifest or BIDS folder"),
