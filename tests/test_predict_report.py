@@ -129,7 +129,7 @@ def test_the_index_lists_every_scan_by_gap_centile_with_flags_marked(report):
     # Highest centile first, scans without one (age unknown, failed) after them in run order.
     centiles = sorted((float(r["gap_centile"]) for r in rows if r["gap_centile"]), reverse=True)
     table = [re.findall(r'data-v="([^"]*)"', tr) for tr in re.findall(r"<tr class=.*?</tr>", index)]
-    shown = [float(cells[7]) for cells in table if cells[7]]  # the gap centile column
+    shown = [float(cells[8]) for cells in table if cells[8]]  # the gap centile column
     assert shown == centiles and len(centiles) == 3
     marked = re.findall(r'<tr class="([a-z]*)">', index)
     assert sorted(marked) == ["", "", "", "failed", "flagged"]

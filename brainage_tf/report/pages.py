@@ -246,14 +246,19 @@ def _cell(shown: str, sort_value: object) -> str:
     return f'<td data-v="{text(sort_value)}">{shown}</td>'
 
 
+# The index's number columns, in order, and those shown with a sign.
+_INDEX_NUMBERS = ("age", "predicted_age", "brain_age_gap", "corrected_brain_age_gap", "gap_centile", "gap_z")
+_SIGNED = ("brain_age_gap", "corrected_brain_age_gap", "gap_z")
+
+
 def _index_row(scan: ReportScan) -> str:
     badges = []
     if scan.failed:
         badges.append(f'<span class="badge failed" title="{text(scan.row.get("reason", ""))}">failed</span>')
     if scan.ood:
         badges.append(f'<span class="badge ood" title="{text(scan.row.get("ood_reason", ""))}">OOD</span>')
-    values = {c: scan.value(c) for c in ("age", "predicted_age", "brain_age_gap", "gap_centile", "gap_z")}
-    shown = {c: "" if v is None else (f"{v:+.2f}" if c in ("brain_age_gap", "gap_z") else
+    values = {c: scan.value(c) for c in _INDEX_NUMBERS}
+    shown = {c: "" if v is None else (f"{v:+.2f}" if c in _SIGNED else
              f"{v:.1f}" if c == "gap_centile" else f"{v:.2f}") for c, v in values.items()}  # fmt: skip
     flags = " ".join(badges)
     cells = [
@@ -272,8 +277,8 @@ def index_page(scans: list[ReportScan], run: RunFacts) -> str:
     """The index: every scan, sorted by gap centile (highest first, unknown last), flags marked."""
     ordered = sorted(scans, key=lambda s: (s.value("gap_centile") is None, -(s.value("gap_centile") or 0.0),
                                            s.index))  # fmt: skip
-    heads = ["#", "scan", "subject", "session", "age (y)", "predicted (y)", "gap (y)", "gap centile",
-             "gap z", "flags"]  # fmt: skip
+    heads = ["#", "scan", "subject", "session", "age (y)", "predicted (y)", "gap (y)", "corrected gap (y)",
+             "gap centile", "gap z", "flags"]  # fmt: skip
     failed, ood = sum(s.failed for s in scans), sum(s.ood for s in scans)
     body = f"""<h1>Brain age report</h1>
 <p id="counts">{len(scans)} scans: {len(scans) - failed} predicted, {failed} failed, {ood} out of \
