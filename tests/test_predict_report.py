@@ -75,7 +75,8 @@ def report(served_model, tmp_path_factory) -> dict:
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     pages = {row["path"]: page for row, page in zip(rows, sorted(folder.glob("0*.html")), strict=True)}
-    return dict(rows=rows, folder=folder, pages=pages, index=folder / "index.html")
+    return dict(rows=rows, folder=folder, pages=pages, index=folder / "index.html",
+                argv=[*argv, "--workers", "0", "--report", str(folder)])  # fmt: skip
 
 
 def _images(html: str) -> list[bytes]:
@@ -136,6 +137,24 @@ def test_the_index_lists_every_scan_by_gap_centile_with_flags_marked(report):
     assert index.count('class="badge failed"') == 1 and index.count('class="badge ood"') == 1
     assert "&lt;script&gt;" in index and "<script>alert" not in index
     assert 'id="counts">5 scans: 4 predicted, 1 failed, 1 out of' in index
+
+
+def test_a_resumed_run_keeps_the_montages_of_the_scans_it_does_not_redo(report, monkeypatch):
+    from brainage_tf.serving import predictions
+
+    before = {page: page.read_bytes() for page in report["pages"].values()}
+    redone = []
+    original = predictions.Predictor.__call__
+
+    def recording(self, index, item, scan):
+        redone.append(index)
+        return original(self, index, item, scan)
+
+    monkeypatch.setattr(predictions.Predictor, "__call__", recording)
+    assert predict.main([*report["argv"], "--resume"]) == 1  # the missing scan is tried again, and fails
+    assert redone == []  # every ok scan kept: none preprocessed or drawn again
+    # The same pages, montages included, from the montages kept by the first run.
+    assert {page: page.read_bytes() for page in report["pages"].values()} == before
 
 
 def test_a_misregistered_brain_spills_over_the_template_outline():
