@@ -44,16 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def work() -> dict[str, int]:
         items = checked_scans(args)
-        from brainage_tf.report.writer import report_writer
         from brainage_tf.serving.exported_model import ExportedModel
         from brainage_tf.serving.predictions import predict_to_csv
 
         model = ExportedModel(args.model, args.grid, args.max_voxels)
-        report = None if args.report is None else report_writer(args.report, items, model)
+        if args.report is None:
+            return predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty())
+        from brainage_tf.report.writer import report_writer  # matplotlib loads only for a report
+
+        report = report_writer(args.report, items, model)
         counts = predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty(),
-                                on_scan=report and report.montages)  # fmt: skip
-        if report is not None:
-            report.write(args.out)
+                                on_scan=report.montages)  # fmt: skip
+        report.write(args.out)
         return counts
 
     return run_batch_command(parser.prog, argv, work, "predicted", args.out)
