@@ -5,6 +5,7 @@
     python -m brainage_tf.predict --model runs/X/export/1 --manifest scans.csv --out ages.csv [--resume]
     python -m brainage_tf.predict --model runs/X/export/1 --manifest scans.csv --out ages.csv \
         --runner PortableRunner --beam_pipeline_options "job_endpoint=embed,environment_type=EXTERNAL,..."
+    python -m brainage_tf.predict --model runs/X/export/1 --bids BIDS_DIR --out ages.csv --report report/
 
 Every scan goes through the preprocessing the export records, in worker processes
 (`brainage_tf.serving`), and each row reaches `OUT.partial` as its scan finishes;
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainage_tf.console import entry_point
+from brainage_tf.errors import UsageError
 from brainage_tf.preprocessing import GRIDS
 from brainage_tf.serving.cli import OneLineParser, add_scan_arguments, checked_scans, run_batch_command
 
@@ -53,6 +55,9 @@ def build_parser() -> OneLineParser:
         help="With a runner: where workers write finished rows (default: beside --out; e.g. gs://BUCKET/tmp "
         "for workers that do not mount --out's folder).",
     )
+    parser.add_argument(
+        "--report", type=Path, metavar="DIR", help="Also write an HTML page per scan and an index into DIR."
+    )
     return parser
 
 
@@ -62,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def work() -> dict[str, int]:
+        if args.report is not None and (args.runner or args.beam_pipeline_options):
+            raise UsageError("--report is written by the local predict only; drop --runner to write it")
         items = checked_scans(args)
         from brainage_tf.serving.exported_model import ExportedModel
         from brainage_tf.serving.predictions import predict_to_csv
@@ -74,7 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = [f"--runner={args.runner}"] if args.runner else []
             beam_args = [*parse_beam_options(args.beam_pipeline_options), *runner]
             return predict_on_beam(model, items, args.out, beam_args, args.resume, args.rows_dir)
-        return predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty())
+        if args.report is None:
+            return predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty())
+        from brainage_tf.report.writer import report_writer  # matplotlib loads only for a report
+
+        report = report_writer(args.report, items, model)
+        counts = predict_to_csv(model, items, args.out, args.workers, args.resume, sys.stderr.isatty(),
+                                on_scan=report.montages)  # fmt: skip
+        report.write(args.out)
+        return counts
 
     return run_batch_command(parser.prog, argv, work, "predicted", args.out)
 

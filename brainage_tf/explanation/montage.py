@@ -39,7 +39,7 @@ _CMAP = matplotlib.colors.ListedColormap(
 )
 
 
-def _cut(volume: np.ndarray, axis: int, index: int, horizontal: int, vertical: int) -> np.ndarray:
+def cut_plane(volume: np.ndarray, axis: int, index: int, horizontal: int, vertical: int) -> np.ndarray:
     """The 2D slice at `index` along `axis`, rows vertical (bottom first), columns horizontal."""
     plane = np.take(volume, index, axis=axis)
     kept = [a for a in range(3) if a != axis]
@@ -49,10 +49,10 @@ def _cut(volume: np.ndarray, axis: int, index: int, horizontal: int, vertical: i
 def _panel(ax, background, overlay, view, index, scale, affine) -> object:
     """Draws one slice in grey with the overlay above its threshold; returns the overlay image."""
     name, axis, horizontal, vertical, letter, (left, right) = view
-    grey = _cut(background, axis, index, horizontal, vertical)
+    grey = cut_plane(background, axis, index, horizontal, vertical)
     low, high = np.percentile(background, [1, 99])
     ax.imshow(grey, cmap="gray", origin="lower", vmin=low, vmax=high, interpolation="nearest")
-    heat = _cut(overlay, axis, index, horizontal, vertical)
+    heat = cut_plane(overlay, axis, index, horizontal, vertical)
     threshold, top = scale
     shown = np.ma.masked_less(heat, threshold)
     image = ax.imshow(

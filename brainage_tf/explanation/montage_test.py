@@ -23,7 +23,10 @@ def ramp(axis: int) -> np.ndarray:
 def test_each_view_puts_its_axes_right_and_up(view, horizontal, vertical):
     _, axis, h, v, _, _ = next(entry for entry in montage.VIEWS if entry[0] == view)
     assert (h, v) == (horizontal, vertical)
-    across, up = montage._cut(ramp(horizontal), axis, 3, h, v), montage._cut(ramp(vertical), axis, 3, h, v)
+    across, up = (
+        montage.cut_plane(ramp(horizontal), axis, 3, h, v),
+        montage.cut_plane(ramp(vertical), axis, 3, h, v),
+    )
     # Columns step along `horizontal` (x: left to right; y: back to front), rows bottom-up along `vertical`.
     assert np.all(np.diff(across, axis=1) == 1) and np.all(np.diff(across, axis=0) == 0)
     assert np.all(np.diff(up, axis=0) == 1) and np.all(np.diff(up, axis=1) == 0)

@@ -10,7 +10,7 @@ about 0.9 s per scan for predict end to end, preprocessing included.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,8 @@ from brainage_tf.serving.journal import ResultJournal
 from brainage_tf.serving.scans import ScanItem
 
 TOOL = "brainage_tf.predict"
+# Called with (index, item, preprocessed scan) after a scan is predicted: the report's montage.
+ScanHook = Callable[[int, ScanItem, PreprocessedScan], None]
 
 
 # What an export with normative centiles adds to a row whose age is known (empty otherwise).
@@ -38,8 +40,8 @@ def prediction_columns(model: ExportedModel) -> list[str]:
 class Predictor:
     """The handler of `run_batch` that predicts one preprocessed scan."""
 
-    def __init__(self, model: ExportedModel):
-        self.model = model
+    def __init__(self, model: ExportedModel, on_scan: ScanHook | None = None):
+        self.model, self.on_scan = model, on_scan
 
     def __call__(self, index: int, item: ScanItem, scan: PreprocessedScan) -> dict:
         """The row's fields: predicted age, the export's optional outputs, the out-of-distribution flag.
@@ -59,6 +61,8 @@ class Predictor:
         if model.reference is not None:
             reason = model.ood_reason(predicted, volume, scan.metadata.registration_ncc)
             fields.update(ood=bool(reason), ood_reason=reason)
+        if self.on_scan is not None:
+            self.on_scan(index, item, scan)
         return fields
 
 
@@ -92,8 +96,11 @@ def predict_to_csv(
     workers: int,
     resume: bool = False,
     progress: bool = False,
+    on_scan: ScanHook | None = None,
 ) -> dict[str, int]:
     """Predicts the items into `out`, each row on disk as it finishes; see `brainage_tf.serving.journal`.
+
+    `on_scan` sees each predicted scan's preprocessed volume (the report draws its montage).
 
     Returns:
         {"rows", "ok", "failed"} of the written CSV.
@@ -105,6 +112,6 @@ def predict_to_csv(
     """
     journal = ResultJournal(out, prediction_columns(model), provenance(model, TOOL), resume)
     return run_resumable(
-        journal, items, model.preprocess_config, Predictor(model), workers, progress=progress,
+        journal, items, model.preprocess_config, Predictor(model, on_scan), workers, progress=progress,
         description="predict",
     )  # fmt: skip
