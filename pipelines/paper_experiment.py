@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.errors import DatasetError, UsageError
 from brainage_tf.training.config import TrainConfig
+from pipelines.experiment_folder import check_experiment_folder, minute_log, write_plan
 
 if TYPE_CHECKING:
     from pipelines.paper_report import Setting
@@ -45,7 +46,6 @@ SYNTHETIC_SIZES = {
         dict(epochs=2, batch_size=4, width_multiplier=0.125, slice_size=(40, 40), pool_size=2),
     ),
 }
-PLAN_NAME = "experiment.json"
 TIMING_NAME = "experiment_timing.json"
 
 
@@ -121,12 +121,7 @@ def experiment_plan(args: argparse.Namespace) -> dict:
 
 def check_out_dir(out: Path, plan: dict) -> None:
     """A new or empty folder, or an experiment with the same plan but any seeds (resumed); else UsageError."""
-    saved = out / PLAN_NAME
-    if saved.is_file():
-        if _without_seeds(json.loads(saved.read_text())) != _without_seeds(plan):
-            raise UsageError(f"{out} holds an experiment with other flags ({saved}); choose another --out.")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out} exists and is not an experiment folder; choose a new --out.")
+    check_experiment_folder(out, plan, ignored=("seeds",))
 
 
 def check_datasets(plan: dict, log: Callable[[str], None]) -> None:
@@ -254,8 +249,7 @@ def run_experiment(plan: dict, out: Path, log: Callable[[str], None] = print) ->
 
     started = time.perf_counter()
     check_datasets(plan, log)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / PLAN_NAME).write_text(json.dumps(plan, indent=2) + "\n")
+    write_plan(out, plan)
     base = TrainConfig.from_json(plan["config"])
     strategy = make_strategy(base.strategy, worker_role_from_env())
     runs, timings, seeds = [], [], plan["seeds"]
@@ -297,11 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m pipelines.paper_experiment`; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-
-    def log(line: str) -> None:
-        print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {line}", flush=True)
-
+    log = minute_log()
     try:
         plan = experiment_plan(args)
         check_out_dir(args.out, plan)
@@ -311,11 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log(f"report: {path}")
     return 0
-
-
-def _without_seeds(plan: dict) -> dict:
-    """The plan but its seeds: a rerun with more (or fewer) seeds reuses the runs it shares."""
-    return {key: value for key, value in plan.items() if key != "seeds"}
 
 
 # `python -m` and the console script: main with TensorFlow's native log lines off the console.

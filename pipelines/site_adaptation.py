@@ -32,6 +32,7 @@ from brainage_tf.evaluation.calibration import DEFAULT_CONFORMAL_LEVEL
 from brainage_tf.evaluation.controls import minimum_controls
 from brainage_tf.model_registry import DEFAULT_MODEL, model_names
 from brainage_tf.training.config import TrainConfig
+from pipelines.experiment_folder import check_experiment_folder, minute_log, write_plan
 
 SITE_SPLIT = "replication"
 # With the encoder frozen, the BiLSTM and head want a larger step than the preset's 1e-4: docs/training.md,
@@ -39,7 +40,6 @@ SITE_SPLIT = "replication"
 FROZEN_LEARNING_RATE = 3e-4
 # Site subjects every seed scores on, at the least: a coverage from fewer says little.
 MIN_HELD_OUT = 20
-PLAN_NAME = "experiment.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +132,7 @@ def experiment_plan(args: argparse.Namespace) -> dict:
 
 def check_out_dir(out: Path, plan: dict) -> None:
     """A new or empty folder, or an experiment with the same plan (resumed); else UsageError."""
-    saved = out / PLAN_NAME
-    if saved.is_file():
-        if json.loads(saved.read_text()) != plan:
-            raise UsageError(f"{out} holds an experiment with other flags ({saved}); choose another --out.")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out} exists and is not an experiment folder; choose a new --out.")
+    check_experiment_folder(out, plan)
 
 
 def prepare(plan: dict, log: Callable[[str], None]) -> None:
@@ -281,16 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
-
-    def log(line: str) -> None:
-        print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {line}", flush=True)
-
+    log = minute_log()
     try:
         plan = experiment_plan(args)
         check_out_dir(args.out, plan)
         prepare(plan, log)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / PLAN_NAME).write_text(json.dumps(plan, indent=2) + "\n")
+        write_plan(args.out, plan)
         rows = [row for seed in plan["seeds"] for row in run_seed(plan, args.out, seed, log)]
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

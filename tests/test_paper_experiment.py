@@ -14,7 +14,7 @@ from toy_data import store_toy_tfds, toy_cohort
 
 from brainage_tf.errors import UsageError
 from brainage_tf.training.config import TrainConfig
-from pipelines import paper_experiment, paper_report
+from pipelines import experiment_folder, paper_experiment, paper_report
 
 # resnet3d needs at least 33 voxels along one axis (instance norm after a stride of 32).
 SHAPE = (36, 20, 14)
@@ -158,7 +158,7 @@ def test_a_rerun_with_other_seeds_resumes_and_other_flags_are_refused(tmp_path):
         return paper_experiment.experiment_plan(args)
 
     assert plan("--seeds", "3", "--seed", "5")["seeds"] == [5, 6, 7]
-    (tmp_path / paper_experiment.PLAN_NAME).write_text(json.dumps(plan()))
+    (tmp_path / experiment_folder.PLAN_NAME).write_text(json.dumps(plan()))
     paper_experiment.check_out_dir(tmp_path, plan("--seeds", "3"))  # reuses seed 0, trains 1 and 2
     with pytest.raises(UsageError, match="holds an experiment with other flags"):
         paper_experiment.check_out_dir(tmp_path, plan("--seeds", "3", "--seed", "1"))
