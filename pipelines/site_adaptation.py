@@ -218,14 +218,19 @@ def run_seed(plan: dict, out: Path, seed: int, log: Callable[[str], None]) -> li
     parent = folder / "parent"
     quiet = lambda line: None  # noqa: E731  (the runs' own logs are in their folders)
     log(f"seed {seed}: the parent, {plan['model']} on {plan['dataset']}:train")
+    site = data.tfds_source(plan["dataset"], SITE_SPLIT, plan["data_dir"])
+    try:  # before any training: a site too small for the N is one line, not a lost parent
+        draw = site_report.draw_subjects(
+            data.read_labels(site).subject_ids.astype(str), plan["sizes"][-1], seed, MIN_HELD_OUT
+        )
+    except ValueError as error:
+        raise UsageError(f"{site.description}: {error}; choose smaller --sizes") from None
     fit(base, parent, lambda line: log(f"seed {seed}, parent: {line}"))
     calibration = calibrate_run(parent, log=quiet)
-    site = data.tfds_source(plan["dataset"], SITE_SPLIT, plan["data_dir"])
     everyone = data.Selection(validation_fraction=0.0)
     keras.backend.clear_session()
     by_parent = inference.predict(keras.models.load_model(parent / "best_model.keras"), site, everyone, "all")
     subject_ids = by_parent.columns["subject_id"]
-    draw = site_report.draw_subjects(subject_ids, plan["sizes"][-1], seed, MIN_HELD_OUT)
     (folder / "subjects.json").write_text(json.dumps(dataclasses.asdict(draw), indent=2) + "\n")
     held = np.isin(subject_ids, draw.held_out)
     ages, predicted = by_parent.ages[held], by_parent.predicted[held]

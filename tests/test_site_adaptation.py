@@ -97,3 +97,34 @@ def test_tiny_learning_curve_scores_five_methods_on_held_out_site_subjects(toy_s
     assert site_adaptation.main(flags) == 0
     assert json.loads((out / site_report.SUMMARY_NAME).read_text())["rows"] == json.loads(before)["rows"]
     assert site_adaptation.main([*flags[:-2], "--data-dir", str(data_dir), "--sizes", "5"]) == 2
+
+
+def test_a_site_too_small_for_the_largest_n_is_one_line_before_any_training(
+    toy_site, tmp_path, monkeypatch, capsys
+):
+    data_dir, _ = toy_site
+    tiny = site_adaptation.SIZES["tiny"]
+    monkeypatch.setitem(
+        site_adaptation.SIZES, "tiny", site_adaptation.Size("toy_site/tiny", None, (5, 10), tiny.changes)
+    )
+    out = tmp_path / "curve"
+    flags = [
+        "--out",
+        str(out),
+        "--size",
+        "tiny",
+        "--seeds",
+        "1",
+        "--sizes",
+        "20",
+        "--data-dir",
+        str(data_dir),
+    ]
+    assert site_adaptation.main(flags) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1, error
+    assert (
+        "toy_site/tiny:replication: the site has 32 subjects; N up to 20 needs at least 40 (20 held out)"
+        in error
+    )
+    assert not (out / "runs" / "seed0" / "parent").exists()
