@@ -12,9 +12,9 @@ functions for its ingest-scaling and input-pipeline sections.
 `--breakdown` also times where a build's time goes: `preprocess_scan` over every scan in
 this process (the first scan, which loads the template, apart), and the DirectRunner
 in multi_processing mode with 1 worker beside in_memory (the cost of worker processes).
-`--portable` also builds through Beam's portable runner with a pool of SDK worker processes
-(the path Flink, Spark and Dataflow take; `tfds_builders.portable`) and prints whether it
-prepared what the first DirectRunner build did:
+`--portable` also builds through Beam's portable runner with as many SDK worker processes
+as the largest `--workers` (the path Flink, Spark and Dataflow take; `tfds_builders.portable`,
+`tfds_builders.job_service`) and prints whether it prepared what the first DirectRunner build did:
 
     python benchmarks/ingest_build.py --subjects 200 --grid small --workers 1 2 --portable
 
@@ -41,7 +41,7 @@ from etils import epath
 from timing import time_calls
 
 from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, IngestSummary
-from tfds_builders.portable import WorkerPool, compare_prepared, free_port, portable_options
+from tfds_builders.portable import JobService, WorkerPool, compare_prepared, free_port, portable_options
 from tfds_builders.prepare import DOWNLOADS_FOLDER, parse_beam_options
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import (
     GENERATED_FOLDER,
@@ -91,7 +91,7 @@ def build(
     work_dir: Path,
     workers: int,
     processes: bool = False,
-    pool_port: int | None = None,
+    portable: tuple[int, int] | None = None,
 ) -> tuple[float, IngestSummary, str]:
     """Builds the dataset into a fresh `work_dir/data_<grid>_w<workers>`; generate() must have run.
 
@@ -100,15 +100,17 @@ def build(
         work_dir: Holds the generated cohort; gets the data dir.
         workers: DirectRunner workers.
         processes: Run one worker as a separate process too (multi_processing mode).
-        pool_port: Build on the portable runner with the SDK worker pool at this port instead.
+        portable: Build on the portable runner instead: the ports of the SDK worker pool and
+            of the job service, which runs `workers` SDK workers per job.
 
     Returns:
         (seconds, the ingest summary, the TFDS data dir).
     """
-    if pool_port is None:
+    if portable is None:
         options, label = beam_options(workers, processes), f"w{workers}{'p' if processes else ''}"
     else:
-        options, label = PipelineOptions(parse_beam_options(portable_options(pool_port))), "portable"
+        text = portable_options(*portable, workers=workers)
+        options, label = PipelineOptions(parse_beam_options(text)), f"portable_w{workers}"
     data_dir = work_dir / f"data_{config.name}_{label}"
     shutil.rmtree(data_dir, ignore_errors=True)
     builder = Builder(config=config, data_dir=str(data_dir))
@@ -121,11 +123,15 @@ def build(
     return seconds, IngestSummary.read(Path(builder.data_path) / INGEST_SUMMARY_NAME), str(data_dir)
 
 
-def build_portable(config: SyntheticConfig, work_dir: Path) -> tuple[float, IngestSummary, str]:
-    """`build` on the portable runner, with a worker pool started for it and stopped after it."""
+def build_portable(config: SyntheticConfig, work_dir: Path, workers: int) -> tuple[float, IngestSummary, str]:
+    """`build` on the portable runner with `workers` SDK workers; its pool and job service stopped after."""
     pool = WorkerPool(free_port(), work_dir / "worker_pool.log")
     try:
-        return build(config, work_dir, 1, pool_port=pool.port)
+        job_service = JobService(free_port(), work_dir / "job_service.log")
+        try:
+            return build(config, work_dir, workers, portable=(pool.port, job_service.port))
+        finally:
+            job_service.stop()
     finally:
         pool.stop()
 
@@ -194,7 +200,7 @@ def main() -> None:
             f"preprocess_scan in one fresh process: first scan {first:.2f} s (template included), then "
             f"{per_scan:.3f} s per scan x {scans - 1}; multi_processing with 1 worker: {seconds:.1f} s"
         )
-    portable = build_portable(config, work_dir) if args.portable else None
+    portable = build_portable(config, work_dir, max(args.workers)) if args.portable else None
     if args.json:
         print(json.dumps(dict(
             generation_s=generation_seconds,
@@ -220,8 +226,9 @@ def main() -> None:
         seconds, summary, data_dir = portable
         counts = f"{summary.rows_in} / {summary.examples_written} / {summary.skipped}"
         rate = summary.examples_written / seconds
-        row = f"{args.subjects:>8} {args.grid:>6} {'pool':>7} {seconds:>8.1f} {rate:>10.2f}  {counts}"
-        print(f"{row}  (PortableRunner, embedded job server, 1 SDK worker process from the pool)")
+        workers = max(args.workers)
+        row = f"{args.subjects:>8} {args.grid:>6} {workers:>7} {seconds:>8.1f} {rate:>10.2f}  {counts}"
+        print(f"{row}  (PortableRunner, tfds_builders.job_service, {workers} SDK worker processes of a pool)")
         reference = Path(rows[0][3]) / "synthetic_cohort" / config.name / str(Builder.VERSION)
         differences, compared = compare_prepared(
             reference, Path(data_dir) / reference.relative_to(rows[0][3])

@@ -9,15 +9,17 @@ distribution, plus one corrupt file, so failed and OOD rows are compared too. Ea
 
 1. local: the process pool, `--workers 2` (the reference CSV);
 2. DirectRunner, `direct_running_mode=multi_processing,direct_num_workers=2`;
-3. PortableRunner with the embedded job server and an external SDK worker pool
-   (`tfds_builders.portable`), as in docs/ingest.md.
+3. PortableRunner with an external pool of 2 SDK workers, through `tfds_builders.job_service`
+   (Beam's job server with Flink's `sdk_worker_parallelism`; `tfds_builders.portable`), as in
+   docs/ingest.md.
 
 It prints a table (seconds, scans per hour, peak RSS of the command and of its largest
 descendant or pool worker, MB, from /proc VmHWM) and, for each Beam run, whether its CSV
 equals the local one (same rows and cells, numbers within 1e-5). With `--kill_at_rows N` it
-then starts a portable-runner job, SIGKILLs the pool's SDK worker once the workers have
-written N rows (mid-job, whatever the machine's speed), reports what the command did, then
-reruns with `--resume` and compares.
+then starts a portable-runner job, SIGKILLs one of the pool's 2 SDK workers once the workers
+have written N rows (mid-job, whatever the machine's speed), reports what the command did
+(SIGTERM to it after `--kill_timeout` seconds if it hangs, SIGKILL 60 s later), then reruns
+with `--resume` and compares.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from predict_resume import SAMPLE_SECONDS, descendants, make_export, make_scans,
 
 from brainage_tf.serving.beam_predict import ROWS_SUFFIX
 from brainage_tf.serving.metadata import METADATA_ASSET
-from tfds_builders.portable import WorkerPool, free_port, portable_options
+from tfds_builders.portable import JobService, WorkerPool, free_port, portable_options
 
 # Cells of these columns are numbers compared within TOLERANCE; the others exactly.
 NUMERIC = ("age", "predicted_age", "brain_age_gap", "corrected_predicted_age", "interval_low",
@@ -46,6 +48,10 @@ NUMERIC = ("age", "predicted_age", "brain_age_gap", "corrected_predicted_age", "
 TOLERANCE = 1e-5
 # Seconds between two counts of the rows written, while waiting to kill: short, the rows come fast.
 KILL_POLL_SECONDS = 0.02
+# SDK workers of the portable runs.
+PORTABLE_WORKERS = 2
+# Seconds a hung command gets to end after SIGTERM before it is SIGKILLed.
+TERM_GRACE_SECONDS = 60
 
 
 def differences(expected: Path, actual: Path) -> list[str]:
@@ -91,9 +97,10 @@ def measure(command: list[str], watch: list[int]) -> dict:
 
 
 def run_with_worker_kill(command: list[str], rows: int, folder: Path, pool_pid: int, timeout: float) -> dict:
-    """Runs a portable job; SIGKILLs its SDK worker (the pool's new child) once `folder` holds `rows` rows.
+    """Runs a portable job; SIGKILLs one SDK worker (a new child of the pool) once `folder` holds `rows` rows.
 
-    The command is SIGKILLed when it has not ended `timeout` seconds after it started (a hung job).
+    A command that has not ended `timeout` seconds after it started (a hung job) gets SIGTERM, as a
+    user's Ctrl-C or a scheduler would send, then SIGKILL after TERM_GRACE_SECONDS.
     """
     before = descendants(pool_pid)
     started = time.perf_counter()
@@ -109,8 +116,14 @@ def run_with_worker_kill(command: list[str], rows: int, folder: Path, pool_pid: 
             killed += f" with {rows_written(folder)} rows written"
         time.sleep(KILL_POLL_SECONDS)
     if process.poll() is None:
-        process.kill()
-        killed += f"; the command did not end within {timeout:g} s: SIGKILLed it"
+        process.terminate()
+        killed += f"; the command did not end within {timeout:g} s: SIGTERM"
+        try:
+            process.wait(TERM_GRACE_SECONDS)
+            killed += f", after which it exited within {time.perf_counter() - started - timeout:.1f} s"
+        except subprocess.TimeoutExpired:
+            process.kill()
+            killed += f", which it ignored for {TERM_GRACE_SECONDS} s: SIGKILLed it"
     stdout, stderr = process.communicate()
     seconds = time.perf_counter() - started
     return dict(seconds=seconds, returncode=process.returncode, killed=killed or "no kill", stdout=stdout,
@@ -162,16 +175,18 @@ def main() -> int:
         options = "direct_running_mode=multi_processing,direct_num_workers=2"
         beam = ("--runner", "DirectRunner", "--beam_pipeline_options", options)
         runs.append(("DirectRunner, multi_processing, 2 workers", out, measure(command(out, *beam), [])))
-    pool = None
+    pool = job_service = None
     if "portable" not in args.skip or args.kill_at_rows is not None:
-        port = free_port()
-        pool = WorkerPool(port, args.work_dir / "worker_pool.log")
+        pool = WorkerPool(free_port(), args.work_dir / "worker_pool.log")
+        job_service = JobService(free_port(), args.work_dir / "job_service.log")
     try:
-        portable = ("--beam_pipeline_options", portable_options(port)) if pool else ()
+        options = portable_options(pool.port, job_service.port, PORTABLE_WORKERS) if pool else ""
+        portable = ("--beam_pipeline_options", options)
+        services = [pool.pid, job_service.pid] if pool else []
         if "portable" not in args.skip:
             out = outputs / "portable.csv"
-            name = "PortableRunner, embedded job server, EXTERNAL pool (1 SDK worker)"
-            runs.append((name, out, measure(command(out, *portable), [pool._process.pid])))
+            name = f"PortableRunner, EXTERNAL pool, {PORTABLE_WORKERS} SDK workers"
+            runs.append((name, out, measure(command(out, *portable), services)))
         print(
             f"predict on {len(scans)} scans ({args.scans} synthetic + 1 corrupt), tiny grid, export {flagged}"
         )
@@ -192,7 +207,7 @@ def main() -> int:
         if args.kill_at_rows is not None:
             out = outputs / "killed.csv"
             folder = out.with_name(out.name + ROWS_SUFFIX)
-            pid = pool._process.pid
+            pid = pool.pid
             row = run_with_worker_kill(
                 command(out, *portable), args.kill_at_rows, folder, pid, args.kill_timeout
             )
@@ -205,14 +220,15 @@ def main() -> int:
             print(f"  stderr (last line): {row['stderr'].strip().splitlines()[-1:]!r}")
             if out.exists():
                 print(f"  finished CSV against local: {differences(local, out)[:5] or 'equal'}")
-            again = measure(command(out, *portable, "--resume"), [pool._process.pid])
+            again = measure(command(out, *portable, "--resume"), services)
             found = differences(local, out)
             unequal += bool(found)
             print(f"rerun with --resume: exit {again['returncode']} after {again['seconds']:.1f} s; "
                   f"CSV equals local: {'yes' if not found else found[:3]}")  # fmt: skip
     finally:
-        if pool is not None:
-            pool.stop()
+        for service in (job_service, pool):
+            if service is not None:
+                service.stop()
     return 1 if unequal else 0
 
 

@@ -25,8 +25,8 @@ from brainage_tf.ingest.summary import INGEST_SUMMARY_NAME, SKIP_REPORT_NAME
 
 # What the workers import: the folder that holds brainage_tf and tfds_builders.
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-# Seconds the pool may take to listen; it imports Beam and gRPC first.
-POOL_START_TIMEOUT_S = 60
+# Seconds a service may take to listen; it imports Beam and gRPC first.
+SERVICE_START_TIMEOUT_S = 60
 
 
 def free_port() -> int:
@@ -36,42 +36,52 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def portable_options(port: int) -> str:
-    """`--beam_pipeline_options` text: the PortableRunner, its embedded job server, the pool at `port`."""
-    pool = f"environment_type=EXTERNAL,environment_config=localhost:{port}"
-    return f"runner=PortableRunner,job_endpoint=embed,{pool}"
+def portable_options(pool_port: int, job_port: int | None = None, workers: int = 1) -> str:
+    """`--beam_pipeline_options` text for the PortableRunner with the SDK worker pool at `pool_port`.
+
+    Args:
+        pool_port: Port of a `WorkerPool`.
+        job_port: Port of a `JobService`; None runs Beam's embedded job server, which asks
+            the pool for one worker per job.
+        workers: SDK workers per job (`sdk_worker_parallelism`); needs `job_port`.
+    """
+    pool = f"environment_type=EXTERNAL,environment_config=localhost:{pool_port}"
+    if job_port is None:
+        if workers != 1:
+            raise ValueError("Beam's embedded job server runs one SDK worker per job; give a job_port")
+        return f"runner=PortableRunner,job_endpoint=embed,{pool}"
+    return f"runner=PortableRunner,job_endpoint=localhost:{job_port},sdk_worker_parallelism={workers},{pool}"
 
 
-class WorkerPool:
-    """Beam's SDK worker pool as a child process group, stopped with all its workers by `stop`."""
+class ServiceProcess:
+    """A Python module serving on a port, as a child process group stopped with its children by `stop`."""
 
-    def __init__(self, port: int, log_path: Path):
-        """Starts the pool and waits until it listens.
+    def __init__(self, module: str, port: int, log_path: Path, port_flag: str = "--port"):
+        """Starts `python -m module <port_flag>=port` and waits until it listens.
 
         Args:
+            module: The module to run.
             port: The port it serves on.
-            log_path: File for the pool's and its workers' output.
+            log_path: File for its and its children's output.
+            port_flag: The module's flag for the port.
 
         Raises:
-            RuntimeError: The pool exited or did not listen within POOL_START_TIMEOUT_S.
+            RuntimeError: The process exited or did not listen within SERVICE_START_TIMEOUT_S.
         """
+        self.module = module
         self.port = port
         self.log_path = log_path
-        # The pool starts each worker as `python -c ...`: this Python first on PATH, this source on sys.path.
+        # Children (the pool's workers) start as `python -c ...`: this Python first on PATH,
+        # this source on sys.path.
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
         with open(log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "apache_beam.runners.worker.worker_pool_main",
-                    f"--service_port={port}",
-                ],
+                [sys.executable, "-m", module, f"{port_flag}={port}"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: `stop` reaches the workers it started
+                start_new_session=True,  # its own process group: `stop` reaches the processes it started
             )
         try:
             self._wait_until_listening()
@@ -80,18 +90,24 @@ class WorkerPool:
             raise
 
     def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + POOL_START_TIMEOUT_S
+        deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"worker pool exited with {self._process.returncode}; see {self.log_path}")
+                code = self._process.returncode
+                raise RuntimeError(f"{self.module} exited with {code}; see {self.log_path}")
             with socket.socket() as probe:
                 if probe.connect_ex(("localhost", self.port)) == 0:
                     return
             time.sleep(0.2)
-        raise RuntimeError(f"worker pool did not listen on port {self.port}; see {self.log_path}")
+        raise RuntimeError(f"{self.module} did not listen on port {self.port}; see {self.log_path}")
+
+    @property
+    def pid(self) -> int:
+        """The process's id (its process group's too)."""
+        return self._process.pid
 
     def stop(self) -> None:
-        """Ends the pool and every worker it started (its process group); safe to call twice."""
+        """Ends the process and every process it started (its process group); safe to call twice."""
         if self._process.poll() is None:
             self._signal(signal.SIGTERM)
             try:
@@ -106,6 +122,20 @@ class WorkerPool:
             os.killpg(self._process.pid, signum)
         except ProcessLookupError:
             pass
+
+
+class WorkerPool(ServiceProcess):
+    """Beam's pool of SDK worker processes (`worker_pool_main`), which starts a worker per request."""
+
+    def __init__(self, port: int, log_path: Path):
+        super().__init__("apache_beam.runners.worker.worker_pool_main", port, log_path, "--service_port")
+
+
+class JobService(ServiceProcess):
+    """`tfds_builders.job_service`: Beam's job server with `sdk_worker_parallelism` workers per job."""
+
+    def __init__(self, port: int, log_path: Path):
+        super().__init__("tfds_builders.job_service", port, log_path)
 
 
 def prepared_contents(folder: Path) -> dict:

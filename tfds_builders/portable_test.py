@@ -3,9 +3,11 @@
 This is the path Flink, Spark and Dataflow take: the pipeline goes to a job server as
 Beam's portable representation, its DoFns are pickled and run in worker processes
 the pool starts, and the ingest counters come back through the job's metrics, where
-the builders' accounting checks read them. Beam 2.77's embedded job server asks the
-pool for one worker per job (its FnApiRunner keeps `num_workers` at 1), so each build
-below runs in one pool process of its own.
+the builders' accounting checks read them. The job server is `tfds_builders.job_service`,
+which, as a Flink job server does, splits each stage between `sdk_worker_parallelism`
+workers: each build below runs in 2 worker processes of the pool. (Beam's embedded job
+server would ask the pool for one worker per job; `BRAINAGE_PORTABLE_ALL_CASES=1` also runs
+the manifest on it.)
 
 Each case costs 15-25 s on 2 loaded cores, mostly the worker's start (it imports TensorFlow
 for TFDS's writer), so the suite runs one: the nihpd manifest, whose rows take every path
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tfds_builders.portable import WorkerPool, compare_prepared, free_port, portable_options
+from tfds_builders.portable import JobService, WorkerPool, compare_prepared, free_port, portable_options
 from tfds_builders.prepare import prepare_dataset
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import GENERATED_FOLDER
 from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder_test import DUMMY_DATA, TEST_CONFIG
@@ -46,6 +48,7 @@ s07,V1,12
 s10,V1,11
 """
 STARTED_WORKER = "Starting worker with command"
+SDK_WORKERS = 2
 ALL_CASES = pytest.mark.skipif(
     not os.environ.get("BRAINAGE_PORTABLE_ALL_CASES"), reason="set BRAINAGE_PORTABLE_ALL_CASES=1 to run"
 )
@@ -57,6 +60,14 @@ def worker_pool(request, tmp_path_factory) -> WorkerPool:
     pool = WorkerPool(free_port(), tmp_path_factory.mktemp("pool") / "pool.log")
     request.addfinalizer(pool.stop)
     return pool
+
+
+@pytest.fixture(scope="module")
+def job_service(request, tmp_path_factory) -> JobService:
+    """The job server that runs SDK_WORKERS workers per job, stopped whatever the tests do."""
+    service = JobService(free_port(), tmp_path_factory.mktemp("job") / "job_service.log")
+    request.addfinalizer(service.stop)
+    return service
 
 
 def _nihpd_release(root: Path) -> Path:
@@ -71,15 +82,18 @@ def _nihpd_release(root: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "builder, layout",
+    "builder, layout, workers",
     [
-        pytest.param("synthetic_cohort", "bids", marks=ALL_CASES),
-        ("nihpd", "manifest"),
-        pytest.param("nihpd", "release", marks=ALL_CASES),
-        pytest.param("mghbch", "release", marks=ALL_CASES),
+        pytest.param("synthetic_cohort", "bids", SDK_WORKERS, marks=ALL_CASES),
+        ("nihpd", "manifest", SDK_WORKERS),
+        pytest.param("nihpd", "manifest", 1, marks=ALL_CASES),  # Beam's embedded job server
+        pytest.param("nihpd", "release", SDK_WORKERS, marks=ALL_CASES),
+        pytest.param("mghbch", "release", SDK_WORKERS, marks=ALL_CASES),
     ],
 )
-def test_the_portable_runner_prepares_what_the_direct_runner_does(worker_pool, tmp_path, builder, layout):
+def test_the_portable_runner_prepares_what_the_direct_runner_does(
+    worker_pool, job_service, tmp_path, builder, layout, workers
+):
     config, manual_dir, download_dir = "tiny", None, None
     if builder == "synthetic_cohort":
         config, download_dir = SYNTHETIC_CONFIG, str(tmp_path / "downloads")
@@ -91,15 +105,16 @@ def test_the_portable_runner_prepares_what_the_direct_runner_does(worker_pool, t
     arguments = dict(download_dir=download_dir, manual_dir=manual_dir)
     direct = prepare_dataset(builder, config, str(tmp_path / "direct"), **arguments)
     workers_before = worker_pool.log_path.read_text().count(STARTED_WORKER)
+    job_port = job_service.port if workers > 1 else None
     portable = prepare_dataset(
         builder,
         config,
         str(tmp_path / "portable"),
-        beam_pipeline_options=portable_options(worker_pool.port),
+        beam_pipeline_options=portable_options(worker_pool.port, job_port, workers),
         **arguments,
     )
-    # The pool ran it: a worker process was started for the job, not the launching process (LOOPBACK).
-    assert worker_pool.log_path.read_text().count(STARTED_WORKER) == workers_before + 1
+    # The pool ran it: `workers` worker processes were started for the job, not the launching process.
+    assert worker_pool.log_path.read_text().count(STARTED_WORKER) == workers_before + workers
     differences, compared = compare_prepared(direct.path, portable.path)
     print(f"{direct.name} ({layout}): {compared}")
     assert differences == []

@@ -29,6 +29,8 @@ and only on a Beam whose release and stream code are the ones it was tested on
 multi-process DirectRunner in one process (`direct_running_mode=in_memory`, no gRPC data
 stream, so no race); the embedded job server is left as it is, and the builders'
 accounting checks stop a build that lost rows. Flink, Spark and Dataflow are left alone.
+A separate job server runs its FnApiRunner in its own process: `tfds_builders.job_service`
+applies the fix there, with `serialize_buffered_writes`.
 """
 
 from __future__ import annotations
