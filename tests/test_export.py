@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import copy_run
 from toy_data import TINY_RUN_FLAGS, TOY_VERSION, store_toy_tfds, toy_cohort, toy_record
 
 from brainage_tf import evaluate, export, train
@@ -260,3 +261,18 @@ def test_a_run_without_a_record_exports_with_grid_null():
     )
     assert (metadata["grid"], metadata["voxel_size_mm"], metadata["registration"]) == (None, None, None)
     assert metadata["grid_shape"] == list(SHAPE) and metadata["preprocessing"] is None
+
+
+def test_training_loads_its_selected_model_once_to_calibrate_and_export(served_model, tmp_path, monkeypatch):
+    import keras
+
+    from brainage_tf.training.run_directory import RunDirectory
+    from brainage_tf.training.train_lib import export_for_serving
+
+    run = copy_run(served_model["run"], tmp_path / "run")  # no calibration.json: it is fitted
+    loads = []
+    load_model = keras.models.load_model
+    monkeypatch.setattr(keras.models, "load_model", lambda *a, **k: loads.append(a) or load_model(*a, **k))
+    export = export_for_serving(RunDirectory(run))
+    assert (run / "calibration.json").is_file() and (export / "saved_model.pb").is_file()
+    assert len(loads) == 1

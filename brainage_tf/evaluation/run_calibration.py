@@ -177,14 +177,24 @@ def calibrate(
 
 
 def calibrate_run(
-    run_dir: str | Path, checkpoint: str = "best", log: Callable[[str], None] = print
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    log: Callable[[str], None] = print,
+    load_model: Callable[[], object] | None = None,
 ) -> Calibration:
     """A finished run's calibration with the default settings, evaluating no split.
 
     Training calls it before its export, so the export carries the bias correction,
     the intervals and the out-of-distribution ranges.
+
+    Args:
+        run_dir: The run directory.
+        checkpoint: "best" or "last".
+        log: Progress printer.
+        load_model: Returns the checkpoint's model (default: loads it from the run), so a
+            caller that needs the model afterwards loads it once.
     """
     run = RunDirectory(Path(run_dir))
     config = run.read_config()
-    return calibrate(run, config, lambda: inference.load_run_model(run, config, None, checkpoint), checkpoint,
-                     log=log)  # fmt: skip
+    load_model = load_model or (lambda: inference.load_run_model(run, config, None, checkpoint))
+    return calibrate(run, config, load_model, checkpoint, log=log)

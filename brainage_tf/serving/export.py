@@ -196,13 +196,16 @@ def _load_model(run: RunDirectory, config: TrainConfig, checkpoint: str):
     return load_run_model(run, config, source.volume_shape, checkpoint)
 
 
-def export_run(run_dir: str | os.PathLike, version: int | None = None, checkpoint: str = "best") -> Path:
+def export_run(
+    run_dir: str | os.PathLike, version: int | None = None, checkpoint: str = "best", model=None
+) -> Path:
     """Exports a run's model with its calibration and preprocessing settings as a SavedModel.
 
     Args:
         run_dir: The training run directory.
         version: Serving version folder (None: 1 + the largest existing one).
         checkpoint: "best" (best_model.keras) or "last" (the last epoch's checkpoint).
+        model: That checkpoint's Keras model when the caller has loaded it (None: loaded here).
 
     Returns:
         The written `RUN_DIR/export/<version>` folder.
@@ -236,7 +239,8 @@ def export_run(run_dir: str | os.PathLike, version: int | None = None, checkpoin
         except json.JSONDecodeError as error:
             raise UsageError(f"{calibration_path}: unreadable calibration ({error}).") from None
 
-    model = _load_model(run, config, checkpoint)
+    if model is None:
+        model = _load_model(run, config, checkpoint)
     shape = tuple(int(size) for size in model.input_shape[1:4])
     return write_version(model, calibration, export_metadata(config, shape, checkpoint, calibration), target)
 

@@ -8,6 +8,7 @@ other's console (Model Garden's `train_lib.run_experiment` plays this part there
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,9 +125,14 @@ def resumed_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfi
 
 
 def export_for_serving(run: RunDirectory) -> Path:
-    """Fits the run's calibration, then exports its selected model; returns the export folder."""
+    """Fits the run's calibration, then exports its selected model; returns the export folder.
+
+    best_model.keras is loaded once for both (1-2 s a load on the demo's models).
+    """
+    from brainage_tf.evaluation.inference import load_run_model
     from brainage_tf.evaluation.run_calibration import calibrate_run
     from brainage_tf.serving.export import export_run
 
-    calibrate_run(run.path)
-    return export_run(run.path).resolve()
+    selected_model = functools.cache(lambda: load_run_model(run, run.read_config()))
+    calibrate_run(run.path, load_model=selected_model)
+    return export_run(run.path, model=selected_model()).resolve()
