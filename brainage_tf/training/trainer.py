@@ -25,6 +25,7 @@ from brainage_tf.preprocessing import GRIDS
 from brainage_tf.preprocessing_record import record_differences
 from brainage_tf.progress import progress_bar
 from brainage_tf.training.config import TrainConfig
+from brainage_tf.training.fused_adam import FusedAdam
 from brainage_tf.training.init_from import freeze, start_from_parent
 from brainage_tf.training.precision import resolve_precision
 from brainage_tf.training.run_directory import RunDirectory
@@ -200,7 +201,7 @@ class Trainer:
                 decay_rate=0.5,
                 staircase=True,
             )
-            self.optimizer = keras.optimizers.Adam(learning_rate=schedule)
+            self.optimizer = FusedAdam(learning_rate=schedule)
             if config.precision == "mixed_float16":
                 # float16 gradients underflow without a (dynamic) loss scale; bfloat16 has float32's range.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
