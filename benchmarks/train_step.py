@@ -6,12 +6,14 @@ one process per configuration and alternates frameworks):
     python benchmarks/train_step.py --model slice_lstm --grid paper --precision mixed_bfloat16
     python benchmarks/train_step.py --framework torch --model resnet3d --grid paper
     python benchmarks/train_step.py --model slice_lstm --steps 8 --no-grappler
+    python benchmarks/train_step.py --model slice_lstm --steps 8 --keras-adam
 
 prints one JSON line: the first step (tracing, compilation, allocation), the median of
-the following steps, the peak RSS, and the matmul ceiling of the step's dtype measured
-in the same process just before the steps (so the fraction of the ceiling compares
-figures taken under the same load). The TensorFlow step is the product's own:
-`brainage_tf.training.trainer.Trainer.train_step` with the paper preset, fed from memory.
+the following steps, the ops of the traced step (TensorFlow), the peak RSS, and the
+matmul ceiling of the step's dtype measured in the same process just before the steps
+(so the fraction of the ceiling compares figures taken under the same load). The
+TensorFlow step is the product's own: `brainage_tf.training.trainer.Trainer.train_step`
+with the paper preset, fed from memory.
 A PyTorch process never imports TensorFlow, nor a TensorFlow process torch, so each
 peak RSS holds one framework only.
 """
@@ -41,7 +43,8 @@ CEILING_CALLS = 5
 
 
 def trainer_step(model_name: str, precision: str, volumes: np.ndarray, ages: np.ndarray, run_dir: Path):
-    """The product's own training step: a paper-preset `Trainer` over the volumes held in memory."""
+    """The product's own training step (a paper-preset `Trainer` over the volumes held in memory), and
+    a function that counts the ops of its traced step."""
     import keras
     import tensorflow as tf
 
@@ -56,7 +59,13 @@ def trainer_step(model_name: str, precision: str, volumes: np.ndarray, ages: np.
     keras.utils.set_random_seed(0)
     trainer = Trainer(config, source, strategy, RunDirectory(run_dir), log=lambda line: None)
     batches = trainer.distribute(trainer.epoch_dataset(0))
-    return lambda: trainer.train_step(next(batches))
+    return lambda: trainer.train_step(next(batches)), lambda: traced_ops(trainer, next(batches))
+
+
+def traced_ops(trainer, batch) -> int:
+    """Ops of the traced training step, its nested functions' included: what tracing and Grappler handle."""
+    graph = trainer._train_step.get_concrete_function(batch).graph
+    return len(graph.get_operations()) + sum(len(f.node_def) for f in graph.as_graph_def().library.function)
 
 
 def measure(framework: str, model_name: str, grid: str, precision: str, batch: int, steps: int) -> dict:
@@ -81,7 +90,9 @@ def measure(framework: str, model_name: str, grid: str, precision: str, batch: i
         result["threads"] = torch.get_num_threads()
     else:
         with tempfile.TemporaryDirectory() as run_dir:
-            timing = time_calls(trainer_step(model_name, precision, volumes, ages, Path(run_dir)), steps)
+            step, count_ops = trainer_step(model_name, precision, volumes, ages, Path(run_dir))
+            timing = time_calls(step, steps)
+            result["traced_ops"] = count_ops()
     result.update(timing.to_json(), peak_rss_mb=peak_rss_mb())
     return result
 
@@ -101,7 +112,18 @@ def main() -> None:
         help="TensorFlow without Grappler (disable_meta_optimizer): what graph optimization costs the "
         "first step and gains the later ones.",
     )
+    parser.add_argument(
+        "--keras-adam",
+        action="store_true",
+        help="Keras's own Adam instead of the trainer's fused one: what the fused update saves.",
+    )
     args = parser.parse_args()
+    if args.keras_adam:
+        import keras
+
+        from brainage_tf.training import trainer
+
+        trainer.FusedAdam = keras.optimizers.Adam
     if args.no_grappler:
         import tensorflow as tf
 
