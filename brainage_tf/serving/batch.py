@@ -28,7 +28,16 @@ from brainage_tf.serving.scans import ScanItem, item_keys
 from brainage_tf.serving.workers import PreprocessingPool, guarded
 
 BASE_COLUMNS = ("path", "subject_id", "session", "age", "predicted_age", "brain_age_gap")
-SCAN_COLUMNS = ("non_finite_voxels", "registration_ncc", "ood", "ood_reason", "status", "reason")
+SCAN_COLUMNS = (
+    "non_finite_voxels",
+    "registration_ncc",
+    "brain_volume_ml",
+    "brain_fov_share",
+    "ood",
+    "ood_reason",
+    "status",
+    "reason",
+)
 
 # Handler: (index, item, preprocessed scan) -> the row's fields; it raises for a failure of this scan.
 Handler = Callable[[int, ScanItem, PreprocessedScan], dict]
@@ -98,6 +107,9 @@ def scan_facts(scan: PreprocessedScan) -> dict:
     return {
         "non_finite_voxels": scan.metadata.non_finite_voxels,
         "registration_ncc": scan.metadata.registration_ncc,
+        # The skull-stripping mask's volume (ml, in the scan's space) and share of its field of view.
+        "brain_volume_ml": scan.metadata.brain_volume_ml,
+        "brain_fov_share": scan.metadata.brain_fov_share,
     }
 
 

@@ -194,7 +194,7 @@ def test_true_brain_masks_are_bids_derivatives_of_the_anatomy_that_rendered_each
         assert np.array_equal(mask_image.affine, scan.affine)
         mask, data = np.asarray(mask_image.dataobj) > 0, scan.get_fdata(dtype=np.float32)
         truth_ml.append(mask.sum() * np.prod(nib.affines.voxel_sizes(scan.affine)) / 1000.0)
-        # Just outside a true brain lie the dark CSF and skull shells: a mask off the brain would not see them.
+        # Just outside a true brain lie the dark CSF and skull shells; a mask off the brain misses them.
         shell = ndimage.binary_dilation(mask, iterations=2) & ~mask
         contrasts.append(data[mask].mean() / data[shell].mean())
     rho = spearmanr(truth_ml, young_measurements.volume_ml)[0]
