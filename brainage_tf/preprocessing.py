@@ -29,7 +29,6 @@ from brainage_tf import array_cache
 from brainage_tf.errors import (
     ConstantImageError,
     DegenerateAffineError,
-    ImplausibleBrainMaskError,
     NonFiniteVoxelsError,
     VoxelSizeError,
 )
@@ -40,9 +39,10 @@ from brainage_tf.skull_strip import (
     LEARNED_MODES,
     SKULL_STRIP_MODES,
     SkullStripMode,
-    brain_volume_ml,
     check_learned_mask,
     learned_brain_mask,
+    mask_on_grid,
+    template_mask_facts,
 )
 
 __all__ = [
@@ -334,7 +334,7 @@ def _preprocess(
     template, mask = template_on_grid(grid)
     if non_finite is not None:
         _check_non_finite_outside_brain(non_finite, image.affine, canonical.affine, grid, mask, source_path)
-    brain = mask if own_mask is None else _mask_on_grid(own_mask, canonical.affine, grid, source_path)
+    brain = mask if own_mask is None else mask_on_grid(own_mask, canonical.affine, grid, source_path)
     inside = volume[brain]
     spread = float(inside.std())
     if spread == 0.0:
@@ -347,11 +347,7 @@ def _preprocess(
     volume = (volume - float(inside.mean())) / spread
     ncc = _normalised_cross_correlation(volume[mask], template[mask])
     if config.skull_strip == "template":
-        # The template's brain carried back into the scan's space: its volume there.
-        scale = abs(float(np.linalg.det(world_to_atlas[:3, :3])))
-        volume_ml = brain_volume_ml(mask, grid.voxel_size_mm**3) / scale
-        field_of_view_ml = float(np.prod(data.shape[:3])) * float(np.prod(voxel_size)) / 1000.0
-        brain_facts = {"brain_volume_ml": volume_ml, "brain_fov_share": volume_ml / field_of_view_ml}
+        brain_facts = template_mask_facts(mask, grid.voxel_size_mm, world_to_atlas, data.shape, voxel_size)
     if config.skull_strip != "none":
         volume = np.where(brain, volume, 0.0)
     metadata = ScanMetadata(
@@ -372,24 +368,6 @@ def _preprocess(
         metadata=metadata,
         brain_mask=None if config.skull_strip == "none" else np.asarray(brain, dtype=bool),
     )
-
-
-def _mask_on_grid(mask: np.ndarray, affine: np.ndarray, grid: Grid, source_path: str | None) -> np.ndarray:
-    """A mask in the scan's (registered) space carried onto the grid: where it interpolates to >= 0.5.
-
-    Raises:
-        ImplausibleBrainMaskError: no voxel of the mask lands on the grid (the brain lies outside
-            the grid's field of view).
-    """
-    on_grid = nibabel.processing.resample_from_to(
-        nib.Nifti1Image(mask.astype(np.float32), affine), (grid.shape, grid.affine), order=1, cval=0.0
-    )
-    brain = np.asarray(on_grid.dataobj) >= 0.5
-    if not brain.any():
-        raise ImplausibleBrainMaskError(
-            source_path, f"the brain mask lands outside the {grid.name} grid (is the scan in MNI space?)"
-        )
-    return brain
 
 
 def _is_finite(affine: np.ndarray) -> bool:

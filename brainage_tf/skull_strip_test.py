@@ -21,10 +21,10 @@ needs_extra = pytest.mark.skipif(
     not skull_strip.extra_installed(),
     reason=f"the skullstrip extra is not installed ({skull_strip.SKULLSTRIP_INSTALL})",
 )
-# The lowest Dice of the learned mask against the truth on the small grid that the test accepts: the
-# benchmark's lowest over 40 scans of both profiles (0.95 on the paper grid, docs/preprocessing.md),
-# less the 3 mm grid's coarser edge.
-MIN_LEARNED_DICE = 0.93
+# The lowest Dice of the learned mask against the truth that the test accepts: measured 0.976 and
+# 0.978 for these two scans on the small grid, 0.973-0.979 over the benchmark's 40 scans of both
+# profiles and all ages on the paper grid (docs/preprocessing.md); the margin absorbs torch builds.
+MIN_LEARNED_DICE = 0.96
 DEEPBET = PreprocessConfig(grid="small", skull_strip="deepbet")
 
 

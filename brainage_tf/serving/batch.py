@@ -16,6 +16,7 @@ finished rows and says how to resume.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -104,12 +105,19 @@ def signals_interrupt() -> Iterator[None]:
 
 def scan_facts(scan: PreprocessedScan) -> dict:
     """The preprocessing facts a row reports beside the age."""
+    metadata = scan.metadata
     return {
-        "non_finite_voxels": scan.metadata.non_finite_voxels,
-        "registration_ncc": scan.metadata.registration_ncc,
-        # The skull-stripping mask's volume (ml, in the scan's space) and share of its field of view.
-        "brain_volume_ml": scan.metadata.brain_volume_ml,
-        "brain_fov_share": scan.metadata.brain_fov_share,
+        "non_finite_voxels": metadata.non_finite_voxels,
+        "registration_ncc": metadata.registration_ncc,
+        # The skull-stripping mask's volume (ml, in the scan's space) and share of its field of view;
+        # empty cells without a mask (NaN in the metadata).
+        **{
+            name: None if math.isnan(value) else value
+            for name, value in (
+                ("brain_volume_ml", metadata.brain_volume_ml),
+                ("brain_fov_share", metadata.brain_fov_share),
+            )
+        },
     }
 
 
