@@ -174,6 +174,7 @@ def test_every_written_file_passes_preprocessing(
         assert np.isfinite(result.volume).all()
 
 
+@pytest.mark.slow  # the young cohort's measurements, which the other slow tests build anyway
 def test_true_brain_masks_are_bids_derivatives_of_the_anatomy_that_rendered_each_scan(
     young_measurements: pd.DataFrame, young_cohort: tuple[Path, pd.DataFrame]
 ) -> None:
