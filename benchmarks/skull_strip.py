@@ -1,11 +1,13 @@
 """Dice of each skull-stripping mode against the synthetic cohort's true brain masks; seconds and peak RSS.
 
 Run: python benchmarks/skull_strip.py [--per-band 5] [--grid paper] [--modes template deepbet]
+     [--registration affine]
 
 Generates, for each site profile (discovery: 1.5 T, 1-1.5 mm and 3 mm slices; replication: 3 T,
 1 mm) and each age band (0-2, 2-6, 6-12, 12-22 y), `--per-band` subjects at full resolution with
 their true brain masks (`derivatives/brainmask`). Each mode then preprocesses every scan in a fresh
-process (registration `none`: synthetic scans are in MNI space), which reports its peak RSS
+process (registration `none` by default: synthetic scans are in MNI space; with `affine`, each scan
+is registered to MNI152 and the truth is carried by the same transform), which reports its peak RSS
 (`ru_maxrss`) when it ends; `none` is the baseline without a mask. Dice compares the mask a mode
 zeroed the volume with (`PreprocessedScan.brain_mask`) with the true mask carried onto the same
 grid (trilinear, >= 0.5). Seconds per scan are wall seconds of `preprocess_scan`, the network's
@@ -58,12 +60,14 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b)))
 
 
-def _truth_on_grid(path: str, grid) -> np.ndarray:
+def _truth_on_grid(path: str, grid, world_to_atlas) -> np.ndarray:
     import nibabel as nib
     import nibabel.processing
 
     image = nib.load(path)
-    moving = nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float32), image.affine)
+    moving = nib.Nifti1Image(
+        np.asarray(image.dataobj, dtype=np.float32), np.array(world_to_atlas) @ image.affine
+    )
     return (
         np.asarray(nibabel.processing.resample_from_to(moving, (grid.shape, grid.affine), order=1).dataobj)
         >= 0.5
@@ -86,7 +90,7 @@ def _noise_volumes(folder: Path) -> list[str]:
     return paths
 
 
-def _child(mode: str, grid_name: str, scans_json: str, out_json: str) -> None:
+def _child(mode: str, grid_name: str, registration: str, scans_json: str, out_json: str) -> None:
     """Preprocesses every scan with one mode in this fresh process; writes per-scan rows and the peak RSS."""
     from brainage_tf import preprocessing, skull_strip
     from brainage_tf.errors import ScanError
@@ -102,7 +106,7 @@ def _child(mode: str, grid_name: str, scans_json: str, out_json: str) -> None:
 
     preprocessing.check_learned_mask = measured
     grid = get_grid(grid_name)
-    config = PreprocessConfig(grid=grid_name, registration="none", skull_strip=mode)
+    config = PreprocessConfig(grid=grid_name, registration=registration, skull_strip=mode)
     preprocess_scan(json.loads(Path(scans_json).read_text())[0]["path"], PreprocessConfig(grid=grid_name))
     start = time.perf_counter()
     skull_strip.prepare(mode)
@@ -118,7 +122,9 @@ def _child(mode: str, grid_name: str, scans_json: str, out_json: str) -> None:
         seconds = time.perf_counter() - start
         row = dict(scan, seconds=seconds, outcome=outcome, contrast=contrasts.get(scan["path"]))
         if result is not None and result.brain_mask is not None and scan.get("truth"):
-            row["dice"] = _dice(result.brain_mask, _truth_on_grid(scan["truth"], grid))
+            truth = _truth_on_grid(scan["truth"], grid, result.metadata.world_to_atlas)
+            row["dice"] = _dice(result.brain_mask, truth)
+            row["registration_ncc"] = result.metadata.registration_ncc
             row["volume_ml"] = result.metadata.brain_volume_ml
         rows.append(row)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
@@ -150,6 +156,18 @@ def _report(results: dict[str, dict], modes: list[str]) -> None:
                 + " | ".join(cells)
                 + f" | {np.mean(every):.3f} ({min(every):.3f}) | {len(every)} |"
             )
+    print("\nRegistration NCC with the template (inside its brain mask), mean (min), both profiles:")
+    print(f"{header}\n|---|" + "---:|" * (len(BANDS) + 2))
+    for mode in masked:
+        rows = [r for r in results[mode]["rows"] if r.get("registration_ncc") is not None]
+        cells = []
+        for low, high in BANDS:
+            values = [r["registration_ncc"] for r in rows if _band(r["age"]) == f"{low:g}-{high:g}"]
+            cells.append(f"{np.mean(values):.3f} ({min(values):.3f})" if values else "-")
+        every = [r["registration_ncc"] for r in rows] or [float("nan")]
+        print(
+            f"| {mode} | " + " | ".join(cells) + f" | {np.mean(every):.3f} ({min(every):.3f}) | {len(rows)} |"
+        )
     print("\n| mode | seconds per scan, mean (max) | network load, s | peak RSS, GB | scans | skipped |")
     print("|---|---:|---:|---:|---:|---:|")
     for mode in modes:
@@ -185,10 +203,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-band", type=int, default=5, help="Subjects per age band and profile.")
     parser.add_argument("--grid", default="paper")
+    parser.add_argument("--registration", default="none", choices=("none", "affine"))
     parser.add_argument("--modes", nargs="+", default=["none", "template", "deepbet"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="Keep the generated cohorts and results in this folder.")
-    parser.add_argument("--child", nargs=4, metavar=("MODE", "GRID", "SCANS", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=5, metavar=("MODE", "GRID", "REG", "SCANS", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
@@ -204,12 +225,22 @@ def main() -> None:
         scans_json.write_text(json.dumps(scans + noise))
     results = {}
     for mode in args.modes:
-        out = root / f"results-{mode}.json"
+        out = root / f"results-{mode}{'' if args.registration == 'none' else '-' + args.registration}.json"
         if not out.exists():  # a kept folder's finished modes are reported again, not measured again
-            command = [sys.executable, __file__, "--child", mode, args.grid, str(scans_json), str(out)]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                mode,
+                args.grid,
+                args.registration,
+                str(scans_json),
+                str(out),
+            ]
             subprocess.run(command, check=True, timeout=CHILD_TIMEOUT_S)
         results[mode] = json.loads(out.read_text())
-    print(f"{len(json.loads(scans_json.read_text())) - 2} scans on the {args.grid} grid; {root}")
+    scans = len(json.loads(scans_json.read_text())) - 2
+    print(f"{scans} scans on the {args.grid} grid, registration {args.registration}; {root}")
     _report(results, args.modes)
 
 
