@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_controls(items, level, path)
         from brainage_tf.serving.exported_model import ExportedModel
 
-        model = ExportedModel(args.model, None, args.max_voxels)
+        model = ExportedModel(args.model, None, args.max_voxels, args.skull_strip)
         source = {kind: str(Path(path).resolve())}
         result = recalibrate(
             model, items, args.out, source, level, args.workers, sys.stderr.isatty(), left_out

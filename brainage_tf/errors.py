@@ -23,6 +23,10 @@ class UsageError(ValueError):
     """A flag, run directory or dataset choice that cannot work; reported before heavy work."""
 
 
+class SkullStripUnavailableError(UsageError):
+    """The learned skull stripping was asked for, and its optional extra is not installed."""
+
+
 class UnknownModelError(ValueError):
     """A model name that no spec is registered under (brainage_tf.model_registry)."""
 
@@ -110,3 +114,7 @@ class VoxelSizeError(ScanError):
 
 class ScanTooLargeError(ScanError):
     """A header that declares more voxels than the limit (`PreprocessConfig.max_voxels`)."""
+
+
+class ImplausibleBrainMaskError(ScanError):
+    """A learned brain mask whose volume no child's brain has, or that holds no more signal than noise."""

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = checked_scans(args)
         from brainage_tf.serving.exported_model import ExportedModel
 
-        model = ExportedModel(args.model, max_voxels=args.max_voxels)
+        model = ExportedModel(args.model, max_voxels=args.max_voxels, skull_strip=args.skull_strip)
         slabs = slab_settings(model.metadata, args.slab_axis, args.slab_size)
         args.out.mkdir(exist_ok=True)
         return explain_items(model, items, settings, slabs, args.out, args.workers, args.resume, report)

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from brainage_tf.serving.exported_model import ExportedModel
         from brainage_tf.serving.predictions import predict_to_csv
 
-        model = ExportedModel(args.model, args.grid, args.max_voxels)
+        model = ExportedModel(args.model, args.grid, args.max_voxels, args.skull_strip)
         if args.runner or args.beam_pipeline_options:
             from brainage_tf.serving.beam_predict import predict_on_beam
             from tfds_builders.prepare import parse_beam_options

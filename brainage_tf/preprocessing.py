@@ -4,7 +4,8 @@ The same :func:`preprocess_scan` serves TFDS ingest (through Beam) and
 prediction, so training and serving cannot skew. The steps follow section 3 of
 He et al. (ISBI 2020): load, validate, reorient to RAS+, bring into atlas space
 (already there, or affine registration to MNI152 2009a), resample onto a fixed
-grid, optionally mask the brain, and z-score the intensities inside the brain.
+grid, optionally mask the brain (`brainage_tf.skull_strip`), and z-score the intensities inside the
+brain.
 
 Only numpy, scipy and nibabel are imported at module import; nilearn (the
 MNI152 template) and SimpleITK (registration, in `brainage_tf.registration`) are
@@ -34,6 +35,15 @@ from brainage_tf.errors import (
 from brainage_tf.registration import mni152_images, register_to_template
 from brainage_tf.resampling import resample_image
 from brainage_tf.scan_file import MAX_SCAN_VOXELS, check_header, open_scan, read_voxels, unreadable
+from brainage_tf.skull_strip import (
+    LEARNED_MODES,
+    SKULL_STRIP_MODES,
+    SkullStripMode,
+    check_learned_mask,
+    learned_brain_mask,
+    mask_on_grid,
+    template_mask_facts,
+)
 
 __all__ = [
     "FIELD_OF_VIEW_CENTRE_MM",
@@ -45,6 +55,7 @@ __all__ = [
     "MAX_VOXEL_SIZE_MM",
     "MIN_VOXEL_SIZE_MM",
     "REGISTRATION_MODES",
+    "SKULL_STRIP_MODES",
     "Grid",
     "PreprocessConfig",
     "PreprocessedScan",
@@ -144,7 +155,10 @@ class PreprocessConfig:
         registration: ``"none"`` if the scan's world coordinates are already MNI
             millimetres (as for the paper's atlas-registered data), ``"affine"``
             to register it to the MNI152 2009a template with SimpleITK.
-        brain_mask: If True, voxels outside the template brain mask are set to 0.
+        skull_strip: What is kept of the head (`brainage_tf.skull_strip`): ``"none"`` all of it;
+            ``"template"`` the MNI152 template's brain mask on the grid (voxels outside it are 0);
+            ``"deepbet"`` the scan's own brain as deepbet outlines it before registration, carried
+            onto the grid (needs the ``skullstrip`` extra).
         max_voxels: Most voxels a scan may hold (default `MAX_SCAN_VOXELS`); a header that
             declares more is refused with ScanTooLargeError before any voxel is read. A guard
             against running out of memory, not a setting: it never changes an output.
@@ -152,13 +166,15 @@ class PreprocessConfig:
 
     grid: str | Grid = "small"
     registration: RegistrationMode = "none"
-    brain_mask: bool = False
+    skull_strip: SkullStripMode = "none"
     max_voxels: int = MAX_SCAN_VOXELS
 
     def __post_init__(self):
         get_grid(self.grid)
         if self.registration not in REGISTRATION_MODES:
             raise ValueError(f"registration must be one of {REGISTRATION_MODES}, got {self.registration!r}")
+        if self.skull_strip not in SKULL_STRIP_MODES:
+            raise ValueError(f"skull_strip must be one of {SKULL_STRIP_MODES}, got {self.skull_strip!r}")
         if (
             isinstance(self.max_voxels, bool)
             or not isinstance(self.max_voxels, numbers.Integral)
@@ -185,6 +201,10 @@ class ScanMetadata:
         world_to_atlas: 4x4 affine from the scan's world millimetres to MNI152
             millimetres (identity without registration), so that a map on the
             grid can be resampled back into the scan's own space.
+        skull_strip: The skull-stripping mode used.
+        brain_volume_ml: The brain mask's volume in the scan's own space (the template's mask
+            carried back through the registration for ``template``); NaN for ``none``.
+        brain_fov_share: That volume's share of the scan's field of view (0-1); NaN for ``none``.
     """
 
     source_path: str
@@ -196,14 +216,22 @@ class ScanMetadata:
     grid: str
     non_finite_voxels: int = 0
     world_to_atlas: tuple[tuple[float, ...], ...] = tuple(map(tuple, np.eye(4)))
+    skull_strip: str = "none"
+    brain_volume_ml: float = float("nan")
+    brain_fov_share: float = float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessedScan:
-    """A model-ready volume (float32, ``grid.shape``) and its metadata."""
+    """A model-ready volume (float32, ``grid.shape``) and its metadata.
+
+    ``brain_mask`` is the boolean mask on the grid that zeroed the volume (None for skull_strip
+    ``none``): what the report draws, and what skull stripping is measured by.
+    """
 
     volume: np.ndarray
     metadata: ScanMetadata
+    brain_mask: np.ndarray | None = None
 
 
 def load_scan(path: str | os.PathLike, max_voxels: int = MAX_SCAN_VOXELS) -> nib.spatialimages.SpatialImage:
@@ -289,6 +317,14 @@ def _preprocess(
     data, non_finite = _validated_volume(data, image.affine, source_path)
     voxel_size = tuple(float(v) for v in nib.affines.voxel_sizes(image.affine))
     canonical = nib.as_closest_canonical(nib.Nifti1Image(data, image.affine))
+    own_mask, brain_facts = None, {}
+    if config.skull_strip in LEARNED_MODES:
+        # Stripped in the scan's own space, so registration matches a brain to the template's brain.
+        voxels = np.asarray(canonical.dataobj)  # a view of `data`, which this function may overwrite
+        own_mask = learned_brain_mask(voxels, source_path)
+        volume_ml, share = check_learned_mask(voxels, own_mask, float(np.prod(voxel_size)), source_path)
+        brain_facts = {"brain_volume_ml": volume_ml, "brain_fov_share": share}
+        voxels[~own_mask] = np.float32(0.0)
     world_to_atlas = np.eye(4)
     if config.registration == "affine":
         registered = register_to_template(canonical, source_path)
@@ -298,8 +334,9 @@ def _preprocess(
     template, mask = template_on_grid(grid)
     if non_finite is not None:
         _check_non_finite_outside_brain(non_finite, image.affine, canonical.affine, grid, mask, source_path)
-    brain = volume[mask]
-    spread = float(brain.std())
+    brain = mask if own_mask is None else mask_on_grid(own_mask, canonical.affine, grid, source_path)
+    inside = volume[brain]
+    spread = float(inside.std())
     if spread == 0.0:
         raise ConstantImageError(
             source_path,
@@ -307,10 +344,12 @@ def _preprocess(
             "the atlas brain (is it in MNI space? try registration='affine')",
         )
     # The paper says "divide by the variance"; the standard deviation gives unit scale.
-    volume = (volume - float(brain.mean())) / spread
+    volume = (volume - float(inside.mean())) / spread
     ncc = _normalised_cross_correlation(volume[mask], template[mask])
-    if config.brain_mask:
-        volume = np.where(mask, volume, 0.0)
+    if config.skull_strip == "template":
+        brain_facts = template_mask_facts(mask, grid.voxel_size_mm, world_to_atlas, data.shape, voxel_size)
+    if config.skull_strip != "none":
+        volume = np.where(brain, volume, 0.0)
     metadata = ScanMetadata(
         source_path=source_path or "<in-memory image>",
         original_shape=tuple(int(n) for n in data.shape),
@@ -321,8 +360,14 @@ def _preprocess(
         grid=grid.name,
         non_finite_voxels=0 if non_finite is None else int(non_finite.sum()),
         world_to_atlas=tuple(tuple(float(v) for v in row) for row in world_to_atlas),
+        skull_strip=config.skull_strip,
+        **brain_facts,
     )
-    return PreprocessedScan(volume=volume.astype(np.float32), metadata=metadata)
+    return PreprocessedScan(
+        volume=volume.astype(np.float32),
+        metadata=metadata,
+        brain_mask=None if config.skull_strip == "none" else np.asarray(brain, dtype=bool),
+    )
 
 
 def _is_finite(affine: np.ndarray) -> bool:

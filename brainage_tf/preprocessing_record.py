@@ -31,7 +31,7 @@ RECORD_KEYS = (
     "grid_shape",
     "voxel_size_mm",
     "registration",
-    "brain_mask",
+    "skull_strip",
     "normalization",
     "stored_dtype",
 )
@@ -53,14 +53,26 @@ def preprocessing_record(config: PreprocessConfig) -> dict:
         "grid_shape": [int(size) for size in grid.shape],
         "voxel_size_mm": float(grid.voxel_size_mm),
         "registration": config.registration,
-        "brain_mask": bool(config.brain_mask),
+        "skull_strip": config.skull_strip,
         "normalization": NORMALIZATION,
         "stored_dtype": STORED_VOLUME_DTYPE,
     }
 
 
+def upgraded_record(record: object) -> object:
+    """A record in today's keys: an older record's ``brain_mask`` true/false reads as ``skull_strip``
+    "template"/"none" (what that setting did), so datasets, runs and exports made before the
+    skull-stripping modes keep working. Anything else is returned as it is.
+    """
+    if not isinstance(record, dict) or "brain_mask" not in record or "skull_strip" in record:
+        return record
+    upgraded = {key: value for key, value in record.items() if key != "brain_mask"}
+    upgraded["skull_strip"] = "template" if record["brain_mask"] else "none"
+    return {key: upgraded[key] for key in [*RECORD_KEYS, *upgraded] if key in upgraded}
+
+
 def check_record(record: object) -> dict:
-    """The record itself, once it has every key and this package's preprocessing version.
+    """The record in today's keys (`upgraded_record`), once it has every key and this package's version.
 
     Raises:
         PreprocessingRecordError: None, not a dict, a missing key, or another version.
@@ -69,6 +81,7 @@ def check_record(record: object) -> dict:
         raise PreprocessingRecordError("it has no preprocessing record")
     if not isinstance(record, dict):
         raise PreprocessingRecordError(f"its preprocessing record is not a JSON object: {record!r}")
+    record = upgraded_record(record)
     missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
         raise PreprocessingRecordError(f"its preprocessing record lacks {', '.join(missing)}")
@@ -100,14 +113,18 @@ def preprocess_config_from_record(record: object) -> PreprocessConfig:
             raise PreprocessingRecordError(f"its {key} is {record[key]!r}; this package only makes {value!r}")
     try:
         return PreprocessConfig(
-            grid=name, registration=record["registration"], brain_mask=bool(record["brain_mask"])
+            grid=name, registration=record["registration"], skull_strip=record["skull_strip"]
         )
     except ValueError as error:
         raise PreprocessingRecordError(f"its preprocessing record is unusable: {error}") from None
 
 
 def record_differences(expected: dict, found: dict) -> list[str]:
-    """The keys on which two records differ, as "key expected vs found" (empty when they agree)."""
+    """The keys on which two records differ, as "key expected vs found" (empty when they agree).
+
+    Both are read in today's keys first, so an older ``brain_mask`` record agrees with its mode.
+    """
+    expected, found = upgraded_record(expected), upgraded_record(found)
     return [
         f"{key} {expected.get(key)!r} vs {found.get(key)!r}"
         for key in RECORD_KEYS

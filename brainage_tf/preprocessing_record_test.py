@@ -6,7 +6,13 @@ import pytest
 
 from brainage_tf.defaults import STORED_VOLUME_DTYPE
 from brainage_tf.errors import PreprocessingRecordError
-from brainage_tf.preprocessing import GRID_NAMES, GRIDS, REGISTRATION_MODES, PreprocessConfig
+from brainage_tf.preprocessing import (
+    GRID_NAMES,
+    GRIDS,
+    REGISTRATION_MODES,
+    SKULL_STRIP_MODES,
+    PreprocessConfig,
+)
 from brainage_tf.preprocessing_record import (
     PREPROCESSING_VERSION,
     RECORD_KEYS,
@@ -17,17 +23,33 @@ from brainage_tf.preprocessing_record import (
 )
 
 
+@pytest.mark.parametrize("skull_strip", SKULL_STRIP_MODES)
 @pytest.mark.parametrize("registration", REGISTRATION_MODES)
 @pytest.mark.parametrize("grid", GRID_NAMES)
-def test_the_record_round_trips_through_json(grid, registration):
-    config = PreprocessConfig(grid=grid, registration=registration, brain_mask=registration == "affine")
+def test_the_record_round_trips_through_json(grid, registration, skull_strip):
+    config = PreprocessConfig(grid=grid, registration=registration, skull_strip=skull_strip)
     record = json.loads(json.dumps(preprocessing_record(config)))
     assert tuple(record) == RECORD_KEYS
     assert record["version"] == PREPROCESSING_VERSION and record["stored_dtype"] == STORED_VOLUME_DTYPE
     assert record["grid_shape"] == list(GRIDS[grid].shape)
     assert record["voxel_size_mm"] == GRIDS[grid].voxel_size_mm
-    assert record["normalization"] == "zscore"
+    assert record["normalization"] == "zscore" and record["skull_strip"] == skull_strip
     assert preprocess_config_from_record(record) == config
+
+
+@pytest.mark.parametrize("brain_mask, mode", [(True, "template"), (False, "none")])
+def test_an_older_records_brain_mask_reads_as_its_skull_stripping_mode(brain_mask, mode):
+    """Datasets, runs and exports written before the modes recorded `brain_mask`: they keep working."""
+    today = preprocessing_record(PreprocessConfig(grid="small", registration="affine", skull_strip=mode))
+    older = {key: value for key, value in today.items() if key != "skull_strip"}
+    older = {**older, "brain_mask": brain_mask}
+    assert check_record(older) == today
+    assert preprocess_config_from_record(older).skull_strip == mode
+    assert record_differences(today, older) == record_differences(older, today) == []
+    other = "none" if mode == "template" else "template"
+    assert record_differences(older, {**today, "skull_strip": other}) == [
+        f"skull_strip {mode!r} vs {other!r}"
+    ]
 
 
 def test_a_missing_record_key_or_another_version_is_refused():
@@ -53,6 +75,7 @@ def test_a_missing_record_key_or_another_version_is_refused():
         ({"grid": "small", "grid_shape": [24, 30, 21]}, "no preset grid"),
         ({"voxel_size_mm": 2.0}, "no preset grid"),
         ({"registration": "rigid"}, "registration must be one of"),
+        ({"skull_strip": "bet"}, "skull_strip must be one of"),
         ({"normalization": "minmax"}, "normalization is 'minmax'"),
         ({"stored_dtype": "float32"}, "stored_dtype is 'float32'"),
     ],

@@ -125,14 +125,25 @@ def test_failed_registration_raises_registration_error_naming_the_file(monkeypat
     assert str(raised.value) == f"{path}: affine registration to MNI152 failed (optimizer diverged)"
 
 
-def test_brain_mask_zeroes_outside_and_keeps_inside():
+def test_template_skull_stripping_zeroes_outside_keeps_inside_and_records_the_masks_volume():
     path = NIBABEL_DATA / "small.mnc"
     plain = prep.preprocess_scan(path, TINY)
-    masked = prep.preprocess_scan(path, prep.PreprocessConfig(grid="tiny", brain_mask=True))
+    masked = prep.preprocess_scan(path, prep.PreprocessConfig(grid="tiny", skull_strip="template"))
     _, mask = prep.template_on_grid(prep.get_grid("tiny"))
     assert np.all(masked.volume[~mask] == 0.0)
     np.testing.assert_array_equal(masked.volume[mask], plain.volume[mask])
     assert np.any(plain.volume[~mask] != 0.0)
+    np.testing.assert_array_equal(masked.brain_mask, mask)
+    assert plain.brain_mask is None and np.isnan(plain.metadata.brain_volume_ml)
+    # Without registration the scan's millimetres are the atlas's: the template mask's own volume.
+    assert masked.metadata.skull_strip == "template"
+    assert masked.metadata.brain_volume_ml == pytest.approx(mask.sum() * 8.0**3 / 1000.0)
+    field_of_view_ml = (
+        np.prod(masked.metadata.original_shape) * np.prod(masked.metadata.original_voxel_size) / 1e3
+    )
+    assert masked.metadata.brain_fov_share == pytest.approx(
+        masked.metadata.brain_volume_ml / field_of_view_ml
+    )
 
 
 @pytest.mark.parametrize("name", ["paper", "small", "tiny"])

@@ -18,6 +18,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.preprocessing_record",
     "brainage_tf.scan_file",
     "brainage_tf.resampling",
+    "brainage_tf.skull_strip",
     "brainage_tf.synthetic",
     "brainage_tf.synthetic.spec",
     "brainage_tf.progress",
@@ -75,6 +76,10 @@ def _loaded_after_import(module: str, candidates: list[str]) -> list[bool]:
 @pytest.mark.parametrize("module", NUMPY_ONLY_MODULES)
 def test_light_modules_do_not_import_tensorflow(module):
     assert _loaded_after_import(module, ["tensorflow", "keras"]) == [False, False]
+
+
+def test_preprocessing_imports_torch_only_when_the_learned_mask_is_used():
+    assert _loaded_after_import("brainage_tf.preprocessing", ["torch", "deepbet"]) == [False, False]
 
 
 @pytest.mark.parametrize("module", LIBRARY_MODULES)

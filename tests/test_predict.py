@@ -20,7 +20,7 @@ from cli_checks import (
 )
 from toy_data import TINY_RUN_FLAGS, toy_record
 
-from brainage_tf import evaluate, predict, train
+from brainage_tf import evaluate, predict, skull_strip, train
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, preprocess_scan
 from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocessing_record
 from brainage_tf.serving import batch, predictions, workers
@@ -31,7 +31,8 @@ from brainage_tf.serving.scans import ScanItem
 TINY = GRIDS["tiny"].shape  # (24, 30, 21)
 # One epoch is enough here: the predictions only have to exist. Training ends with the export.
 TINY_TRAINING = [*TINY_RUN_FLAGS, "--epochs", "1", "--export"]
-# Built with affine registration from a JSON config whose name does not say so.
+# Built with affine registration and the template's skull stripping from a JSON config whose name
+# does not say so.
 SYNTHETIC_AFFINE = "synthetic_cohort/mysite"
 # The shared model's ages of different children differ by more than this, 500 times the 1e-4 y
 # the equality tests allow: an answer to the wrong tensor would not pass them.
@@ -39,16 +40,17 @@ DISTINCT_YEARS = 0.05
 
 
 def build_affine_cohort(root: Path) -> dict[str, np.ndarray]:
-    """3 synthetic subjects built with affine registration from a JSON config (as `tfds build` takes one).
+    """3 synthetic subjects built with affine registration and skull stripping `template` from a JSON config
+    (as `tfds build` takes one).
 
-    Its name (`mysite`) says nothing about the registration. Returns source_path -> stored
+    Its name (`mysite`) says nothing about either. Returns source_path -> stored
     float16 volume of every discovery example.
     """
     import tensorflow_datasets as tfds
 
     # Children of 10-22 y: their registrations take 5-13 s here, a 1-year-old's 26-28 s.
     arguments = dict(name=SYNTHETIC_AFFINE.partition("/")[2], grid="tiny", registration="affine",
-                     discovery_subjects=3, replication_subjects=1, voxel_scale=3.9,
+                     skull_strip="template", discovery_subjects=3, replication_subjects=1, voxel_scale=3.9,
                      discovery_ages=[10, 22], replication_ages=[10, 22],
                      generator_workers=1)  # fmt: skip
     builder, bids = build_synthetic_dataset(root, arguments)
@@ -109,15 +111,17 @@ def test_predict_feeds_the_model_exactly_the_stored_dataset_volume(setup, tmp_pa
 
 
 def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_feeds_the_stored_tensor(
-    setup, tmp_path, monkeypatch
+    setup, tmp_path, monkeypatch, capsys
 ):
-    """Trained on `mysite`, built with affine registration: the export says affine, from the data."""
+    """Trained on `mysite`, built with affine registration and skull stripping: the export says so."""
     run_dir = tmp_path / "run"
     flags = ["--dataset", SYNTHETIC_AFFINE, "--data_dir", str(setup["affine_data"]), "--out", str(run_dir)]
     # Two training subjects: no validation part, both in one step.
     assert train.main([*flags, *TINY_TRAINING, "--validation-fraction", "0", "--batch-size", "2"]) == 0
     record = json.loads((run_dir / "config.json").read_text())["preprocessing"]
-    assert record == preprocessing_record(PreprocessConfig(grid="tiny", registration="affine"))
+    assert record == preprocessing_record(
+        PreprocessConfig(grid="tiny", registration="affine", skull_strip="template")
+    )
     export_dir = run_dir / "export" / "1"
     metadata = json.loads((export_dir / "assets" / METADATA_ASSET).read_text())
     assert (metadata["grid"], metadata["registration"], metadata["preprocessing"]) == (
@@ -132,11 +136,17 @@ def test_a_dataset_named_otherwise_exports_its_affine_registration_and_predict_f
     assert predict.main(["--model", str(export_dir), path, "--out", str(out), "--workers", "0"]) == 0
     (row,) = read_csv(out)
     assert row["status"] == "ok" and 0.0 < float(row["registration_ncc"]) <= 1.0
+    assert 100.0 < float(row["brain_volume_ml"]) < 3000.0 and 0.0 < float(row["brain_fov_share"]) < 1.0
     (volume,) = fed
     assert np.array_equal(volume, stored.astype(np.float32)), path
+    assert (stored == 0).mean() > 0.3  # stripped: the template's brain is about half the grid
     unregistered = preprocess_scan(path, PreprocessConfig(grid="tiny", registration="none")).volume
     assert not np.array_equal(stored, unregistered.astype(np.float16))  # registration changed the volume
     assert json.loads(out.with_suffix(".json").read_text())["preprocessing"] == record
+    # Asking for another skull stripping than the export's is refused before any scan is read.
+    contradicting = {"differs from the export's skull stripping 'template'": ["--skull-strip", "none", path]}
+    tail = ["--model", str(export_dir), "--out", str(tmp_path / "other.csv"), "--workers", "0"]
+    assert_one_line_usage_errors(predict.main, contradicting, tail, capsys)
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +313,9 @@ def test_rows_of_known_age_get_the_gap_centile_of_the_exports_norms(setup, tmp_p
 
 
 def test_a_volume_off_the_grid_is_never_fed(setup, tmp_path, monkeypatch):
-    metadata = SimpleNamespace(non_finite_voxels=0, registration_ncc=0.9)
+    metadata = SimpleNamespace(
+        non_finite_voxels=0, registration_ncc=0.9, brain_volume_ml=math.nan, brain_fov_share=math.nan
+    )
     off_grid = SimpleNamespace(volume=np.zeros((16, 20, 14)), metadata=metadata)
     monkeypatch.setattr(workers, "preprocess_path", lambda path, config: (off_grid, ""))
     model = ExportedModel(setup["model"])
@@ -340,3 +352,36 @@ def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
     }
     assert_one_line_usage_errors(predict.main, cases, ["--out", str(tmp_path / "o.csv")], capsys)
     assert not (tmp_path / "o.csv").exists()
+
+
+def _learned_export(setup, target: Path) -> Path:
+    """A copy of the shared export whose record says its scans were skull stripped by deepbet."""
+    record = ExportedModel(setup["model"]).metadata["preprocessing"]
+    return export_copy_with_metadata(
+        setup["model"], target, preprocessing={**record, "skull_strip": "deepbet"}
+    )
+
+
+@pytest.mark.skipif(not skull_strip.extra_installed(), reason=f"needs {skull_strip.SKULLSTRIP_INSTALL}")
+def test_an_export_trained_on_learned_masks_gets_its_scans_stripped_so(setup, tmp_path, monkeypatch):
+    export_dir, path = _learned_export(setup, tmp_path / "learned"), setup["goods"][0]
+    fed = record_fed_volumes(monkeypatch)
+    out = tmp_path / "p.csv"
+    assert predict.main(["--model", str(export_dir), path, "--out", str(out), "--workers", "0"]) == 0
+    (row,) = read_csv(out)
+    expected = preprocess_scan(path, PreprocessConfig(grid="tiny", skull_strip="deepbet"))
+    # The CSV's 6 decimals.
+    assert float(row["brain_volume_ml"]) == pytest.approx(expected.metadata.brain_volume_ml, abs=1e-6)
+    assert float(row["brain_fov_share"]) == pytest.approx(expected.metadata.brain_fov_share, abs=1e-6)
+    assert np.array_equal(fed[0], expected.volume.astype(np.float16).astype(np.float32))
+    assert not np.array_equal(fed[0], setup["stored"][path].astype(np.float32))  # not the unstripped volume
+
+
+def test_an_export_trained_on_learned_masks_without_the_extra_is_a_one_line_error(
+    setup, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "deepbet", None)  # `import deepbet` fails, as when it is not installed
+    cases = {f"which are not installed; install them with: {skull_strip.SKULLSTRIP_INSTALL}": [
+        "--model", str(_learned_export(setup, tmp_path / "learned")), setup["goods"][0]
+    ]}  # fmt: skip
+    assert_one_line_usage_errors(predict.main, cases, ["--out", str(tmp_path / "o.csv")], capsys)

@@ -32,19 +32,21 @@ from brainage_tf.ingest.build_progress import DEFAULT_PROGRESS_SECONDS, PROGRESS
 from brainage_tf.ingest.checks import split_problem, unit_mistake, unreadable_split
 from brainage_tf.preprocessing import GRID_NAMES, REGISTRATION_MODES, PreprocessConfig, get_grid
 from brainage_tf.preprocessing_record import preprocessing_record
+from brainage_tf.skull_strip import check_available
 
 # The errors of a cohort a user can make by mistake: `tfds build` shows them in one line.
 INPUT_ERRORS = (BuildError, CohortError, CohortLayoutError, IngestError)
 
 
 class CohortConfig(tfds.core.BuilderConfig):
-    """Builder config: grid, registration mode, strictness, voxel limit, cohort ages, progress interval."""
+    """Builder config: grid, registration and skull stripping, strictness, voxel limit, ages, progress."""
 
     def __init__(
         self,
         *,
         grid: str,
         registration: str,
+        skull_strip: str = "none",
         strict: bool = False,
         max_voxels: int | None = None,
         age_range: Sequence[float] | None = None,
@@ -56,6 +58,8 @@ class CohortConfig(tfds.core.BuilderConfig):
         Args:
           grid: "tiny", "small" or "paper" (see brainage_tf.preprocessing.GRIDS).
           registration: "none" (scans already in MNI space) or "affine".
+          skull_strip: "none", "template" or "deepbet" (`brainage_tf.skull_strip`); "deepbet" needs
+            the skullstrip extra.
           strict: Fail the build on the first bad row instead of skipping it.
           max_voxels: Most voxels a scan may hold (None: `MAX_SCAN_VOXELS`); larger scans are
             skipped as `scan_too_large` before any voxel is read. It changes no example.
@@ -66,13 +70,15 @@ class CohortConfig(tfds.core.BuilderConfig):
           **kwargs: tfds.core.BuilderConfig arguments (name, description, ...).
 
         Raises:
-          ValueError: an unknown grid or registration mode, a max_voxels that is not positive, an
-            age_range that is not two ages youngest first, or a negative progress_seconds.
+          SkullStripUnavailableError: skull_strip "deepbet" without its extra installed (one line).
+          ValueError: an unknown grid, registration or skull-stripping mode, a max_voxels that is not
+            positive, an age_range that is not two ages youngest first, or a negative progress_seconds.
         """
-        kwargs.setdefault("description", _config_description(grid, registration))
+        kwargs.setdefault("description", _config_description(grid, registration, skull_strip))
         super().__init__(**kwargs)
         self.grid = grid
         self.registration = registration
+        self.skull_strip = skull_strip
         self.strict = strict
         self.max_voxels = max_voxels
         self.age_range = None if age_range is None else _age_range(age_range)
@@ -80,12 +86,15 @@ class CohortConfig(tfds.core.BuilderConfig):
             raise ValueError(f"progress_seconds must be 0 (off) or more, got {progress_seconds}")
         self.progress_seconds = progress_seconds
         _ = self.preprocess_config  # built once here: a bad setting fails now, not on the Beam workers
+        check_available(skull_strip)
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
         """The PreprocessConfig every scan of this config goes through."""
         limit = {} if self.max_voxels is None else {"max_voxels": self.max_voxels}
-        return PreprocessConfig(grid=self.grid, registration=self.registration, brain_mask=False, **limit)
+        return PreprocessConfig(
+            grid=self.grid, registration=self.registration, skull_strip=self.skull_strip, **limit
+        )
 
 
 def _age_range(age_range: Sequence[float]) -> tuple[float, float]:
@@ -98,11 +107,12 @@ def _age_range(age_range: Sequence[float]) -> tuple[float, float]:
     return ages
 
 
-def _config_description(grid: str, registration: str) -> str:
+def _config_description(grid: str, registration: str, skull_strip: str = "none") -> str:
     mode = (
         "affine registration to MNI152" if registration == "affine" else "no registration (MNI-space input)"
     )
-    return f"{get_grid(grid).describe()}; {mode}."
+    stripped = "" if skull_strip == "none" else f"; skull stripping {skull_strip}"
+    return f"{get_grid(grid).describe()}; {mode}{stripped}."
 
 
 def config_name(grid: str, registration: str) -> str:
@@ -243,7 +253,9 @@ class CohortBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "%s: %d rows read; %s",
             self.name,
             len(records),
-            _config_description(self.builder_config.grid, self.builder_config.registration),
+            _config_description(
+                self.builder_config.grid, self.builder_config.registration, self.builder_config.skull_strip
+            ),
         )
         age_ranges = {record.cohort: self.age_range(record.cohort) for _, record in records}
         self._check_cohort(records, age_ranges, dl_manager)

@@ -95,6 +95,12 @@ class PreprocessRecordFn(beam.DoFn):
         self._progress_folder = progress_folder
         self._rows_in = Metrics.counter(METRICS_NAMESPACE, ROWS_IN)
 
+    def setup(self):
+        """Loads what the skull-stripping mode needs (its network) once per worker, not per scan."""
+        from brainage_tf.skull_strip import prepare
+
+        prepare(self._config.skull_strip)
+
     def _skip(self, record: ScanRecord, kind: str, detail: str):
         return self._report(Skip.of(record, kind, detail))
 

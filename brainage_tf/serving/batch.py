@@ -16,6 +16,7 @@ finished rows and says how to resume.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,7 +29,16 @@ from brainage_tf.serving.scans import ScanItem, item_keys
 from brainage_tf.serving.workers import PreprocessingPool, guarded
 
 BASE_COLUMNS = ("path", "subject_id", "session", "age", "predicted_age", "brain_age_gap")
-SCAN_COLUMNS = ("non_finite_voxels", "registration_ncc", "ood", "ood_reason", "status", "reason")
+SCAN_COLUMNS = (
+    "non_finite_voxels",
+    "registration_ncc",
+    "brain_volume_ml",
+    "brain_fov_share",
+    "ood",
+    "ood_reason",
+    "status",
+    "reason",
+)
 
 # Handler: (index, item, preprocessed scan) -> the row's fields; it raises for a failure of this scan.
 Handler = Callable[[int, ScanItem, PreprocessedScan], dict]
@@ -95,9 +105,19 @@ def signals_interrupt() -> Iterator[None]:
 
 def scan_facts(scan: PreprocessedScan) -> dict:
     """The preprocessing facts a row reports beside the age."""
+    metadata = scan.metadata
     return {
-        "non_finite_voxels": scan.metadata.non_finite_voxels,
-        "registration_ncc": scan.metadata.registration_ncc,
+        "non_finite_voxels": metadata.non_finite_voxels,
+        "registration_ncc": metadata.registration_ncc,
+        # The skull-stripping mask's volume (ml, in the scan's space) and share of its field of view;
+        # empty cells without a mask (NaN in the metadata).
+        **{
+            name: None if math.isnan(value) else value
+            for name, value in (
+                ("brain_volume_ml", metadata.brain_volume_ml),
+                ("brain_fov_share", metadata.brain_fov_share),
+            )
+        },
     }
 
 

@@ -83,6 +83,12 @@ class PreprocessScans(beam.DoFn):
     def __init__(self, config: PreprocessConfig):
         self._config = config
 
+    def setup(self):
+        """Loads what the skull-stripping mode needs (its network) once per worker, not per scan."""
+        from brainage_tf.skull_strip import prepare
+
+        prepare(self._config.skull_strip)
+
     def process(self, element):
         index, key, item = element
         scan, reason = preprocess_path(item.path, self._config)

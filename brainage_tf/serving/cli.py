@@ -12,6 +12,7 @@ from brainage_tf.console import add_verbose_argument
 from brainage_tf.errors import JobFailedError, UsageError, one_line
 from brainage_tf.serving.batch import Interrupted, signals_interrupt
 from brainage_tf.serving.scans import ScanItem, scan_items
+from brainage_tf.skull_strip import SKULL_STRIP_MODES
 
 # Longest resume command printed in full (characters).
 _LONGEST_RESUME_LINE = 300
@@ -57,6 +58,11 @@ def add_scan_arguments(
             help="Continue an earlier run's output: keep its finished scans, "
             "redo failed and unfinished ones.",
         )
+    add(
+        "--skull-strip",
+        choices=SKULL_STRIP_MODES,
+        help="Fail unless the export was trained with this skull stripping (it always applies its own).",
+    )
     add(
         "--max-voxels",
         type=int,

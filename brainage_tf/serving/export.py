@@ -32,7 +32,7 @@ from pathlib import Path
 from brainage_tf import __version__
 from brainage_tf.errors import DatasetError, PreprocessingRecordError, UsageError
 from brainage_tf.model_registry import UnknownModelError, get_model_spec
-from brainage_tf.preprocessing_record import NORMALIZATION, check_record
+from brainage_tf.preprocessing_record import NORMALIZATION, check_record, upgraded_record
 from brainage_tf.serving.metadata import METADATA_ASSET, next_version
 from brainage_tf.training.config import TrainConfig
 from brainage_tf.training.run_directory import CHECKPOINTS, RunDirectory
@@ -82,7 +82,7 @@ def export_metadata(config: TrainConfig, shape: Sequence[int], checkpoint: str, 
     the model fields, only those the model is built from (its spec's `config_fields`) are
     written: with the name, they rebuild the model, and explanation reads its slabs from them.
     """
-    record = config.preprocessing
+    record = upgraded_record(config.preprocessing)  # an older run's `brain_mask` written as its mode
     values = config.to_json()
     return {
         **preprocessing_keys(record, shape),

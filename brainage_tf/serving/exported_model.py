@@ -16,6 +16,7 @@ from brainage_tf.evaluation.ood import ReferenceRanges, intensity_statistics
 from brainage_tf.preprocessing import GRIDS, PreprocessConfig, PreprocessedScan
 from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocess_config_from_record
 from brainage_tf.serving.metadata import export_fingerprint, read_metadata
+from brainage_tf.skull_strip import check_available
 
 # Outputs of serving_default beside predicted_age, present when the run was calibrated.
 OPTIONAL_OUTPUTS = ("corrected_predicted_age", "interval_low", "interval_high")
@@ -36,18 +37,26 @@ class ExportedModel:
         normative: Centiles of the bias-corrected gap by age (`evaluation.normative`), or None.
     """
 
-    def __init__(self, export_dir: str | os.PathLike, grid: str | None = None, max_voxels: int | None = None):
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        grid: str | None = None,
+        max_voxels: int | None = None,
+        skull_strip: str | None = None,
+    ):
         """Loads the SavedModel; its preprocessing is what the record in its metadata says.
 
         Args:
             export_dir: The `RUN_DIR/export/<version>` folder.
             grid: Grid the caller expects (None: whatever the export has).
             max_voxels: Largest image preprocessing reads (None: the package default).
+            skull_strip: Skull stripping the caller expects (None: whatever the export has).
 
         Raises:
             UsageError: Unreadable export or metadata, no usable preprocessing record (see
-                `export_preprocess_config`), a grid other than `grid`, or an input shape that
-                is not the grid's.
+                `export_preprocess_config`), a grid other than `grid`, a skull stripping other than
+                `skull_strip` or one whose extra is not installed, or an input shape that is not
+                the grid's.
         """
         self.path = Path(export_dir).resolve()
         self.metadata = read_metadata(self.path)
@@ -62,6 +71,13 @@ class ExportedModel:
             raise UsageError(f"{export_dir}: export grid {name!r} does not have its input shape {shape}")
         if grid is not None and grid != name:
             raise UsageError(f"--grid {grid} differs from the export's grid {name!r}")
+        stripped = self.preprocess_config.skull_strip
+        if skull_strip is not None and skull_strip != stripped:
+            raise UsageError(
+                f"--skull-strip {skull_strip} differs from the export's skull stripping {stripped!r}: "
+                "scans are preprocessed as its training data were"
+            )
+        check_available(stripped)
         self.grid_shape = shape
         self.fingerprint = export_fingerprint(self.path)
 

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from brainage_tf.errors import ScanError, one_line
 from brainage_tf.preprocessing import PreprocessConfig, PreprocessedScan
+from brainage_tf.skull_strip import TORCH_THREADS_VARIABLE, available_cores, prepare
 
 T = TypeVar("T")
 # A worker's work on one scan: (path, config) -> (scan or None, reason).
@@ -77,10 +78,19 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _worker_main(connection, config: PreprocessConfig, task: Task, parent_pid: int) -> None:
-    """A worker: runs `task` on one (index, path) at a time until told to stop or its pipe closes."""
+def _worker_main(connection, config: PreprocessConfig, task: Task, parent_pid: int, threads: int) -> None:
+    """A worker: runs `task` on one (index, path) at a time until told to stop or its pipe closes.
+
+    It first loads what its skull stripping needs (a network, with `threads` torch threads unless
+    $BRAINAGE_TF_TORCH_THREADS says otherwise), once for all its scans.
+    """
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    os.environ.setdefault(TORCH_THREADS_VARIABLE, str(threads))
+    try:
+        prepare(config.skull_strip)
+    except Exception:  # the same failure is then each scan's own, with its reason
+        pass
     while True:
         try:
             message = connection.recv()
@@ -99,9 +109,9 @@ def _worker_main(connection, config: PreprocessConfig, task: Task, parent_pid: i
 class _Worker:
     """One spawned worker process and the parent's end of its pipe."""
 
-    def __init__(self, context, config: PreprocessConfig, task: Task):
+    def __init__(self, context, config: PreprocessConfig, task: Task, threads: int):
         self.connection, child = context.Pipe(duplex=True)
-        arguments = (child, config, task, os.getpid())
+        arguments = (child, config, task, os.getpid(), threads)
         self.process = context.Process(target=_worker_main, args=arguments, daemon=True)
         self.process.start()
         child.close()
@@ -211,7 +221,9 @@ class PreprocessingPool:
         return index, None, reason
 
     def _start(self) -> _Worker:
-        worker = _Worker(self._context, self.config, self.task or preprocess_path)
+        # The workers share the cores: a network in each would otherwise take them all.
+        threads = max(1, available_cores() // self.workers)
+        worker = _Worker(self._context, self.config, self.task or preprocess_path, threads)
         self._live.append(worker)
         return worker
 

@@ -12,8 +12,14 @@ cohort is), ``rendering`` (one subject's scan at one age), ``cohort`` (the BIDS 
 """
 
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
-from brainage_tf.synthetic.cohort import generate_cohort, plan_visits
-from brainage_tf.synthetic.rendering import SubjectTraits, draw_subject_traits, render_scan, write_nifti_gz
+from brainage_tf.synthetic.cohort import generate_cohort, plan_visits, true_brain_mask_path
+from brainage_tf.synthetic.rendering import (
+    SubjectTraits,
+    draw_subject_traits,
+    render_scan,
+    render_scan_with_mask,
+    write_nifti_gz,
+)
 from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS
 from brainage_tf.synthetic.sites import PROFILES, SITES, Site, scan_affine
 from brainage_tf.synthetic.spec import CohortSpec
@@ -42,7 +48,9 @@ __all__ = [
     "plan_visits",
     "relative_brain_volume",
     "render_scan",
+    "render_scan_with_mask",
     "scan_affine",
+    "true_brain_mask_path",
     "ventricle_volume_factor",
     "white_grey_ratio",
     "white_matter_share",

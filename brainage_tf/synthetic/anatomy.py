@@ -19,7 +19,7 @@ from brainage_tf import array_cache
 
 TEMPLATE_RESOLUTION_MM = 2.0
 # Bump when _build_template_anatomy builds other maps: the cached ones are then rebuilt.
-ANATOMY_VERSION = 1
+ANATOMY_VERSION = 2
 # Width of the soft level-set boundaries, in units of the smoothed probability maps.
 _LEVEL_EDGE_WIDTH = 0.06
 
@@ -30,6 +30,8 @@ class TemplateAnatomy:
 
     Attributes:
         affine: Voxel-to-MNI affine of the 2 mm grid.
+        brain: The MNI152 brain mask (0 or 1): the brain and the CSF inside it, the region the
+            synthetic scans' true brain masks are drawn from.
         tissue: GM + WM probability.
         csf: CSF probability, ventricles and extra-axial shell included.
         ventricles: Ventricular part of ``csf``.
@@ -43,6 +45,7 @@ class TemplateAnatomy:
     """
 
     affine: np.ndarray
+    brain: np.ndarray
     tissue: np.ndarray
     csf: np.ndarray
     ventricles: np.ndarray
@@ -151,6 +154,7 @@ def _build_template_anatomy() -> dict[str, np.ndarray]:
     centre_voxel = np.array(ndimage.center_of_mass(tissue))
     return dict(
         affine=affine,
+        brain=mask.astype(np.float32),
         tissue=tissue.astype(np.float32),
         csf=csf,
         ventricles=ventricles,

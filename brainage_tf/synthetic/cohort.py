@@ -20,7 +20,12 @@ from brainage_tf import __version__
 from brainage_tf.defaults import DEVELOPMENTAL_AGE_COLUMN, TEMPO_COLUMN
 from brainage_tf.progress import progress_bar
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
-from brainage_tf.synthetic.rendering import SubjectTraits, draw_subject_traits, render_scan, write_nifti_gz
+from brainage_tf.synthetic.rendering import (
+    SubjectTraits,
+    draw_subject_traits,
+    render_scan_with_mask,
+    write_nifti_gz,
+)
 from brainage_tf.synthetic.sampling import DEFAULT_AGE_DISTRIBUTION, draw_first_visit, later_visits
 from brainage_tf.synthetic.sites import PROFILES
 from brainage_tf.synthetic.spec import CohortSpec, check_workers
@@ -57,6 +62,17 @@ SESSIONS_SIDECAR = {
     "age": {"Description": "Age at the session.", "Units": "year"},
     DEVELOPMENTAL_AGE_COLUMN: _DEVELOPMENTAL_AGE,
 }
+# The true brain masks: a BIDS derivative dataset of its own (BIDS 1.9, "Derivatives: masks").
+BRAIN_MASK_FOLDER = Path("derivatives", "brainmask")
+_BRAIN_MASK_ENTITIES = "desc-brain_mask"
+BRAIN_MASK_SUFFIX = f"_{_BRAIN_MASK_ENTITIES}.nii.gz"
+# The masks' sidecar, one for all of them by BIDS inheritance: what "brain" means here.
+BRAIN_MASK_SIDECAR = {
+    "Type": "Brain",
+    "Description": "True brain mask of the scan on its own grid: the anatomy that rendered it (brain and "
+    "the CSF inside the MNI152 brain mask; no extra-axial CSF, skull or scalp), grown and deformed "
+    "exactly as the scan. Synthetic ground truth.",
+}
 # Digits written: ages to 0.0001 y (under an hour), the tempo to 1e-6.
 _AGE_DECIMALS, _TEMPO_DECIMALS = 4, 6
 
@@ -92,13 +108,14 @@ def _generate_subject(job: _SubjectJob) -> dict:
         session_rng = np.random.default_rng(
             np.random.SeedSequence(spec.seed, spawn_key=(profile_key, job.index, session_index, 1))
         )
-        scan = render_scan(anatomy, traits, age, session_rng, spec.voxel_scale)
+        scan, brain = render_scan_with_mask(anatomy, traits, age, session_rng, spec.voxel_scale)
         if spec.sessions > 1:
             session = f"ses-{session_index + 1}"
-            path = subject_dir / session / "anat" / f"{subject}_{session}_T1w.nii.gz"
+            relative = Path(subject, session, "anat", f"{subject}_{session}")
         else:
-            path = subject_dir / "anat" / f"{subject}_T1w.nii.gz"
-        write_nifti_gz(scan, path)
+            relative = Path(subject, "anat", subject)
+        write_nifti_gz(scan, Path(job.out_dir) / f"{relative}_T1w.nii.gz")
+        write_nifti_gz(brain, Path(job.out_dir) / BRAIN_MASK_FOLDER / f"{relative}{BRAIN_MASK_SUFFIX}")
     if spec.sessions > 1:
         sessions_table = pd.DataFrame({
             "session_id": [f"ses-{i + 1}" for i in range(len(ages))],
@@ -114,6 +131,17 @@ def _generate_subject(job: _SubjectJob) -> dict:
         TEMPO_COLUMN: round(traits.tempo, _TEMPO_DECIMALS),
         DEVELOPMENTAL_AGE_COLUMN: round(traits.developmental_age(first_age), _AGE_DECIMALS),
     }
+
+
+def true_brain_mask_path(bids_root: str | os.PathLike, scan_path: str | os.PathLike) -> Path:
+    """Where `generate_cohort` wrote the true brain mask of a scan of the cohort at `bids_root`.
+
+    Example: ``sub-0001/anat/sub-0001_T1w.nii.gz`` -> ``derivatives/brainmask/sub-0001/anat/
+    sub-0001_desc-brain_mask.nii.gz``.
+    """
+    relative = Path(scan_path).resolve().relative_to(Path(bids_root).resolve())
+    name = relative.name.removesuffix("_T1w.nii.gz") + BRAIN_MASK_SUFFIX
+    return Path(bids_root) / BRAIN_MASK_FOLDER / relative.parent / name
 
 
 def plan_visits(spec: CohortSpec) -> pd.DataFrame:
@@ -195,7 +223,23 @@ def generate_cohort(
     if spec.sessions > 1:  # BIDS inheritance: one top-level sidecar describes every sub-X_sessions.tsv
         (out_path / "sessions.json").write_text(json.dumps(SESSIONS_SIDECAR, indent=2) + "\n")
     (out_path / "dataset_description.json").write_text(json.dumps(_description(spec), indent=2) + "\n")
+    _write_mask_descriptions(out_path / BRAIN_MASK_FOLDER, spec)
     return participants
+
+
+def _write_mask_descriptions(folder: Path, spec: CohortSpec) -> None:
+    """The derivative's dataset_description.json (BIDS requires one) and the masks' shared sidecar."""
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = _description(spec)
+    description = {
+        "Name": "True brain masks of the brainage_tf synthetic cohort",
+        "BIDSVersion": raw["BIDSVersion"],
+        "DatasetType": "derivative",
+        "License": raw["License"],
+        "GeneratedBy": raw["GeneratedBy"],
+    }
+    (folder / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
+    (folder / f"{_BRAIN_MASK_ENTITIES}.json").write_text(json.dumps(BRAIN_MASK_SIDECAR, indent=2) + "\n")
 
 
 def _description(spec: CohortSpec) -> dict:

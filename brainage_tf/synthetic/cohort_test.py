@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 
 from brainage_tf.errors import UsageError
 from brainage_tf.preprocessing import PreprocessConfig, preprocess_scan
-from brainage_tf.synthetic.cohort import generate_cohort
+from brainage_tf.synthetic.cohort import generate_cohort, true_brain_mask_path
 from brainage_tf.synthetic.sites import SITES
 from brainage_tf.synthetic.spec import CohortSpec
 
@@ -174,6 +174,38 @@ def test_every_written_file_passes_preprocessing(
         assert np.isfinite(result.volume).all()
 
 
+@pytest.mark.slow  # the young cohort's measurements, which the other slow tests build anyway
+def test_true_brain_masks_are_bids_derivatives_of_the_anatomy_that_rendered_each_scan(
+    young_measurements: pd.DataFrame, young_cohort: tuple[Path, pd.DataFrame]
+) -> None:
+    root = young_cohort[0]
+    description = json.loads((root / "derivatives" / "brainmask" / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["BIDSVersion"] == "1.9.0"
+    assert (
+        json.loads((root / "derivatives" / "brainmask" / "desc-brain_mask.json").read_text())["Type"]
+        == "Brain"
+    )
+    truth_ml, contrasts = [], []
+    for subject in young_measurements.participant_id:
+        scan = nib.load(root / subject / "anat" / f"{subject}_T1w.nii.gz")
+        path = root / "derivatives" / "brainmask" / subject / "anat" / f"{subject}_desc-brain_mask.nii.gz"
+        assert true_brain_mask_path(root, root / subject / "anat" / f"{subject}_T1w.nii.gz") == path
+        mask_image = nib.load(path)
+        assert mask_image.get_data_dtype() == np.uint8 and mask_image.shape == scan.shape
+        assert np.array_equal(mask_image.affine, scan.affine)
+        mask, data = np.asarray(mask_image.dataobj) > 0, scan.get_fdata(dtype=np.float32)
+        truth_ml.append(mask.sum() * np.prod(nib.affines.voxel_sizes(scan.affine)) / 1000.0)
+        # Just outside a true brain lie the dark CSF and skull shells; a mask off the brain misses them.
+        shell = ndimage.binary_dilation(mask, iterations=2) & ~mask
+        contrasts.append(data[mask].mean() / data[shell].mean())
+    rho = spearmanr(truth_ml, young_measurements.volume_ml)[0]
+    print(f"true mask ml {np.round(truth_ml).astype(int).tolist()}; rho with the measured brain {rho:.3f}")
+    print(f"brain / 4 mm shell outside it: {np.round(contrasts, 2).tolist()}")
+    assert rho > 0.95
+    assert (np.array(truth_ml) > young_measurements.volume_ml).all()  # the truth holds the CSF too
+    assert min(contrasts) > 3.0
+
+
 def test_files_look_like_scanner_output(full_resolution_cohorts: dict[str, Path]) -> None:
     orientations, voxel_sizes = {}, {}
     for profile, root in full_resolution_cohorts.items():
@@ -225,7 +257,8 @@ def test_same_seed_same_bytes_regardless_of_workers(tmp_path: Path) -> None:
     generate_cohort(tmp_path / "b", spec, workers=2)
     files_a = [p.relative_to(tmp_path / "a") for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()]
     files_b = [p.relative_to(tmp_path / "b") for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()]
-    assert files_a == files_b and len(files_a) == 5
+    # 2 scans, 2 true masks, participants.tsv/.json, dataset_description.json and the masks' two JSON files.
+    assert files_a == files_b and len(files_a) == 9
     for relative in files_a:
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
 

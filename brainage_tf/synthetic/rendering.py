@@ -133,12 +133,15 @@ def _linear_interpolation_weights(n_control: int, n_out: int) -> np.ndarray:
 
 
 def _grow_and_deform(
-    anatomy: TemplateAnatomy, image: np.ndarray, traits: SubjectTraits, developmental_age: float
-) -> np.ndarray:
-    """Scale the template-space image about the brain centre and apply the smooth deformation."""
+    anatomy: TemplateAnatomy, images: Sequence[np.ndarray], traits: SubjectTraits, developmental_age: float
+) -> list[np.ndarray]:
+    """Scale template-space images about the brain centre and apply the smooth deformation.
+
+    Every image goes through the same coordinates, so a scan and its true brain mask share one anatomy.
+    """
     volume = float(relative_brain_volume(developmental_age)) * traits.size
     scale = volume ** (1.0 / 3.0) * traits.axis_stretch
-    shape = image.shape
+    shape = images[0].shape
     control = ndimage.gaussian_filter(traits.displacement_control, (0, 0.7, 0.7, 0.7))
     # Separable linear interpolation of the control grid: same field as a trilinear zoom, ~10x faster.
     displacement = control
@@ -154,7 +157,9 @@ def _grow_and_deform(
             + (grid[axis] - centre) / scale[axis]
             + displacement[axis] * scale[axis] / TEMPLATE_RESOLUTION_MM
         )
-    return ndimage.map_coordinates(image, coordinates, order=1, mode="constant", cval=0.0)
+    return [
+        ndimage.map_coordinates(image, coordinates, order=1, mode="constant", cval=0.0) for image in images
+    ]
 
 
 def _bias_field(
@@ -191,11 +196,42 @@ def render_scan(
     Returns:
         An int16 NIfTI image with scl_slope set and a voxel -> MNI mm affine.
     """
+    return _render(anatomy, traits, age, rng, voxel_scale, with_mask=False)[0]
+
+
+def render_scan_with_mask(
+    anatomy: TemplateAnatomy,
+    traits: SubjectTraits,
+    age: float,
+    rng: np.random.Generator,
+    voxel_scale: float = 1.0,
+) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """The scan of :func:`render_scan` (the same bytes, the same draws) and its true brain mask.
+
+    The mask is the template's brain (tissue and the CSF inside the MNI152 brain mask; not the
+    extra-axial CSF, skull or scalp) grown and deformed with the scan's own coordinates and
+    carried onto the scan's own grid: a voxel is brain when the interpolated mask at its centre
+    is at least 0.5. It is the ground truth skull stripping is measured against.
+
+    Returns:
+        (scan, uint8 mask of 0 and 1 with the scan's shape and affine).
+    """
+    return _render(anatomy, traits, age, rng, voxel_scale, with_mask=True)
+
+
+def _render(
+    anatomy: TemplateAnatomy,
+    traits: SubjectTraits,
+    age: float,
+    rng: np.random.Generator,
+    voxel_scale: float,
+    with_mask: bool,
+) -> tuple[nib.Nifti1Image, nib.Nifti1Image | None]:
+    """The scan, and its true brain mask when asked (None otherwise); see render_scan_with_mask."""
     site = traits.site
     developmental_age = traits.developmental_age(age)
-    image = _grow_and_deform(
-        anatomy, _anatomy_intensity(anatomy, site, developmental_age), traits, developmental_age
-    )
+    images = [_anatomy_intensity(anatomy, site, developmental_age)] + ([anatomy.brain] if with_mask else [])
+    image, *brain = _grow_and_deform(anatomy, images, traits, developmental_age)
     image *= _bias_field(anatomy, site, rng, image.shape)
     affine, shape = scan_affine(site, rng, voxel_scale)
     # Slice profile: thick voxels average tissue along their axis (partial volume).
@@ -216,12 +252,23 @@ def render_scan(
     magnitude *= site.gain / site.slope
     np.rint(magnitude, out=magnitude)
     raw = np.clip(magnitude, 0, np.iinfo(np.int16).max).astype(np.int16)
-    scan = nib.Nifti1Image(raw, affine)
+    scan = _scanner_image(raw, affine)
     scan.header.set_slope_inter(site.slope, 0.0)
-    scan.header.set_xyzt_units("mm", "sec")
-    scan.header.set_qform(affine, code=1)
-    scan.header.set_sform(affine, code=1)
-    return scan
+    if not with_mask:
+        return scan, None
+    on_scan = ndimage.affine_transform(
+        brain[0], to_template, output_shape=shape, order=1, mode="constant", cval=0.0
+    )
+    return scan, _scanner_image((on_scan >= 0.5).astype(np.uint8), affine)
+
+
+def _scanner_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """A NIfTI image in mm whose qform and sform both hold the scanner affine."""
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    return image
 
 
 def write_nifti_gz(image: nib.Nifti1Image, path: Path) -> None:

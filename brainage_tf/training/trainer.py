@@ -118,6 +118,8 @@ def with_preprocessing(config: TrainConfig, source: data.ExampleSource) -> Train
     if config.preprocessing is None:
         return config.replace(preprocessing=source.preprocessing)
     differences = record_differences(config.preprocessing, source.preprocessing)
+    if not differences:  # an older run's record of the same settings (`upgraded_record`)
+        return config
     raise UsageError(
         f"the run was trained on data preprocessed otherwise than {source.description} is now "
         f"(run vs dataset: {'; '.join(differences)}); train a new run."
