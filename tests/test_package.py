@@ -15,6 +15,7 @@ NUMPY_ONLY_MODULES = [
     "brainage_tf.errors",
     "brainage_tf.model_registry",
     "brainage_tf.preprocessing",
+    "brainage_tf.grids",
     "brainage_tf.preprocessing_record",
     "brainage_tf.scan_file",
     "brainage_tf.resampling",
