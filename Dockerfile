@@ -12,7 +12,13 @@ COPY --from=apache/beam_python3.11_sdk:2.77.0 /opt/apache/beam /opt/apache/beam
 WORKDIR /opt/brainage_tf
 COPY . .
 # The package as setup.cfg installs it: brainage_tf, tfds_builders, pipelines, with kfp (the extra);
-# Beam's gcp extra (at setup.cfg's Beam pin) for Dataflow and gs:// paths.
-RUN pip install --no-cache-dir ".[pipelines]" "apache-beam[gcp]" && pip check
+# Beam's gcp extra (at setup.cfg's Beam pin) for Dataflow and gs:// paths. Datasets or exports with
+# skull_strip=deepbet need the skullstrip extra on the workers (about 1 GB more, CPU-only torch):
+#   docker build --build-arg EXTRAS=pipelines,skullstrip -t ... .
+ARG EXTRAS=pipelines
+RUN case ",$EXTRAS," in *,skullstrip,*) \
+        pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu ;; \
+    esac \
+    && pip install --no-cache-dir ".[$EXTRAS]" "apache-beam[gcp]" && pip check
 
 ENTRYPOINT ["/opt/apache/beam/boot"]
