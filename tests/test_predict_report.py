@@ -17,7 +17,7 @@ from cli_checks import export_copy_with_metadata
 
 from brainage_tf import predict
 from brainage_tf.preprocessing import GRIDS, template_on_grid
-from brainage_tf.report.qc_montage import OUTLINE_RGB, montage_rgb
+from brainage_tf.report.qc_montage import OUTLINE_RGB, STRIPPED_RGB, montage_rgb
 
 # Set by the test: de Lange & Cole line and centiles whose SD grows with age, as a run's would.
 BIAS = {"slope": 0.8, "intercept": 1.0, "n_fit": 20, "method": "de Lange & Cole 2020"}
@@ -174,6 +174,22 @@ def test_a_misregistered_brain_spills_over_the_template_outline():
 
     assert brain_outside_outline(brain) < 0.01
     assert brain_outside_outline(np.roll(brain, 3, axis=0)) > 0.1  # 3 voxels of 8 mm to the right
+
+
+def test_a_learned_brain_mask_is_outlined_beside_the_templates():
+    import scipy.ndimage
+
+    mask = template_on_grid(GRIDS["tiny"])[1]
+    brain = np.where(mask, 1.0, 0.0).astype(np.float32)
+    own = scipy.ndimage.binary_erosion(mask, iterations=2)  # a mask that cut into the brain
+
+    def pixels(image: np.ndarray, colour) -> int:
+        return int((image == colour).all(axis=2).sum())
+
+    plain, stripped = montage_rgb(brain, mask), montage_rgb(brain, mask, own)
+    assert pixels(plain, STRIPPED_RGB) == 0
+    assert pixels(stripped, STRIPPED_RGB) > 100
+    assert pixels(stripped, OUTLINE_RGB) > 100  # the template's outline stays, outside the cut
 
 
 def test_a_report_folder_that_cannot_be_made_is_a_one_line_usage_error(served_model, tmp_path, capsys):

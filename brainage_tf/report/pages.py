@@ -180,7 +180,7 @@ _PLAIN_CHART_CAPTION = "Predicted against chronological age; the export has no n
 _MONTAGE_CAPTION = (
     "Rows: axial, coronal, sagittal planes of the preprocessed scan (the subject's left on the left); "
     "yellow: the MNI152 template's brain outline on the model grid. A brain off the outline means a "
-    "failed registration."
+    "failed registration. Cyan, for a scan stripped with its own learned mask: that mask's outline."
 )
 _NO_MONTAGE = (
     "<p>No montage: the scan failed before the model saw it, or it finished in an earlier run "

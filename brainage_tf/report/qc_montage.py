@@ -1,9 +1,11 @@
 """The report's quality-control montage: the preprocessed scan with the template's brain outline over it.
 
 A registration that failed shows at a glance: the brain sits off the outline, or
-spills over it. Drawn with numpy alone (a few milliseconds per scan), so predict's
-process, which already holds each preprocessed volume for the model, draws it as the
-scan finishes: preprocessing is never run a second time for the report. Views follow
+spills over it. A scan stripped with its own learned mask (`skull_strip="deepbet"`) shows
+that mask's outline too, so a mask that cut into the brain or kept the scalp shows as well.
+Drawn with numpy alone (a few milliseconds per scan), so predict's process, which already
+holds each preprocessed volume for the model, draws it as the scan finishes: preprocessing
+is never run a second time for the report. Views follow
 `brainage_tf.explanation.montage.VIEWS` (neurological convention: the subject's left
 on the image's left).
 """
@@ -27,6 +29,8 @@ PLANE_FRACTIONS = (0.3, 0.5, 0.7)
 # Panels are enlarged to about this many pixels on their longer side.
 PANEL_PIXELS = 200
 OUTLINE_RGB = (255, 210, 0)
+# The scan's own brain mask (learned skull stripping), beside the template's.
+STRIPPED_RGB = (0, 200, 255)
 _GAP_PIXELS = 4
 _GAP_GREY = 255  # the page's white between panels
 
@@ -38,32 +42,39 @@ def _planes(mask: np.ndarray, axis: int) -> list[int]:
     return [round(low + fraction * (high - low)) for fraction in PLANE_FRACTIONS]
 
 
-def _panel(grey: np.ndarray, brain: np.ndarray, window: tuple[float, float], zoom: int) -> np.ndarray:
-    """One RGB panel: the slice in grey, enlarged, with the mask's outline; image rows top first."""
+Outline = tuple[np.ndarray, tuple[int, int, int]]  # a boolean mask slice and its RGB colour
+
+
+def _panel(grey: np.ndarray, outlines: Sequence[Outline], window: tuple[float, float], zoom: int):
+    """One RGB panel: the slice in grey, enlarged, with each (mask slice, colour) outlined; rows top first."""
     low, high = window
     big = scipy.ndimage.zoom(grey.astype(np.float32), zoom, order=1)
     shade = np.clip((big - low) / max(high - low, 1e-6), 0.0, 1.0) * 255.0
     rgb = np.repeat(shade[..., np.newaxis], 3, axis=2).astype(np.uint8)
-    inside = scipy.ndimage.zoom(brain.astype(np.float32), zoom, order=1) >= 0.5
-    rgb[inside & ~scipy.ndimage.binary_erosion(inside, border_value=0)] = OUTLINE_RGB
+    for brain, colour in outlines:
+        inside = scipy.ndimage.zoom(brain.astype(np.float32), zoom, order=1) >= 0.5
+        rgb[inside & ~scipy.ndimage.binary_erosion(inside, border_value=0)] = colour
     return rgb[::-1]  # the cut's rows run bottom first
 
 
-def montage_rgb(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def montage_rgb(volume: np.ndarray, mask: np.ndarray, stripped: np.ndarray | None = None) -> np.ndarray:
     """An RGB uint8 image: one row per view (axial, coronal, sagittal), three planes each.
 
     Args:
         volume: The preprocessed scan (x, y, z) on the model grid.
-        mask: The template's boolean brain mask on the same grid.
+        mask: The template's boolean brain mask on the same grid (outlined in OUTLINE_RGB).
+        stripped: The scan's own brain mask on the grid, if it was stripped with one (STRIPPED_RGB).
     """
     volume = np.nan_to_num(np.asarray(volume, np.float32))
     # The window of the brain's voxels, so a z-scored scan and a raw one both show their anatomy.
     brain_values = volume[mask] if mask.any() else volume.ravel()
     window = tuple(float(v) for v in np.percentile(brain_values, [1, 99]))
     zoom = max(1, round(PANEL_PIXELS / max(volume.shape)))
+    masks = [(mask, OUTLINE_RGB)] + ([(stripped, STRIPPED_RGB)] if stripped is not None else [])
     panels = [
         _panel(cut_plane(volume, axis, index, horizontal, vertical),
-               cut_plane(mask, axis, index, horizontal, vertical), window, zoom)
+               [(cut_plane(brain, axis, index, horizontal, vertical), colour) for brain, colour in masks],
+               window, zoom)
         for _, axis, horizontal, vertical, _, _ in VIEWS
         for index in _planes(mask, axis)
     ]  # fmt: skip
@@ -109,6 +120,9 @@ class MontageKeeper:
     def __call__(self, index: int, item: ScanItem, scan: PreprocessedScan) -> None:
         """Writes the montage of `scan`, the preprocessed volume of items[index]."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        # The template mode's mask is the template's own: outlined once.
+        own = scan.brain_mask
+        stripped = None if own is None or np.array_equal(own, self.mask) else own
         montage_file(self.folder, self.keys[index]).write_bytes(
-            png_bytes(montage_rgb(scan.volume, self.mask))
+            png_bytes(montage_rgb(scan.volume, self.mask, stripped))
         )
