@@ -17,7 +17,7 @@ from cli_checks import export_copy_with_metadata
 
 from brainage_tf import predict
 from brainage_tf.preprocessing import GRIDS, template_on_grid
-from brainage_tf.report.qc_montage import OUTLINE_RGB, STRIPPED_RGB, montage_rgb
+from brainage_tf.report.qc_montage import MASK_OUTLINE_RGB, OUTLINE_RGB, montage_rgb
 
 # Set by the test: de Lange & Cole line and centiles whose SD grows with age, as a run's would.
 BIAS = {"slope": 0.8, "intercept": 1.0, "n_fit": 20, "method": "de Lange & Cole 2020"}
@@ -187,8 +187,8 @@ def test_a_learned_brain_mask_is_outlined_beside_the_templates():
         return int((image == colour).all(axis=2).sum())
 
     plain, stripped = montage_rgb(brain, mask), montage_rgb(brain, mask, own)
-    assert pixels(plain, STRIPPED_RGB) == 0
-    assert pixels(stripped, STRIPPED_RGB) > 100
+    assert pixels(plain, MASK_OUTLINE_RGB) == 0
+    assert pixels(stripped, MASK_OUTLINE_RGB) > 100
     assert pixels(stripped, OUTLINE_RGB) > 100  # the template's outline stays, outside the cut
 
 

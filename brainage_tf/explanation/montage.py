@@ -33,6 +33,8 @@ SLICES_PER_VIEW = 4
 DISPLAY_SMOOTHING_VOXELS = 1.0
 OVERLAY_PERCENTILE = 90.0
 COLOUR_PERCENTILE = 99.5
+# Outline of the brain mask a scan was skull-stripped with (here and in predict's report montage).
+MASK_OUTLINE_RGB = (0, 200, 255)
 # "hot" without its black-to-dark-red start: a value just above the threshold must not look like no value.
 _CMAP = matplotlib.colors.ListedColormap(
     matplotlib.colormaps["hot"](np.linspace(0.3, 1.0, 256)), name="hot_bright"
@@ -46,8 +48,9 @@ def cut_plane(volume: np.ndarray, axis: int, index: int, horizontal: int, vertic
     return plane if kept.index(vertical) == 0 and kept.index(horizontal) == 1 else plane.T
 
 
-def _panel(ax, background, overlay, view, index, scale, affine) -> object:
-    """Draws one slice in grey with the overlay above its threshold; returns the overlay image."""
+def _panel(ax, background, overlay, view, index, scale, affine, brain_mask=None) -> object:
+    """Draws one slice in grey with the overlay above its threshold (and the brain mask's outline when
+    given); returns the overlay image."""
     name, axis, horizontal, vertical, letter, (left, right) = view
     grey = cut_plane(background, axis, index, horizontal, vertical)
     low, high = np.percentile(background, [1, 99])
@@ -58,6 +61,11 @@ def _panel(ax, background, overlay, view, index, scale, affine) -> object:
     image = ax.imshow(
         shown, cmap=_CMAP, origin="lower", vmin=threshold, vmax=top, alpha=0.85, interpolation="nearest"
     )
+    if brain_mask is not None:
+        outline = cut_plane(brain_mask, axis, index, horizontal, vertical).astype(np.float32)
+        if outline.any():
+            colour = tuple(c / 255 for c in MASK_OUTLINE_RGB)
+            ax.contour(outline, levels=[0.5], colors=[colour], linewidths=0.6, origin="lower")
     millimetres = round(float(affine[axis, axis] * index + affine[axis, 3]))  # an int: never "-0"
     ax.set_title(f"{name} {letter}={millimetres} mm", fontsize=9)
     ax.text(0.02, 0.02, left, transform=ax.transAxes, color="white", fontsize=8, va="bottom")
@@ -97,7 +105,12 @@ def _scale(magnitudes: Sequence[np.ndarray]) -> tuple[float, float]:
 
 
 def scan_montage(
-    volume: np.ndarray, saliency: np.ndarray, affine: np.ndarray, path: str | os.PathLike, title: str
+    volume: np.ndarray,
+    saliency: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    title: str,
+    brain_mask: np.ndarray | None = None,
 ) -> Path:
     """Writes a 3 x 4 montage: axial, coronal, sagittal rows through the map's strongest planes.
 
@@ -107,14 +120,15 @@ def scan_montage(
         affine: The grid's voxel-to-MNI affine (slice positions in mm).
         path: PNG file to write.
         title: Figure title (scan, model, predicted age).
+        brain_mask: The mask the scan was skull-stripped with, on the grid (outlined), or None.
 
     Returns:
         `path` as a `Path`.
     """
-    return save_figure(_scan_figure(volume, saliency, affine, title), path)
+    return save_figure(_scan_figure(volume, saliency, affine, title, brain_mask), path)
 
 
-def _scan_figure(volume, saliency, affine, title) -> Figure:
+def _scan_figure(volume, saliency, affine, title, brain_mask=None) -> Figure:
     magnitude = _smoothed(normalised_magnitude(saliency))
     scale = _scale([magnitude])
     with matplotlib.rc_context(STYLE):
@@ -124,7 +138,7 @@ def _scan_figure(volume, saliency, affine, title) -> Figure:
             for ax, index in zip(
                 row, _peak_planes(magnitude, view[1], SLICES_PER_VIEW, scale[0]), strict=True
             ):
-                image = _panel(ax, volume, magnitude, view, index, scale, affine)
+                image = _panel(ax, volume, magnitude, view, index, scale, affine, brain_mask)
         bar = fig.colorbar(image, ax=axes, shrink=0.6, location="right")
         bar.set_label("|saliency| / its mean, smoothed (top 10 % shown)")
         fig.suptitle(title)

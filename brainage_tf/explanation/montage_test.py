@@ -46,6 +46,20 @@ def test_scan_montage_has_three_views_of_four_slices_and_a_colour_scale(tmp_path
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_skull_stripping_mask_is_outlined_on_every_panel_it_crosses():
+    volume = np.random.default_rng(0).normal(size=GRID.shape)
+    # Saliency peaking at the centre, so every panel's plane cuts the mask.
+    centre = (np.array(GRID.shape) - 1)[:, None, None, None] / 2
+    distance = np.linalg.norm(np.indices(GRID.shape) - centre, axis=0)
+    saliency = np.exp(-((distance / 5.0) ** 2))
+    mask = np.zeros(GRID.shape, bool)
+    mask[4:-4, 4:-4, 3:-3] = True
+    plain = montage._scan_figure(volume, saliency, GRID.affine, "scan")
+    outlined = montage._scan_figure(volume, saliency, GRID.affine, "scan", mask)
+    assert sum(len(ax.collections) for ax in plain.axes if ax.images) == 0
+    assert all(ax.collections for ax in outlined.axes if ax.images)
+
+
 def test_group_montage_one_row_per_group_on_one_scale(tmp_path):
     rng = np.random.default_rng(1)
     groups = {label: (rng.random(GRID.shape) * scale, rng.normal(size=GRID.shape), n)

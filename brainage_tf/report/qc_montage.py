@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 
-from brainage_tf.explanation.montage import VIEWS, cut_plane
+from brainage_tf.explanation.montage import MASK_OUTLINE_RGB, VIEWS, cut_plane
 from brainage_tf.preprocessing import PreprocessConfig, PreprocessedScan, get_grid, template_on_grid
 from brainage_tf.serving.scans import ScanItem, item_keys
 
@@ -29,8 +29,6 @@ PLANE_FRACTIONS = (0.3, 0.5, 0.7)
 # Panels are enlarged to about this many pixels on their longer side.
 PANEL_PIXELS = 200
 OUTLINE_RGB = (255, 210, 0)
-# The scan's own brain mask (learned skull stripping), beside the template's.
-STRIPPED_RGB = (0, 200, 255)
 _GAP_PIXELS = 4
 _GAP_GREY = 255  # the page's white between panels
 
@@ -63,14 +61,14 @@ def montage_rgb(volume: np.ndarray, mask: np.ndarray, stripped: np.ndarray | Non
     Args:
         volume: The preprocessed scan (x, y, z) on the model grid.
         mask: The template's boolean brain mask on the same grid (outlined in OUTLINE_RGB).
-        stripped: The scan's own brain mask on the grid, if it was stripped with one (STRIPPED_RGB).
+        stripped: The scan's own brain mask on the grid, if it was stripped with one (MASK_OUTLINE_RGB).
     """
     volume = np.nan_to_num(np.asarray(volume, np.float32))
     # The window of the brain's voxels, so a z-scored scan and a raw one both show their anatomy.
     brain_values = volume[mask] if mask.any() else volume.ravel()
     window = tuple(float(v) for v in np.percentile(brain_values, [1, 99]))
     zoom = max(1, round(PANEL_PIXELS / max(volume.shape)))
-    masks = [(mask, OUTLINE_RGB)] + ([(stripped, STRIPPED_RGB)] if stripped is not None else [])
+    masks = [(mask, OUTLINE_RGB)] + ([(stripped, MASK_OUTLINE_RGB)] if stripped is not None else [])
     panels = [
         _panel(cut_plane(volume, axis, index, horizontal, vertical),
                [(cut_plane(brain, axis, index, horizontal, vertical), colour) for brain, colour in masks],

@@ -126,7 +126,7 @@ def explain_scan(
     )
     known = "" if item.age is None else f", age {item.age:.1f} y"
     title = f"{name}: {model.metadata.get('model')} predicts {predicted:.1f} y{known}\n{settings.describe()}"
-    montage.scan_montage(volume, saliency, grid.affine, out_dir / "montage.png", title)
+    montage.scan_montage(volume, saliency, grid.affine, out_dir / "montage.png", title, scan.brain_mask)
     return predicted
 
 
