@@ -4,7 +4,8 @@ Usage::
 
     python -m brainage_tf.synthetic --out DIR --subjects N [--min-age A] [--max-age B]
         [--profile discovery|replication] [--seed S] [--sessions K] [--workers W]
-        [--voxel-scale F] [--age-distribution log_uniform|nihpd] [--no-progress]
+        [--voxel-scale F] [--age-distribution log_uniform|nihpd] [--exterior fixed|varied]
+        [--no-progress]
 
 Bad arguments print a one-line ``error:`` and exit with status 2 before anything is written.
 On a terminal, the package's progress bar counts the subjects written, as it counts an epoch's steps.
@@ -21,6 +22,7 @@ from brainage_tf.console import add_verbose_argument, entry_point
 from brainage_tf.errors import UsageError
 from brainage_tf.progress import on_terminal
 from brainage_tf.synthetic.cohort import generate_cohort
+from brainage_tf.synthetic.exterior import EXTERIOR_OPTIONS
 from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS
 from brainage_tf.synthetic.sites import PROFILES
 from brainage_tf.synthetic.spec import CohortSpec, check_workers
@@ -67,6 +69,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"first-visit ages (default {spec.age_distribution}): log_uniform, or nihpd, an NIH-PD-shaped "
         "infant arm (0-4.5 y, visits 3-12 months apart) and school-age arm (4.5-18.5 y, visits about "
         "2 years apart)",
+    )
+    parser.add_argument(
+        "--exterior",
+        choices=EXTERIOR_OPTIONS,
+        default=spec.exterior,
+        help=f"the head outside the brain (default {spec.exterior}): fixed, every site the template's skull "
+        "and scalp; varied, each site its own skull and scalp thickness, fat brightness and neck coverage",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="hide the progress bar (drawn only on a terminal)"

@@ -19,7 +19,9 @@ from brainage_tf import array_cache
 
 TEMPLATE_RESOLUTION_MM = 2.0
 # Bump when _build_template_anatomy builds other maps: the cached ones are then rebuilt.
-ANATOMY_VERSION = 2
+ANATOMY_VERSION = 3
+# The extra-axial CSF ends, and the skull starts, this far outside the brain mask.
+SKULL_INNER_MM = 2.5
 # Width of the soft level-set boundaries, in units of the smoothed probability maps.
 _LEVEL_EDGE_WIDTH = 0.06
 
@@ -39,6 +41,8 @@ class TemplateAnatomy:
         ventricles_smooth: Smoothed ventricle map whose level sets move the ventricle wall.
         skull: Skull probability.
         scalp: Scalp probability.
+        outside_mm: Distance outside the brain mask in mm (0 inside): other skulls and scalps
+            (`brainage_tf.synthetic.exterior`).
         wm_levels, wm_shares: Level of ``wm_smooth`` -> resulting WM share of tissue (decreasing).
         ventricle_levels, ventricle_factors: Level of ``ventricles_smooth`` -> volume / template volume.
         centre_voxel: Brain centre in voxel coordinates, the fixed point of growth.
@@ -53,6 +57,7 @@ class TemplateAnatomy:
     ventricles_smooth: np.ndarray
     skull: np.ndarray
     scalp: np.ndarray
+    outside_mm: np.ndarray
     wm_levels: np.ndarray
     wm_shares: np.ndarray
     ventricle_levels: np.ndarray
@@ -64,7 +69,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _shell(distance: np.ndarray, inner: float, outer: float) -> np.ndarray:
+def shell(distance: np.ndarray, inner: float, outer: float) -> np.ndarray:
     """Soft indicator of inner < distance <= outer with ~1 mm edges."""
     return (_sigmoid((distance - inner) / 0.6) - _sigmoid((distance - outer) / 0.6)).astype(np.float32)
 
@@ -132,9 +137,9 @@ def _build_template_anatomy() -> dict[str, np.ndarray]:
         (np.abs(world[0]) < 32) & (world[1] > -50) & (world[1] < 35) & (world[2] > -8) & (world[2] < 40)
     )
     ventricles = (brain_csf * ((depth_mm > 10) & central_box)).astype(np.float32)
-    csf = (brain_csf + _shell(outside_mm, 0.0, 2.5)).astype(np.float32)
-    skull = _shell(outside_mm, 2.5, 8.0)
-    scalp = _shell(outside_mm, 8.0, 14.0)
+    csf = (brain_csf + shell(outside_mm, 0.0, SKULL_INNER_MM)).astype(np.float32)
+    skull = shell(outside_mm, SKULL_INNER_MM, 8.0)
+    scalp = shell(outside_mm, 8.0, 14.0)
 
     wm_smooth = ndimage.gaussian_filter(white, 1.0).astype(np.float32)
     ventricles_smooth = ndimage.gaussian_filter(ventricles, 1.0).astype(np.float32)
@@ -162,6 +167,7 @@ def _build_template_anatomy() -> dict[str, np.ndarray]:
         ventricles_smooth=ventricles_smooth,
         skull=skull,
         scalp=scalp,
+        outside_mm=outside_mm.astype(np.float32),
         wm_levels=wm_levels,
         wm_shares=wm_shares,
         ventricle_levels=ventricle_levels,

@@ -20,6 +20,7 @@ from brainage_tf import __version__
 from brainage_tf.defaults import DEVELOPMENTAL_AGE_COLUMN, TEMPO_COLUMN
 from brainage_tf.progress import progress_bar
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
+from brainage_tf.synthetic.exterior import site_exterior
 from brainage_tf.synthetic.rendering import (
     SubjectTraits,
     draw_subject_traits,
@@ -108,7 +109,8 @@ def _generate_subject(job: _SubjectJob) -> dict:
         session_rng = np.random.default_rng(
             np.random.SeedSequence(spec.seed, spawn_key=(profile_key, job.index, session_index, 1))
         )
-        scan, brain = render_scan_with_mask(anatomy, traits, age, session_rng, spec.voxel_scale)
+        exterior = site_exterior(spec.exterior, traits.site.name)
+        scan, brain = render_scan_with_mask(anatomy, traits, age, session_rng, spec.voxel_scale, exterior)
         if spec.sessions > 1:
             session = f"ses-{session_index + 1}"
             relative = Path(subject, session, "anat", f"{subject}_{session}")
@@ -250,6 +252,7 @@ def _description(spec: CohortSpec) -> dict:
         if spec.age_distribution == DEFAULT_AGE_DISTRIBUTION
         else f" age_distribution={spec.age_distribution}"
     )
+    distribution += "" if spec.exterior == "fixed" else f" exterior={spec.exterior}"
     return {
         "Name": f"brainage_tf synthetic developmental cohort ({spec.profile})",
         "BIDSVersion": "1.9.0",

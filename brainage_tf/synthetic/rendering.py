@@ -24,6 +24,7 @@ from brainage_tf.synthetic.anatomy import (
     soft_level_set,
     voxel_world_coordinates,
 )
+from brainage_tf.synthetic.exterior import SKULL_INTENSITY, Exterior, exterior_intensity, with_neck
 from brainage_tf.synthetic.sites import SITES, Site, scan_affine, world_voxel_size
 from brainage_tf.synthetic.trajectories import (
     relative_brain_volume,
@@ -40,7 +41,6 @@ DEFORMATION_SD_MM = 2.0
 _DISPLACEMENT_CONTROL_SHAPE = (7, 8, 7)
 # The template's WM share (at its middle WM level) stands for this value of white_matter_share.
 _ADULT_WM_SHARE = 0.40
-_SKULL_INTENSITY = 0.06
 _SCALP_INTENSITY = 0.85
 
 
@@ -98,8 +98,13 @@ def _level_for(target: float, levels: np.ndarray, values: np.ndarray) -> float:
     return float(np.interp(target, values[::-1], levels[::-1]))
 
 
-def _anatomy_intensity(anatomy: TemplateAnatomy, site: Site, developmental_age: float) -> np.ndarray:
-    """Template-space T1 intensity at a developmental age, before growth scaling and deformation."""
+def _anatomy_intensity(
+    anatomy: TemplateAnatomy, site: Site, developmental_age: float, exterior: Exterior | None
+) -> np.ndarray:
+    """Template-space T1 intensity at a developmental age, before growth scaling and deformation.
+
+    The skull and scalp are the anatomy's own, or those of `exterior` when given.
+    """
     ventricle_level = _level_for(
         float(ventricle_volume_factor(developmental_age)), anatomy.ventricle_levels, anatomy.ventricle_factors
     )
@@ -112,12 +117,17 @@ def _anatomy_intensity(anatomy: TemplateAnatomy, site: Site, developmental_age: 
     white = soft_level_set(anatomy.wm_smooth, wm_level) * tissue
     grey = tissue - white
     white_intensity = site.grey * float(white_grey_ratio(developmental_age, site.grey))
+    if exterior is None:
+        skull, scalp = anatomy.skull * SKULL_INTENSITY, anatomy.scalp * _SCALP_INTENSITY
+    else:
+        skull, scalp = exterior_intensity(anatomy, exterior)
+    # Summed in this order: the float32 rounding, and so every fixed-exterior scan's bytes, stay.
     return (
         grey * site.grey
         + white * white_intensity
         + (extra_ventricular_csf + ventricles) * site.csf
-        + anatomy.skull * _SKULL_INTENSITY
-        + anatomy.scalp * _SCALP_INTENSITY
+        + skull
+        + scalp
     ).astype(np.float32)
 
 
@@ -132,6 +142,11 @@ def _linear_interpolation_weights(n_control: int, n_out: int) -> np.ndarray:
     return weights
 
 
+def _growth(traits: SubjectTraits, developmental_age: float) -> float:
+    """The head's linear growth factor against the template (brain volume's cube root)."""
+    return (float(relative_brain_volume(developmental_age)) * traits.size) ** (1.0 / 3.0)
+
+
 def _grow_and_deform(
     anatomy: TemplateAnatomy, images: Sequence[np.ndarray], traits: SubjectTraits, developmental_age: float
 ) -> list[np.ndarray]:
@@ -139,8 +154,7 @@ def _grow_and_deform(
 
     Every image goes through the same coordinates, so a scan and its true brain mask share one anatomy.
     """
-    volume = float(relative_brain_volume(developmental_age)) * traits.size
-    scale = volume ** (1.0 / 3.0) * traits.axis_stretch
+    scale = _growth(traits, developmental_age) * traits.axis_stretch
     shape = images[0].shape
     control = ndimage.gaussian_filter(traits.displacement_control, (0, 0.7, 0.7, 0.7))
     # Separable linear interpolation of the control grid: same field as a trilinear zoom, ~10x faster.
@@ -162,11 +176,9 @@ def _grow_and_deform(
     ]
 
 
-def _bias_field(
-    anatomy: TemplateAnatomy, site: Site, rng: np.random.Generator, shape: Sequence[int]
-) -> np.ndarray:
-    """Smooth multiplicative bias field over the template grid."""
-    world = voxel_world_coordinates(shape, anatomy.affine) / 100.0
+def _bias_field(affine: np.ndarray, site: Site, rng: np.random.Generator, shape: Sequence[int]) -> np.ndarray:
+    """Smooth multiplicative bias field over the rendering grid (voxel-to-MNI `affine`)."""
+    world = voxel_world_coordinates(shape, affine) / 100.0
     linear = rng.normal(0.0, site.bias / 2.0, 3)
     quadratic = rng.normal(0.0, site.bias / 3.0, 3)
     radial = -site.bias if site.bias_centre_bright else 0.0
@@ -183,6 +195,7 @@ def render_scan(
     age: float,
     rng: np.random.Generator,
     voxel_scale: float = 1.0,
+    exterior: Exterior | None = None,
 ) -> nib.Nifti1Image:
     """Render one T1-weighted acquisition of a subject at an age.
 
@@ -192,11 +205,13 @@ def render_scan(
         age: Chronological age in years.
         rng: Random generator of this session (field of view, bias field, noise).
         voxel_scale: Multiplies the site's voxel size.
+        exterior: The site's skull, scalp and neck (`brainage_tf.synthetic.exterior`); None for
+            the anatomy's own, without a neck.
 
     Returns:
         An int16 NIfTI image with scl_slope set and a voxel -> MNI mm affine.
     """
-    return _render(anatomy, traits, age, rng, voxel_scale, with_mask=False)[0]
+    return _render(anatomy, traits, age, rng, voxel_scale, exterior, with_mask=False)[0]
 
 
 def render_scan_with_mask(
@@ -205,6 +220,7 @@ def render_scan_with_mask(
     age: float,
     rng: np.random.Generator,
     voxel_scale: float = 1.0,
+    exterior: Exterior | None = None,
 ) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
     """The scan of :func:`render_scan` (the same bytes, the same draws) and its true brain mask.
 
@@ -216,7 +232,7 @@ def render_scan_with_mask(
     Returns:
         (scan, uint8 mask of 0 and 1 with the scan's shape and affine).
     """
-    return _render(anatomy, traits, age, rng, voxel_scale, with_mask=True)
+    return _render(anatomy, traits, age, rng, voxel_scale, exterior, with_mask=True)
 
 
 def _render(
@@ -225,21 +241,28 @@ def _render(
     age: float,
     rng: np.random.Generator,
     voxel_scale: float,
+    exterior: Exterior | None,
     with_mask: bool,
 ) -> tuple[nib.Nifti1Image, nib.Nifti1Image | None]:
     """The scan, and its true brain mask when asked (None otherwise); see render_scan_with_mask."""
     site = traits.site
     developmental_age = traits.developmental_age(age)
-    images = [_anatomy_intensity(anatomy, site, developmental_age)] + ([anatomy.brain] if with_mask else [])
+    neck_mm = 0.0 if exterior is None else exterior.neck_mm
+    images = [_anatomy_intensity(anatomy, site, developmental_age, exterior)]
+    images += [anatomy.brain] if with_mask or neck_mm > 0 else []
     image, *brain = _grow_and_deform(anatomy, images, traits, developmental_age)
-    image *= _bias_field(anatomy, site, rng, image.shape)
-    affine, shape = scan_affine(site, rng, voxel_scale)
+    grid_affine = anatomy.affine
+    if neck_mm > 0:
+        growth = _growth(traits, developmental_age)
+        image, brain[0], grid_affine = with_neck(image, brain[0], grid_affine, exterior, growth)
+    image *= _bias_field(grid_affine, site, rng, image.shape)
+    affine, shape = scan_affine(site, rng, voxel_scale, inferior_mm=neck_mm)
     # Slice profile: thick voxels average tissue along their axis (partial volume).
     excess_mm = np.maximum(world_voxel_size(site, voxel_scale) - TEMPLATE_RESOLUTION_MM, 0.0)
     world_axis_sigma = excess_mm / 2.355 / TEMPLATE_RESOLUTION_MM
     if world_axis_sigma.any():
         image = ndimage.gaussian_filter(image, world_axis_sigma)
-    to_template = np.linalg.inv(anatomy.affine) @ affine
+    to_template = np.linalg.inv(grid_affine) @ affine
     signal = ndimage.affine_transform(
         image, to_template, output_shape=shape, order=1, mode="constant", cval=0.0
     )

@@ -100,7 +100,7 @@ def world_voxel_size(site: Site, voxel_scale: float = 1.0) -> np.ndarray:
 
 
 def scan_affine(
-    site: Site, rng: np.random.Generator, voxel_scale: float = 1.0
+    site: Site, rng: np.random.Generator, voxel_scale: float = 1.0, inferior_mm: float = 0.0
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Scanner affine (voxel -> MNI mm) and shape of one acquisition: reoriented, oblique, shifted FOV.
 
@@ -108,19 +108,21 @@ def scan_affine(
         site: Acquisition site.
         rng: Random generator of this session.
         voxel_scale: Multiplies the site's voxel size (tests use 2 for speed).
+        inferior_mm: Field of view added below the site's (a protocol that covers the neck).
 
     Returns:
         The 4x4 affine and the volume shape.
     """
     directions = _axis_directions(site.orientation)
     voxel_size = np.array(site.voxel_size) * voxel_scale
-    world_extent = directions.T @ np.array(site.fov_mm)
+    extent = np.array(site.fov_mm) + [0.0, 0.0, inferior_mm]
+    world_extent = directions.T @ extent
     shape = tuple(
         int(round(abs(extent) / size)) for extent, size in zip(world_extent, voxel_size, strict=True)
     )
     rotation = _small_rotation(np.deg2rad(rng.uniform(-4.0, 4.0, 3)))
     linear = rotation @ directions @ np.diag(voxel_size)
-    centre = _FOV_CENTRE_MNI + rng.normal(0.0, 5.0, 3)
+    centre = _FOV_CENTRE_MNI - [0.0, 0.0, inferior_mm / 2.0] + rng.normal(0.0, 5.0, 3)
     affine = np.eye(4)
     affine[:3, :3] = linear
     affine[:3, 3] = centre - linear @ ((np.array(shape) - 1) / 2.0)

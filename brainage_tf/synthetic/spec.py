@@ -14,6 +14,7 @@ import numpy as np
 
 from brainage_tf.defaults import MAX_AGE_YEARS, MIN_AGE_YEARS
 from brainage_tf.errors import UsageError
+from brainage_tf.synthetic.exterior import EXTERIOR_OPTIONS
 from brainage_tf.synthetic.sampling import AGE_DISTRIBUTIONS, DEFAULT_AGE_DISTRIBUTION, nihpd_arms
 from brainage_tf.synthetic.sites import PROFILES
 from brainage_tf.synthetic.trajectories import MAX_SUPPORTED_AGE
@@ -43,6 +44,8 @@ class CohortSpec:
         voxel_scale: Multiplies every site's voxel size; 2 makes small scans for fast tests.
         age_distribution: First-visit ages, one of AGE_DISTRIBUTIONS: "log_uniform" or "nihpd"
             (an NIH-PD-shaped infant arm and school-age arm; brainage_tf.synthetic.sampling).
+        exterior: "fixed" (every site with the template's skull and scalp) or "varied" (each
+            site its own skull, scalp fat and neck coverage; brainage_tf.synthetic.exterior).
 
     Raises:
         UsageError: On creation, when an argument is out of range (one line naming it).
@@ -56,6 +59,7 @@ class CohortSpec:
     sessions: int = 1
     voxel_scale: float = 1.0
     age_distribution: str = DEFAULT_AGE_DISTRIBUTION
+    exterior: str = "fixed"
 
     def __post_init__(self) -> None:
         _check(self)
@@ -90,6 +94,8 @@ def _check(spec: CohortSpec) -> None:
         raise UsageError(
             f"age-distribution must be one of {', '.join(AGE_DISTRIBUTIONS)}, got {spec.age_distribution!r}"
         )
+    if spec.exterior not in EXTERIOR_OPTIONS:
+        raise UsageError(f"exterior must be one of {', '.join(EXTERIOR_OPTIONS)}, got {spec.exterior!r}")
     if spec.age_distribution == "nihpd":
         try:
             nihpd_arms(min_age, max_age)

@@ -41,6 +41,7 @@ class SyntheticConfig(CohortConfig):
         generator_workers: int | None = None,
         discovery_age_distribution: str = DEFAULT_AGE_DISTRIBUTION,
         replication_sessions: int | None = None,
+        exterior: str = "fixed",
         **kwargs,
     ):
         """Creates the config.
@@ -59,6 +60,8 @@ class SyntheticConfig(CohortConfig):
             "log_uniform" or "nihpd" (brainage_tf.synthetic.sampling); the replication
             profile is always log-uniform.
           replication_sessions: Visits per replication subject (None: `sessions`).
+          exterior: "fixed", or "varied": each site its own skull, scalp fat and neck
+            coverage (brainage_tf.synthetic.exterior), both profiles.
           **kwargs: CohortConfig arguments (name, grid, registration, strict).
         """
         super().__init__(**kwargs)
@@ -72,6 +75,7 @@ class SyntheticConfig(CohortConfig):
         self.generator_workers = generator_workers
         self.discovery_age_distribution = discovery_age_distribution
         self.replication_sessions = sessions if replication_sessions is None else replication_sessions
+        self.exterior = exterior
 
     def cohorts(self) -> list[tuple[str, CohortSpec]]:
         """(profile, spec) of both generated cohorts."""
@@ -87,6 +91,7 @@ class SyntheticConfig(CohortConfig):
                     sessions=self.sessions,
                     voxel_scale=self.voxel_scale,
                     age_distribution=self.discovery_age_distribution,
+                    exterior=self.exterior,
                 ),
             ),
             (
@@ -99,6 +104,7 @@ class SyntheticConfig(CohortConfig):
                     seed=self.seed + 1,
                     sessions=self.replication_sessions,
                     voxel_scale=self.voxel_scale,
+                    exterior=self.exterior,
                 ),
             ),
         ]
@@ -111,6 +117,7 @@ def cohort_folder_name(spec: CohortSpec) -> str:
         f"_ses{spec.sessions}_seed{spec.seed}_vox{spec.voxel_scale:g}"
         # Named only when not the default, so folders generated before the option are reused.
         + ("" if spec.age_distribution == DEFAULT_AGE_DISTRIBUTION else f"_{spec.age_distribution}")
+        + ("" if spec.exterior == "fixed" else f"_{spec.exterior}")
     )
 
 
