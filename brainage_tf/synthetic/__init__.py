@@ -6,13 +6,15 @@ tempo) and site and scanner effects, so the whole pipeline runs without access-c
 docs/synthetic.md gives the curves, the literature behind them and what the tests measure.
 
 Modules: ``trajectories`` (developmental curves), ``sites`` (site profiles and scanner geometry),
-``anatomy`` (the template anatomy), ``sampling`` (visit ages), ``spec`` (``CohortSpec``, what a
-cohort is), ``rendering`` (one subject's scan at one age), ``cohort`` (the BIDS writer) and
-``__main__`` (the command line, ``python -m brainage_tf.synthetic``).
+``anatomy`` (the template anatomy), ``exterior`` (each site's head outside the brain),
+``sampling`` (visit ages), ``spec`` (``CohortSpec``, what a cohort is), ``rendering`` (one
+subject's scan at one age), ``cohort`` (the BIDS writer) and ``__main__`` (the command line,
+``python -m brainage_tf.synthetic``).
 """
 
 from brainage_tf.synthetic.anatomy import TemplateAnatomy, load_template_anatomy
 from brainage_tf.synthetic.cohort import generate_cohort, plan_visits, true_brain_mask_path
+from brainage_tf.synthetic.exterior import EXTERIOR_OPTIONS, VARIED_EXTERIORS, Exterior
 from brainage_tf.synthetic.rendering import (
     SubjectTraits,
     draw_subject_traits,
@@ -35,12 +37,15 @@ from brainage_tf.synthetic.trajectories import (
 __all__ = [
     "AGE_DISTRIBUTIONS",
     "CohortSpec",
+    "EXTERIOR_OPTIONS",
+    "Exterior",
     "MAX_SUPPORTED_AGE",
     "PROFILES",
     "SITES",
     "Site",
     "SubjectTraits",
     "TemplateAnatomy",
+    "VARIED_EXTERIORS",
     "draw_subject_traits",
     "generate_cohort",
     "load_template_anatomy",
