@@ -22,7 +22,7 @@ from brainage_tf.preprocessing import GRIDS, PreprocessConfig, get_grid
 
 # Bump whenever `preprocess_scan`'s output changes for any input: datasets, runs and exports
 # recording another version are then refused instead of being fed differently preprocessed scans.
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2
 # Per-scan zero mean and unit standard deviation inside the template brain mask.
 NORMALIZATION = "zscore"
 RECORD_KEYS = (
