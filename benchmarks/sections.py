@@ -176,3 +176,12 @@ def input_pipeline(dataset: str, data_dir: str) -> dict:
         from_cache_volumes_per_s=count / timing.median,
         first_batch_s=first_batch["s"],
     )
+
+
+def registration_process(cases: int) -> list[dict]:
+    """Runs `registration_accuracy.py --json` in its own process (pinned to one core); returns its rows."""
+    command = [sys.executable, str(HERE / "registration_accuracy.py"), "--cases", str(cases), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -68,7 +68,7 @@ class _Level:
 LEVELS = (
     _Level(4, 1.0, 1e-2, 200, 1.0, False),
     _Level(2, 1.0, 1e-2, 200, 1.0, False),
-    _Level(1, 1.0, 1e-4, 100, 0.2, True),
+    _Level(1, 1.0, 1e-4, 200, 0.2, True),
 )
 # The template brain mask dilated by this many 2 mm voxels: the samples that carry the alignment
 # (brain, its border, the skull next to it); the far background is 70 % of the grid and cost.
