@@ -67,7 +67,7 @@ class _Level:
 # then 2 mm from a one-millimetre step down to a tenth of a micrometre, near the brain only.
 LEVELS = (
     _Level(4, 1.0, 1e-2, 200, 1.0, False),
-    _Level(2, 1.0, 1e-2, 200, 1.0, False),
+    _Level(2, 1.0, 1e-2, 200, 0.25, False),
     _Level(1, 1.0, 1e-4, 200, 0.2, True),
 )
 # The template brain mask dilated by this many 2 mm voxels: the samples that carry the alignment
