@@ -102,7 +102,7 @@ def _downsampled(image: nib.Nifti1Image) -> nib.Nifti1Image:
 def _pyramid(image) -> list:
     """``image`` at each level's shrink factor, coarse to fine, each coarser level the previous one halved.
 
-    Block averaging is the cheapest anti-aliasing; halving in steps rounds as the benchmark measured.
+    Block averaging is the cheapest anti-aliasing (milliseconds, against 0.1 s for a Gaussian).
     """
     import SimpleITK as sitk
 
