@@ -33,7 +33,7 @@ def test_affine_perturbed_template_registers_back_within_two_millimetres():
 
 
 def test_a_toddler_head_registers_the_same_in_another_pose():
-    """The pose of `benchmarks/registration_accuracy.py` on which the 2 y head failed (25 mm) before."""
+    """A pose of `benchmarks/registration_accuracy.py` that the 2 y head failed in version 1 (15 mm apart)."""
     rng = np.random.default_rng([20261204, 1])
     head = render_scan(load_template_anatomy(), draw_subject_traits(rng, "discovery"), 2.0, rng, 1.0)
     pose = np.array(
