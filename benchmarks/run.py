@@ -1,6 +1,6 @@
 """The benchmark behind every speed figure of brainage_tf: `python benchmarks/run.py [--quick]`.
 
-Six sections, measured in one run so that every ratio compares figures taken side by
+Seven sections, measured in one run so that every ratio compares figures taken side by
 side (absolute times drift on shared machines):
 
 1. ceilings: float32 and bfloat16 matmul GFLOP/s in TensorFlow;
@@ -13,7 +13,10 @@ side (absolute times drift on shared machines):
    `python -m brainage_tf.predict` end to end (preprocessing included) per scan;
 5. input pipeline: volumes per second tf.data delivers from the builder's TFRecords
    at the paper grid, as a multiple of what the fastest training step consumes;
-6. ingest scaling: Beam ingest in examples per second with 1 and 2 workers.
+6. ingest scaling: Beam ingest in examples per second with 1 and 2 workers;
+7. affine registration on one core: seconds per 1 mm 197x233x189 scan and the corner
+   error against known affines (`registration_accuracy.py`); and `predict` with affine
+   registration and 2 preprocessing workers over the generated scans, in scans per hour.
 
 Prints the tables and writes them as JSON (`--out`, default benchmarks/results.json).
 The full run takes under 30 minutes on 2 cores, `--quick` (fewer steps, rounds,
@@ -53,6 +56,8 @@ SIZES = {
     "serving_calls": (3, 2),
     "subjects": (100, 20),
     "predict_scans": (8, 4),
+    "registration_cases": (4, 1),
+    "affine_predict_scans": (100, 10),
 }
 
 
@@ -146,6 +151,23 @@ def print_tables(results: dict) -> None:
             f"| {row['grid']} | {row['subjects']} | {row['workers']} | {row['seconds']:.1f} | "
             f"{row['examples_per_s']:.2f} | {row.get('speedup', '')} |"
         )
+    template, every = results["registration"][0], results["registration"][-1]
+    print(
+        f"\nAffine registration, one core: {template['median_s']:.2f} s per 1 mm "
+        f"{'x'.join(map(str, template['shape']))} scan; corner error over {every['cases']} registrations "
+        f"mean {every['mean_mm']:.2f} mm, max {every['max_mm']:.2f} mm, {every['failures']} failures\n"
+    )
+    print("| head | mean mm | max mm | failures | median s |")
+    print("|---|---:|---:|---:|---:|")
+    for row in results["registration"]:  # no error where every registration of a head failed
+        mean, worst = (f"{row[key]:.2f}" if row[key] is not None else "n/a" for key in ("mean_mm", "max_mm"))
+        print(f"| {row['head']} | {mean} | {worst} | {row['failures']} | {row['median_s']:.2f} |")
+    affine = results["predict_affine"]
+    print(
+        f"\n`predict` with affine registration ({DEFAULT_MODEL} float32, paper grid, {affine['workers']} "
+        f"workers): {affine['scans']} scans in {affine['seconds']:.0f} s, "
+        f"{affine['scans_per_hour']:.0f} scans per hour"
+    )
     load = results["machine"]["load_average_at_start"], results["load_average_at_end"]
     print(
         f"\n(total {results['seconds']:.0f} s, load average {load[0]:.1f} at start, {load[1]:.1f} at end; "
@@ -168,6 +190,8 @@ def main() -> None:
     try:
         log("1. matmul ceilings")
         results["ceilings"] = sections.matmul_ceilings(size["matmul_size"], size["matmul_calls"])
+        log("7. affine registration, one core")
+        results["registration"] = sections.registration_process(size["registration_cases"])
         log("2-3. training steps, one process per configuration")
         results["training"] = sections.training(
             model_names(), PRECISIONS, frameworks, size["train_steps"], size["train_rounds"], log
@@ -200,6 +224,13 @@ def main() -> None:
                     row["predict"] = sections.predict_end_to_end(export_dir, scans, work_dir)
                 results["inference"].append(row)
                 log(f"  {model} {precision}: {row}")
+
+        log("7. predict with affine registration, 2 workers")
+        export_dir = sections.export_untrained(DEFAULT_MODEL, "float32", work_dir, registration="affine")
+        every_scan = sorted(Path(small["bids"][0]).glob("sub-*/anat/*_T1w.nii.gz"))
+        results["predict_affine"] = sections.predict_scans_per_hour(
+            export_dir, every_scan[: size["affine_predict_scans"]], work_dir, workers=2
+        )
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -88,7 +88,7 @@ def training(models, precisions, frameworks, steps: int, rounds: int, log) -> li
     return rows
 
 
-def export_untrained(model: str, precision: str, work_dir: Path) -> Path:
+def export_untrained(model: str, precision: str, work_dir: Path, registration: str = "none") -> Path:
     """Exports a freshly initialised model on the paper grid through `export_run` (as a run would)."""
     from brainage_tf.models import build_model
     from brainage_tf.preprocessing import PreprocessConfig
@@ -98,11 +98,11 @@ def export_untrained(model: str, precision: str, work_dir: Path) -> Path:
     from brainage_tf.training.run_directory import RunDirectory
 
     # The record training would copy from synthetic_cohort/paper, so predict can preprocess for it.
-    record = preprocessing_record(PreprocessConfig(grid="paper", registration="none"))
+    record = preprocessing_record(PreprocessConfig(grid="paper", registration=registration))
     config = TrainConfig.paper().replace(
         model=model, dataset="synthetic_cohort/paper", precision=precision, preprocessing=record
     )
-    run = RunDirectory(work_dir / f"run_{model}_{precision}")
+    run = RunDirectory(work_dir / f"run_{model}_{precision}_{registration}")
     run.start(config, resume=False)
     run.save_model(build_model(volume_shape=PAPER_SHAPE, **config.model_arguments()))
     return export.export_run(run.path)
@@ -137,6 +137,24 @@ def predict_end_to_end(export_dir: Path, scans: list[Path], work_dir: Path) -> d
     timing = time_calls(run_once, 1)
     return dict(
         scans=len(scans), s_per_scan=timing.median / len(scans), cold_s_per_scan=timing.first / len(scans)
+    )
+
+
+def predict_scans_per_hour(export_dir: Path, scans: list[Path], work_dir: Path, workers: int) -> dict:
+    """`python -m brainage_tf.predict --workers N` once over ``scans``, cold as a user runs it."""
+    from brainage_tf import predict
+
+    out = work_dir / f"predictions_{export_dir.parent.parent.name}_per_hour.csv"
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = predict.main(
+            ["--model", str(export_dir), *map(str, scans), "--out", str(out), "--workers", str(workers)]
+        )
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"predict exited with {code} on {len(scans)} scans")
+    return dict(
+        scans=len(scans), workers=workers, seconds=seconds, scans_per_hour=3600 * len(scans) / seconds
     )
 
 
@@ -176,3 +194,12 @@ def input_pipeline(dataset: str, data_dir: str) -> dict:
         from_cache_volumes_per_s=count / timing.median,
         first_batch_s=first_batch["s"],
     )
+
+
+def registration_process(cases: int) -> list[dict]:
+    """Runs `registration_accuracy.py --json` in its own process (pinned to one core); returns its rows."""
+    command = [sys.executable, str(HERE / "registration_accuracy.py"), "--cases", str(cases), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -22,7 +22,7 @@ from brainage_tf.preprocessing import GRIDS, PreprocessConfig, get_grid
 
 # Bump whenever `preprocess_scan`'s output changes for any input: datasets, runs and exports
 # recording another version are then refused instead of being fed differently preprocessed scans.
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2
 # Per-scan zero mean and unit standard deviation inside the template brain mask.
 NORMALIZATION = "zscore"
 RECORD_KEYS = (
@@ -59,15 +59,27 @@ def preprocessing_record(config: PreprocessConfig) -> dict:
     }
 
 
+# Version 2 changed affine registration only: a version-1 record without it describes the same volumes.
+_UNREGISTERED_SAME_AS = {1: 2}
+
+
 def upgraded_record(record: object) -> object:
-    """A record in today's keys: an older record's ``brain_mask`` true/false reads as ``skull_strip``
-    "template"/"none" (what that setting did), so datasets, runs and exports made before the
-    skull-stripping modes keep working. Anything else is returned as it is.
+    """A record in today's keys and version where its volumes are today's.
+
+    An older record's ``brain_mask`` true/false reads as ``skull_strip`` "template"/"none" (what
+    that setting did), and a version-1 record with ``registration`` "none" as version 2 (version 2
+    changed the affine registration only), so datasets, runs and exports made before keep working.
+    Anything else is returned as it is.
     """
-    if not isinstance(record, dict) or "brain_mask" not in record or "skull_strip" in record:
+    if not isinstance(record, dict):
         return record
-    upgraded = {key: value for key, value in record.items() if key != "brain_mask"}
-    upgraded["skull_strip"] = "template" if record["brain_mask"] else "none"
+    upgraded = dict(record)
+    if "brain_mask" in upgraded and "skull_strip" not in upgraded:
+        upgraded["skull_strip"] = "template" if upgraded.pop("brain_mask") else "none"
+    if upgraded.get("registration") == "none" and upgraded.get("version") in _UNREGISTERED_SAME_AS:
+        upgraded["version"] = _UNREGISTERED_SAME_AS[upgraded["version"]]
+    if upgraded == record:
+        return record
     return {key: upgraded[key] for key in [*RECORD_KEYS, *upgraded] if key in upgraded}
 
 

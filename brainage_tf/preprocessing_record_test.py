@@ -68,6 +68,15 @@ def test_a_missing_record_key_or_another_version_is_refused():
         preprocess_config_from_record({**record, "version": newer})
 
 
+def test_a_version_1_record_reads_as_today_without_registration_only():
+    """Version 2 changed the affine registration: unregistered version-1 datasets keep working."""
+    unregistered = preprocessing_record(PreprocessConfig(grid="small", registration="none"))
+    assert check_record({**unregistered, "version": 1}) == unregistered
+    registered = preprocessing_record(PreprocessConfig(grid="small", registration="affine"))
+    with pytest.raises(PreprocessingRecordError, match="preprocessing version is 1, this package's is 2$"):
+        check_record({**registered, "version": 1})
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [

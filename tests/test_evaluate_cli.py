@@ -10,6 +10,7 @@ import pytest
 from toy_data import TINY_RUN_FLAGS, store_toy_tfds, toy_cohort, toy_record
 
 from brainage_tf import evaluate, train
+from brainage_tf.preprocessing_record import PREPROCESSING_VERSION
 
 SHAPE = (16, 20, 14)
 
@@ -216,7 +217,10 @@ def test_non_finite_predictions_are_kept_listed_and_counted():
         (["--ages", "40", "50"], "is aged 40.0-50.0"),
         (["--dataset", "toy_other/tiny"], "the run's model takes volumes of shape (16, 20, 14)"),
         (["--dataset", "toy_affine/tiny"], "(run vs dataset: registration 'none' vs 'affine')"),
-        (["--dataset", "toy_v0/tiny"], "its preprocessing version is 0, this package's is 1"),
+        (
+            ["--dataset", "toy_v0/tiny"],
+            f"its preprocessing version is 0, this package's is {PREPROCESSING_VERSION}",
+        ),
         (["--conformal-level", "1.5"], "--conformal-level"),
     ],
 )

@@ -19,7 +19,7 @@ from brainage_tf import evaluate, export, train
 from brainage_tf.errors import UsageError
 from brainage_tf.evaluation.calibration import BiasCorrection, ConformalIntervals
 from brainage_tf.preprocessing import PreprocessConfig
-from brainage_tf.preprocessing_record import preprocessing_record
+from brainage_tf.preprocessing_record import PREPROCESSING_VERSION, preprocessing_record
 from brainage_tf.serving import export as serving_export
 from brainage_tf.serving.metadata import next_version
 from brainage_tf.training.config import TrainConfig
@@ -248,7 +248,8 @@ def test_the_preprocessing_keys_come_from_the_record_not_the_dataset_name(regist
         assert metadata["registration"] == registration
     with pytest.raises(UsageError, match=r"grid shape \[64, 80, 56\], but its model takes .* \(24, 30, 21\)"):
         serving_export.export_metadata(config, (24, 30, 21), "best", {})
-    with pytest.raises(UsageError, match="preprocessing version is 0, this package's is 1; retrain"):
+    expected = f"preprocessing version is 0, this package's is {PREPROCESSING_VERSION}; retrain"
+    with pytest.raises(UsageError, match=expected):
         serving_export.export_metadata(
             config.replace(preprocessing={**record, "version": 0}), SHAPE, "best", {}
         )

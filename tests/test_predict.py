@@ -333,7 +333,8 @@ def test_usage_errors_are_one_line_and_exit_2(setup, tmp_path, capsys):
         for name, changed in (
             ("toy", toy_record((16, 20, 14))),
             ("unrecorded", None),
-            ("older", {**record, "version": PREPROCESSING_VERSION - 1}),
+            # Registered: an unregistered version-1 record reads as today's (preprocessing_record).
+            ("older", {**record, "version": PREPROCESSING_VERSION - 1, "registration": "affine"}),
         )
     }
     cases = {
