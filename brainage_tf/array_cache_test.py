@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from brainage_tf import array_cache
-from brainage_tf import preprocessing as prep
+from brainage_tf import array_cache, grids
 
 ARRAYS = {
     "template": np.linspace(-1.0, 1.0, 60, dtype=np.float32).reshape(3, 4, 5),
@@ -76,19 +75,19 @@ def test_the_key_changes_with_every_part():
 
 
 def test_the_template_on_a_grid_reloads_equal_to_the_bit(cache, monkeypatch):
-    grid = prep.get_grid("tiny")
-    prep.template_on_grid.cache_clear()
-    built_template, built_mask = prep.template_on_grid(grid)
-    prep.template_on_grid.cache_clear()
+    grid = grids.get_grid("tiny")
+    grids.template_on_grid.cache_clear()
+    built_template, built_mask = grids.template_on_grid(grid)
+    grids.template_on_grid.cache_clear()
 
     def no_build(_grid):
         raise AssertionError("the template was built again instead of loaded")
 
-    monkeypatch.setattr(prep, "_build_template_on_grid", no_build)
+    monkeypatch.setattr(grids, "_build_template_on_grid", no_build)
     try:
-        template, mask = prep.template_on_grid(grid)
+        template, mask = grids.template_on_grid(grid)
     finally:
-        prep.template_on_grid.cache_clear()
+        grids.template_on_grid.cache_clear()
     assert mask.dtype == bool and mask.sum() > 0
     np.testing.assert_array_equal(template, built_template)
     np.testing.assert_array_equal(mask, built_mask)
