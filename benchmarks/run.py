@@ -1,6 +1,6 @@
 """The benchmark behind every speed figure of brainage_tf: `python benchmarks/run.py [--quick]`.
 
-Seven sections, measured in one run so that every ratio compares figures taken side by
+Eight sections, measured in one run so that every ratio compares figures taken side by
 side (absolute times drift on shared machines):
 
 1. ceilings: float32 and bfloat16 matmul GFLOP/s in TensorFlow;
@@ -16,11 +16,14 @@ side (absolute times drift on shared machines):
 6. ingest scaling: Beam ingest in examples per second with 1 and 2 workers;
 7. affine registration on one core: seconds per 1 mm 197x233x189 scan and the corner
    error against known affines (`registration_accuracy.py`); and `predict` with affine
-   registration and 2 preprocessing workers over the generated scans, in scans per hour.
+   registration and 2 preprocessing workers over the generated scans, in scans per hour;
+8. the README's main job from scratch (`python -m brainage_tf.train` with a new data dir), its
+   best validation MAE, and on its run what an evaluation spends on the run's calibration
+   (`evaluation_calibration.py`: the forward pass over train it replaced, a fit, a reuse).
 
 Prints the tables and writes them as JSON (`--out`, default benchmarks/results.json).
-The full run takes under 30 minutes on 2 cores, `--quick` (fewer steps, rounds,
-subjects and models) under 5.
+The full run takes under 40 minutes on 2 cores, `--quick` (fewer steps, rounds,
+subjects and models, no section 8) under 5.
 """
 
 from __future__ import annotations
@@ -168,6 +171,18 @@ def print_tables(results: dict) -> None:
         f"workers): {affine['scans']} scans in {affine['seconds']:.0f} s, "
         f"{affine['scans_per_hour']:.0f} scans per hour"
     )
+    if "main_job" in results:
+        job, calibration = results["main_job"], results["evaluation_calibration"]
+        print(
+            f"\nMain job from scratch (`python -m brainage_tf.train`, a new data dir): "
+            f"{job['seconds']:.0f} s, {job['training_s']:.0f} s of it training; "
+            f"best validation MAE {job['best_val_mae']:.3f} y"
+        )
+        print(
+            f"Evaluation's calibration on that run ({calibration['train_scans']} train scans, small grid): "
+            f"the forward pass over train it replaced {calibration['forward']:.1f} s, a fit "
+            f"{calibration['fit']:.1f} s, reused while current {calibration['reused']:.2f} s"
+        )
     load = results["machine"]["load_average_at_start"], results["load_average_at_end"]
     print(
         f"\n(total {results['seconds']:.0f} s, load average {load[0]:.1f} at start, {load[1]:.1f} at end; "
@@ -231,6 +246,12 @@ def main() -> None:
         results["predict_affine"] = sections.predict_scans_per_hour(
             export_dir, every_scan[: size["affine_predict_scans"]], work_dir, workers=2
         )
+        if not args.quick:
+            log("8. the main job from scratch, then the evaluation's calibration on its run")
+            results["main_job"] = sections.main_job(work_dir)
+            results["evaluation_calibration"] = sections.evaluation_calibration(
+                Path(results["main_job"]["run_dir"]), work_dir
+            )
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -203,3 +205,41 @@ def registration_process(cases: int) -> list[dict]:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main_job(work_dir: Path) -> dict:
+    """The README's main job, `python -m brainage_tf.train`, from scratch: a new data dir and run folder.
+
+    Returns its wall seconds (generation, ingest, training and export), the seconds its final line
+    gives for training, the best validation MAE and the run directory.
+    """
+    folder = work_dir / "main_job"
+    folder.mkdir()
+    env = {**os.environ, "TFDS_DATA_DIR": str(folder / "tensorflow_datasets")}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "brainage_tf.train"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m brainage_tf.train failed:\n{done.stderr[-2000:]}")
+    final = re.search(r"done in (\d+) s: best validation MAE ([\d.]+) y", done.stdout)
+    run_dir = re.search(r"^run directory: (.+)$", done.stdout, re.MULTILINE)
+    if final is None or run_dir is None:
+        raise RuntimeError(f"python -m brainage_tf.train ended without its summary:\n{done.stdout[-2000:]}")
+    return dict(
+        seconds=seconds,
+        training_s=float(final.group(1)),
+        best_val_mae=float(final.group(2)),
+        run_dir=run_dir.group(1).strip(),
+    )
+
+
+def evaluation_calibration(run_dir: Path, work_dir: Path) -> dict:
+    """`evaluation_calibration.measure` on a finished run: the forward pass it replaced, fit and reuse."""
+    from evaluation_calibration import measure
+
+    work = work_dir / "evaluation_calibration"
+    work.mkdir()
+    return measure(run_dir, work)

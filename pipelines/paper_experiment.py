@@ -1,6 +1,7 @@
 """The paper's whole experiment with both models in one command: `python -m pipelines.paper_experiment`.
 
     python -m pipelines.paper_experiment --cohort synthetic --out DIR [--size full|tiny] [--data-dir D]
+        [--discovery synthetic_cohort/CONFIG]
     python -m pipelines.paper_experiment --cohort real --out DIR [--discovery nihpd/paper]
         [--replication mghbch/paper] [--data-dir D] [--replication-data-dir D2] [--replication-split test]
     ... [--seeds K] [--seed FIRST]: every model and setting trained K times, tables as mean ± SD
@@ -61,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, required=True, help="Experiment folder (a rerun with the same flags resumes).")
     add("--size", choices=tuple(SYNTHETIC_SIZES), help="synthetic: full (22 min) or tiny (a test).")
     add("--data-dir", "--data_dir", dest="data_dir", help="TFDS data dir (of the discovery dataset).")
-    add("--discovery", help="real: TFDS name/config of your discovery build (default nihpd/paper).")
+    add(
+        "--discovery",
+        help="real: TFDS name/config of your discovery build (default nihpd/paper); synthetic: a "
+        "synthetic_cohort config built in --data-dir (e.g. another exterior or skull stripping), whose "
+        "replication split is the replication cohort (default: the --size's config).",
+    )
     add("--replication", help="real: TFDS name/config of your replication build (default mghbch/paper).")
     add("--replication-data-dir", help="real: its TFDS data dir (default: --data-dir).")
     add("--replication-split", help="real: its split (default test; the synthetic cohort's is replication).")
@@ -76,11 +82,12 @@ def experiment_plan(args: argparse.Namespace) -> dict:
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}.")
     if args.cohort == "synthetic":
-        given = [flag for flag in ("discovery", "replication", "replication_data_dir", "replication_split")
+        given = [flag for flag in ("replication", "replication_data_dir", "replication_split")
                  if getattr(args, flag) is not None]  # fmt: skip
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')} applies to --cohort real only.")
         dataset, changes = SYNTHETIC_SIZES[args.size or "full"]
+        dataset = args.discovery or dataset
         base = TrainConfig.demo().replace(**changes)
         replication = (dataset, "replication", None)
     else:

@@ -180,13 +180,31 @@ def test_each_run_has_its_setting_model_and_seed():
     assert (config.max_age, config.epochs, config.learning_rate) == (6.0, 4, 1e-4)
 
 
+def test_a_synthetic_discovery_build_is_also_the_replication_cohort_with_the_sizes_training():
+    def plan(*flags):
+        args = paper_experiment.build_parser().parse_args(
+            ["--cohort", "synthetic", "--out", "x", "--data-dir", "D", *flags]
+        )
+        return paper_experiment.experiment_plan(args)
+
+    default, varied = plan(), plan("--discovery", "synthetic_cohort/varied_deepbet")
+    assert default["discovery"] == "synthetic_cohort/experiment"
+    assert varied["discovery"] == varied["config"]["dataset"] == "synthetic_cohort/varied_deepbet"
+    assert varied["replication"] == {
+        "dataset": "synthetic_cohort/varied_deepbet",
+        "split": "replication",
+        "data_dir": "D",
+    }
+    assert varied["config"]["epochs"] == default["config"]["epochs"] == 20
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--cohort", "real", "--size", "tiny"], "--size applies to --cohort synthetic only"),
         (
-            ["--cohort", "synthetic", "--discovery", "nihpd/paper"],
-            "--discovery applies to --cohort real only",
+            ["--cohort", "synthetic", "--replication", "mghbch/paper"],
+            "--replication applies to --cohort real only",
         ),
         (["--cohort", "real", "--discovery", "nihpd"], "dataset 'nihpd' must be a TFDS name/config"),
         (["--cohort", "hospital"], "argument --cohort: invalid choice: 'hospital'"),
