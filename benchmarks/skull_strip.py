@@ -1,11 +1,12 @@
 """Dice of each skull-stripping mode against the synthetic cohort's true brain masks; seconds and peak RSS.
 
 Run: python benchmarks/skull_strip.py [--per-band 5] [--grid paper] [--modes template deepbet]
-     [--registration affine]
+     [--registration affine] [--exterior varied]
 
 Generates, for each site profile (discovery: 1.5 T, 1-1.5 mm and 3 mm slices; replication: 3 T,
 1 mm) and each age band (0-2, 2-6, 6-12, 12-22 y), `--per-band` subjects at full resolution with
-their true brain masks (`derivatives/brainmask`). Each mode then preprocesses every scan in a fresh
+their true brain masks (`derivatives/brainmask`); `--exterior varied` gives each site its own skull,
+scalp fat and neck (`brainage_tf.synthetic.exterior`). Each mode then preprocesses every scan in a fresh
 process (registration `none` by default: synthetic scans are in MNI space; with `affine`, each scan
 is registered to MNI152 and the truth is carried by the same transform), which reports its peak RSS
 (`ru_maxrss`) when it ends; `none` is the baseline without a mask. Dice compares the mask a mode
@@ -35,7 +36,7 @@ PROFILES = ("discovery", "replication")
 CHILD_TIMEOUT_S = 7200
 
 
-def _generate(root: Path, per_band: int, seed: int) -> list[dict]:
+def _generate(root: Path, per_band: int, seed: int, exterior: str) -> list[dict]:
     """Both profiles' subjects of every band; one dict per scan (path, truth, age, profile, site)."""
     import pandas as pd
 
@@ -45,7 +46,9 @@ def _generate(root: Path, per_band: int, seed: int) -> list[dict]:
     for profile in PROFILES:
         for band, (low, high) in enumerate(BANDS):
             folder = root / f"{profile}-{band}"
-            spec = CohortSpec(per_band, min_age=low, max_age=high, profile=profile, seed=seed + band)
+            spec = CohortSpec(
+                per_band, min_age=low, max_age=high, profile=profile, seed=seed + band, exterior=exterior
+            )
             generate_cohort(folder, spec, workers=2)
             participants = pd.read_csv(folder / "participants.tsv", sep="\t")
             for row in participants.itertuples():
@@ -206,6 +209,7 @@ def main() -> None:
     parser.add_argument("--registration", default="none", choices=("none", "affine"))
     parser.add_argument("--modes", nargs="+", default=["none", "template", "deepbet"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exterior", default="fixed", choices=("fixed", "varied"))
     parser.add_argument("--keep", type=Path, help="Keep the generated cohorts and results in this folder.")
     parser.add_argument(
         "--child", nargs=5, metavar=("MODE", "GRID", "REG", "SCANS", "OUT"), help=argparse.SUPPRESS
@@ -218,7 +222,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     scans_json = root / "scans.json"
     if not scans_json.exists():
-        scans = _generate(root, args.per_band, args.seed)
+        scans = _generate(root, args.per_band, args.seed, args.exterior)
         noise = [
             dict(path=path, truth="", age=float("nan"), profile="", site="") for path in _noise_volumes(root)
         ]
