@@ -176,10 +176,10 @@ def main() -> int:
         beam = ("--runner", "DirectRunner", "--beam_pipeline_options", options)
         runs.append(("DirectRunner, multi_processing, 2 workers", out, measure(command(out, *beam), [])))
     pool = job_service = None
-    if "portable" not in args.skip or args.kill_at_rows is not None:
-        pool = WorkerPool(free_port(), args.work_dir / "worker_pool.log")
-        job_service = JobService(free_port(), args.work_dir / "job_service.log")
     try:
+        if "portable" not in args.skip or args.kill_at_rows is not None:
+            pool = WorkerPool(free_port(), args.work_dir / "worker_pool.log")
+            job_service = JobService(free_port(), args.work_dir / "job_service.log")
         options = portable_options(pool.port, job_service.port, PORTABLE_WORKERS) if pool else ""
         portable = ("--beam_pipeline_options", options)
         services = [pool.pid, job_service.pid] if pool else []

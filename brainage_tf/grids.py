@@ -105,8 +105,13 @@ def template_on_grid(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
 
 def _build_template_on_grid(grid: Grid) -> dict[str, np.ndarray]:
     template, mask = mni152_images()
-    mask_on_grid = nibabel.processing.resample_from_to(mask, (grid.shape, grid.affine), order=1, cval=0.0)
-    return {
-        "template": resample_image(template, grid.shape, grid.affine),
-        "mask": np.asarray(mask_on_grid.dataobj) >= 0.5,
-    }
+    return {"template": resample_image(template, grid.shape, grid.affine), "mask": mask_onto_grid(mask, grid)}
+
+
+def mask_onto_grid(mask: nibabel.Nifti1Image, grid: Grid) -> np.ndarray:
+    """A brain mask carried onto ``grid``: where it interpolates (trilinear) to 0.5 or more.
+
+    The template's mask and a scan's own (`brainage_tf.skull_strip.mask_on_grid`) are carried alike.
+    """
+    on_grid = nibabel.processing.resample_from_to(mask, (grid.shape, grid.affine), order=1, cval=0.0)
+    return np.asarray(on_grid.dataobj) >= 0.5

@@ -21,10 +21,10 @@ import warnings
 from typing import Literal, get_args
 
 import nibabel as nib
-import nibabel.processing
 import numpy as np
 
 from brainage_tf.errors import ImplausibleBrainMaskError, SkullStripUnavailableError
+from brainage_tf.grids import Grid, mask_onto_grid
 
 SkullStripMode = Literal["none", "template", "deepbet"]
 SKULL_STRIP_MODES: tuple[str, ...] = get_args(SkullStripMode)
@@ -179,17 +179,14 @@ def check_learned_mask(data: np.ndarray, mask: np.ndarray, voxel_volume_mm3: flo
     return volume, float(np.count_nonzero(mask)) / mask.size
 
 
-def mask_on_grid(mask: np.ndarray, affine: np.ndarray, grid, source_path: str | None) -> np.ndarray:
-    """A mask in the scan's (registered) space carried onto a `preprocessing.Grid`: where it
-    interpolates (trilinear) to 0.5 or more, as the template's mask is carried.
+def mask_on_grid(mask: np.ndarray, affine: np.ndarray, grid: Grid, source_path: str | None) -> np.ndarray:
+    """A mask in the scan's (registered) space carried onto the grid as the template's mask is.
 
     Raises:
         ImplausibleBrainMaskError: no voxel of the mask lands on the grid (the brain lies outside
             the grid's field of view).
     """
-    image = nib.Nifti1Image(mask.astype(np.float32), affine)
-    on_grid = nibabel.processing.resample_from_to(image, (grid.shape, grid.affine), order=1, cval=0.0)
-    brain = np.asarray(on_grid.dataobj) >= 0.5
+    brain = mask_onto_grid(nib.Nifti1Image(mask.astype(np.float32), affine), grid)
     if not brain.any():
         raise ImplausibleBrainMaskError(
             source_path, f"the brain mask lands outside the {grid.name} grid (is the scan in MNI space?)"

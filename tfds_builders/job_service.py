@@ -35,8 +35,6 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from brainage_tf.ingest.direct_runner import TESTED_BEAM, serialize_buffered_writes
 
 _LOGGER = logging.getLogger(__name__)
-# Printed once the server listens; `tfds_builders.portable.JobService` waits for it.
-LISTENING = "job service listening on port"
 
 
 class ParallelWorkersJob(local_job_service.BeamJob):
@@ -75,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    print(f"{LISTENING} {port}", flush=True)
+    print(f"job service listening on port {port}", flush=True)  # for whoever started it by hand
     try:
         stopped.wait()
     finally:
