@@ -54,10 +54,17 @@ def ensure_prepared(
     if name != EMBEDDED_DATASET:
         return
     # Registered, the builder's VERSION decides, not the files: a folder an older version prepared is rebuilt.
-    import tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder  # noqa: F401
+    from tfds_builders.synthetic_cohort.synthetic_cohort_dataset_builder import Builder
 
     if data.is_prepared(dataset, data_dir):
         return
+    if config and config not in Builder.builder_configs:  # a JSON config is built by `tfds build` only
+        configs = ", ".join(Builder.builder_configs)
+        raise DatasetError(
+            f"{dataset} is not prepared in {data_dir}, and {config!r} is not one of the builder's configs "
+            f"({configs}); build it first: tfds build tfds_builders/synthetic_cohort "
+            f'--data_dir {data_dir} --config \'{{"name": "{config}", ...}}\' (docs/ingest.md)'
+        )
     log(f"building the embedded {dataset} dataset in {data_dir} (first run only)")
     try:
         summary_line = build_synthetic_cohort(

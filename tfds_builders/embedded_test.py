@@ -4,8 +4,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
+from brainage_tf.errors import DatasetError
+from tfds_builders import embedded
 from tfds_builders.cohort_builder import CohortBuilder
 
 # A fresh interpreter, where no test has registered the synthetic_cohort builder yet.
@@ -33,3 +36,14 @@ def test_a_dataset_an_older_builder_version_prepared_is_rebuilt(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "['tiny']"
+
+
+def test_an_unknown_config_that_is_not_prepared_is_one_line_naming_how_to_build_it(tmp_path):
+    lines = []
+    with pytest.raises(DatasetError) as refused:
+        embedded.ensure_prepared("synthetic_cohort/varied_mine", str(tmp_path), log=lines.append)
+    message = str(refused.value)
+    assert "\n" not in message and lines == []  # refused before anything is built
+    start = f"synthetic_cohort/varied_mine is not prepared in {tmp_path}, and 'varied_mine' is not one"
+    assert message.startswith(start)
+    assert "small, " in message and '--config \'{"name": "varied_mine", ...}\'' in message
